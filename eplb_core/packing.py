@@ -1,0 +1,261 @@
+"""Balanced packing: n weighted items into m packs of exactly n/m items each, per row.
+
+``greedy`` is DeepSeek's published LPT (heaviest item first, to the lightest pack with room).
+``hybrid`` is a multi-start search: many candidate orderings per row, each placed greedily, then
+refined by swaps between the heaviest pack and the others; the candidate with the smallest max
+pack load wins. Candidate 0 is the greedy's packing, and a swap is only taken when it lowers the
+larger of the two loads it touches, so the hybrid's max load is never above the greedy's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Algorithm = Literal["greedy", "hybrid"]
+ALGORITHMS: tuple[str, ...] = ("greedy", "hybrid")
+
+NOISE = 0.2  # multiplicative noise of the noisy-LPT candidates: key = w * (1 + NOISE * U[0,1))
+_SWAP_ELEMENTS = 1 << 22  # bound on the [problems, k, m, k] swap-score tensor per chunk
+
+
+def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorithm = "hybrid",
+                     num_candidates: int = 128, num_rounds: int = 20,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pack each row's n items into ``num_packs`` packs of n/num_packs items, balancing loads.
+
+    Parameters:
+        weight: [rows, n], float; n must be a multiple of num_packs
+        num_packs: number of packs m
+        algorithm: "greedy" (published LPT) or "hybrid" (multi-start + swaps)
+        num_candidates: hybrid only, candidate orderings per row (candidate 0 is pure LPT)
+        num_rounds: hybrid only, swap rounds at most
+        generator: hybrid only, the source of every random draw (on weight's device)
+
+    Returns:
+        pack_index: [rows, n], int64, the pack of each item
+        rank_in_pack: [rows, n], int64, the item's position within its pack
+    """
+    rows, n = weight.shape
+    if n % num_packs:
+        raise ValueError(f"{n} items cannot be split evenly into {num_packs} packs")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+    per_pack = n // num_packs
+    if per_pack == 1:
+        pack_index = torch.arange(n, dtype=torch.int64, device=weight.device).expand(rows, n)
+        return pack_index.contiguous(), torch.zeros_like(pack_index)
+    pack_index, rank_in_pack = greedy_packing(weight, num_packs)
+    # LPT is optimal for two items per pack (it pairs the i-th heaviest with the i-th lightest).
+    if algorithm == "greedy" or per_pack == 2 or num_candidates <= 1 or rows == 0:
+        return pack_index, rank_in_pack
+    return _hybrid_packing(weight, pack_index, num_packs, num_candidates, num_rounds, generator)
+
+
+def greedy_packing(weight: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepSeek's LPT, batched over rows: items by decreasing weight, each to the lightest
+    pack that has room (lowest index on ties), with float32 sums in the same order.
+
+    weight: [rows, n] -> pack_index, rank_in_pack: [rows, n]
+    """
+    order = weight.sort(-1, descending=True).indices
+    sorted_pack = _lpt(weight.gather(1, order), num_packs)
+    pack_index = torch.empty_like(sorted_pack).scatter_(1, order, sorted_pack)
+    rank_in_pack = torch.empty_like(sorted_pack).scatter_(1, order, _rank_in_pack(sorted_pack, num_packs))
+    return pack_index, rank_in_pack
+
+
+def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> torch.Tensor:
+    """The pack of each item, for items in decreasing weight order: [rows, n] -> [rows, n].
+
+    When the m-1 heaviest items of every row are positive, the first m items go to packs
+    0..m-1, one each, so the loop starts after them. With two items per pack, the second round
+    then fills packs lightest first, lowest index on ties: a stable sort of their loads.
+    """
+    rows, n = sorted_weight.shape
+    per_pack = n // num_packs
+    device = sorted_weight.device
+    if bool((sorted_weight[:, num_packs - 2] > 0).all()) if num_packs > 1 else True:
+        first = torch.arange(num_packs, device=device).expand(rows, num_packs)
+        loads = sorted_weight[:, :num_packs].clone()
+        if per_pack == 2:
+            return torch.cat([first, loads.sort(dim=1, stable=True).indices], 1)
+        counts = torch.ones(rows, num_packs, dtype=torch.int64, device=device)
+        packs, start = [first], num_packs
+    else:
+        loads = torch.zeros(rows, num_packs, dtype=sorted_weight.dtype, device=device)
+        counts = torch.zeros(rows, num_packs, dtype=torch.int64, device=device)
+        packs, start = [], 0
+    one = torch.ones(rows, 1, dtype=torch.int64, device=device)
+    # Full packs get an infinite load, so argmin only sees packs with room.
+    for column in sorted_weight[:, start:].t().unsqueeze(-1).unbind(0):
+        pack = loads.argmin(1, keepdim=True)
+        packs.append(pack)
+        loads.scatter_add_(1, pack, column)
+        counts.scatter_add_(1, pack, one)
+        loads.masked_fill_(counts == per_pack, float("inf"))
+    return torch.cat(packs, 1)
+
+
+def _rank_in_pack(item_pack: torch.Tensor, num_packs: int) -> torch.Tensor:
+    """Each item's position among the items of its pack, in item order: [rows, n] -> [rows, n]."""
+    rows, n = item_pack.shape
+    by_pack = item_pack.argsort(dim=1, stable=True)
+    ranks = torch.arange(n // num_packs, device=item_pack.device).repeat(num_packs)
+    return torch.empty_like(item_pack).scatter_(1, by_pack, ranks.expand(rows, n))
+
+
+def _hybrid_packing(weight: torch.Tensor, greedy_pack: torch.Tensor, num_packs: int,
+                    num_candidates: int, num_rounds: int,
+                    generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-start search, in row chunks that keep ``[rows, candidates, n]`` tensors bounded.
+
+    weight, greedy_pack: [rows, n] -> pack_index, rank_in_pack: [rows, n]
+    """
+    rows, n = weight.shape
+    per_pack = n // num_packs
+    if generator is None:
+        generator = torch.Generator(device=weight.device).manual_seed(0)
+    greedy_slots = _slots_of(greedy_pack, num_packs)
+    chunk = max(1, _SWAP_ELEMENTS * 4 // (num_candidates * n))
+    best = [
+        _search(weight[lo:lo + chunk], greedy_slots[lo:lo + chunk], num_candidates, num_rounds,
+                generator)
+        for lo in range(0, rows, chunk)
+    ]
+    slots = torch.cat(best)  # [rows, m, k], item ids
+    packs = torch.arange(num_packs, device=weight.device).view(1, -1, 1).expand_as(slots)
+    ranks = torch.arange(per_pack, device=weight.device).expand_as(slots)
+    pack_index = torch.empty(rows, n, dtype=torch.int64, device=weight.device)
+    rank_in_pack = torch.empty_like(pack_index)
+    pack_index.scatter_(1, slots.flatten(1), packs.flatten(1))
+    rank_in_pack.scatter_(1, slots.flatten(1), ranks.flatten(1))
+    return pack_index, rank_in_pack
+
+
+def _slots_of(pack_index: torch.Tensor, num_packs: int) -> torch.Tensor:
+    """[rows, n] pack of each item -> [rows, m, k] items of each pack (in item order)."""
+    rows, n = pack_index.shape
+    items = pack_index.argsort(dim=1, stable=True)
+    return items.view(rows, num_packs, n // num_packs)
+
+
+def _search(weight: torch.Tensor, greedy_slots: torch.Tensor, num_candidates: int,
+            num_rounds: int, generator: torch.Generator) -> torch.Tensor:
+    """Best packing of each row among the greedy's and ``num_candidates - 1`` others.
+
+    weight: [rows, n]; greedy_slots: [rows, m, k] -> [rows, m, k] item ids of the winner
+    """
+    rows, n = weight.shape
+    num_packs, per_pack = greedy_slots.shape[1:]
+    orders = _candidate_orders(weight, num_candidates - 1, generator)  # [rows, c-1, n]
+    w = weight.unsqueeze(1).expand(rows, num_candidates - 1, n)
+    slots = _place_in_rounds(w.reshape(-1, n), orders.reshape(-1, n), num_packs)
+    slots = torch.cat([greedy_slots.unsqueeze(1), slots.view(rows, -1, num_packs, per_pack)], 1)
+    slots = slots.view(-1, num_packs, per_pack)
+    item_weight = weight.repeat_interleave(num_candidates, 0)
+    slot_weight = item_weight.gather(1, slots.flatten(1)).view_as(slots)
+    _refine_by_swaps(slot_weight, slots, num_rounds)
+
+    exact = item_weight.double().gather(1, slots.flatten(1)).view_as(slots)
+    max_load = exact.sum(-1).amax(-1).view(rows, num_candidates)
+    greedy_max = weight.double().gather(1, greedy_slots.flatten(1)).view_as(greedy_slots)
+    greedy_max = greedy_max.sum(-1).amax(-1)
+    best_max, best = max_load.min(1)
+    winner = slots.view(rows, num_candidates, num_packs, per_pack)[
+        torch.arange(rows, device=weight.device), best]
+    keep_greedy = (best_max >= greedy_max).view(-1, 1, 1)
+    return torch.where(keep_greedy, greedy_slots, winner)
+
+
+def _candidate_orders(weight: torch.Tensor, count: int,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Item orders for ``count`` candidates besides pure LPT: [rows, count, n].
+
+    About half are LPT on noisy weights, a quarter random shuffles, and the last quarter
+    "folded" LPT (heaviest, lightest, second heaviest, ...): the first of those folds the true
+    order, the others fold noisy orders so that they differ from one another.
+    """
+    rows, n = weight.shape
+    total = count + 1
+    num_shuffled = total // 4
+    num_folded = max(0, total - total // 2 - num_shuffled)
+    num_noisy = count - num_shuffled - num_folded
+    device = weight.device
+    num_keyed = num_noisy + max(0, num_folded - 1)
+    noise = torch.rand(rows, num_keyed, n, generator=generator, device=device)
+    keyed = (weight.unsqueeze(1) * (1 + NOISE * noise)).sort(-1, descending=True).indices
+    shuffled = torch.rand(rows, num_shuffled, n, generator=generator, device=device).argsort(-1)
+    lpt = weight.sort(-1, descending=True).indices.unsqueeze(1)
+    fold_sources = torch.cat([lpt, keyed[:, num_noisy:]], 1)[:, :num_folded]
+    folded = fold_sources[..., _fold_permutation(n, device)]
+    return torch.cat([keyed[:, :num_noisy], shuffled, folded], 1)
+
+
+def _fold_permutation(n: int, device: torch.device) -> torch.Tensor:
+    """[0, n-1, 1, n-2, ...]"""
+    half = (n + 1) // 2
+    perm = torch.empty(n, dtype=torch.int64, device=device)
+    perm[0::2] = torch.arange(half, device=device)
+    perm[1::2] = torch.arange(n - 1, half - 1, -1, device=device)
+    return perm
+
+
+def _place_in_rounds(weight: torch.Tensor, order: torch.Tensor, num_packs: int) -> torch.Tensor:
+    """Greedy placement in k rounds of m items: each round takes the next m items of the order
+    and gives the heaviest of them to the lightest pack, the next to the next lightest, ...
+
+    weight, order: [problems, n] -> slots: [problems, m, k], item ids
+    """
+    problems, n = order.shape
+    per_pack = n // num_packs
+    rounds = order.view(problems, per_pack, num_packs)
+    round_weight = weight.gather(1, order).view_as(rounds)
+    round_weight, within = round_weight.sort(-1, descending=True)
+    rounds = rounds.gather(2, within)
+    loads = torch.zeros(problems, num_packs, dtype=weight.dtype, device=weight.device)
+    slots = torch.empty(problems, num_packs, per_pack, dtype=torch.int64, device=weight.device)
+    for r in range(per_pack):
+        lightest_first = loads.argsort(1)
+        slots[:, :, r].scatter_(1, lightest_first, rounds[:, r])
+        loads.scatter_add_(1, lightest_first, round_weight[:, r])
+    return slots
+
+
+def _refine_by_swaps(slot_weight: torch.Tensor, slots: torch.Tensor, num_rounds: int) -> None:
+    """Swap local search, in place: each round, per problem, the best exchange of an item of
+    the heaviest pack with an item of another pack, if it lowers the larger of the two loads.
+
+    The gain of moving ``d = w_i - w_j`` from the heaviest pack (load L) to pack q (load L_q) is
+    ``min(d, L - L_q - d)``. Problems with no improving swap drop out of later rounds.
+
+    slot_weight, slots: [problems, m, k]
+    """
+    problems, num_packs, per_pack = slots.shape
+    device = slots.device
+    active = torch.arange(problems, device=device)
+    chunk = max(1, _SWAP_ELEMENTS // (per_pack * num_packs * per_pack))
+    for _ in range(num_rounds):
+        if active.numel() == 0:
+            break
+        gains, flats, heavies = [], [], []
+        for lo in range(0, active.numel(), chunk):
+            w = slot_weight[active[lo:lo + chunk]]
+            loads = w.sum(-1)
+            max_load, heavy = loads.max(1)
+            heavy_items = w[torch.arange(w.shape[0], device=device), heavy]  # [c, k]
+            gap = (max_load.unsqueeze(1) - loads).view(-1, 1, num_packs, 1)
+            d = heavy_items.view(-1, per_pack, 1, 1) - w.unsqueeze(1)
+            gain, flat = torch.minimum(d, gap - d).flatten(1).max(1)
+            gains.append(gain - 1e-6 * max_load)
+            flats.append(flat)
+            heavies.append(heavy)
+        improving = torch.cat(gains) > 0
+        active, flat, heavy = active[improving], torch.cat(flats)[improving], torch.cat(heavies)[improving]
+        i = flat // (num_packs * per_pack)
+        q = flat // per_pack % num_packs
+        s = flat % per_pack
+        for t in (slot_weight, slots):
+            a, b = t[active, heavy, i], t[active, q, s]
+            t[active, heavy, i], t[active, q, s] = b, a
