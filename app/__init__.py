@@ -1,0 +1,1 @@
+"""FastAPI application around eplb_core."""
