@@ -1,0 +1,125 @@
+"""Moving from the placement in use to a new plan: how many expert copies move, and how to move fewer.
+
+A slot whose expert changes needs that expert's weights copied in, so the number of changed
+slots is the migration cost of a plan. The loads a GPU carries depend only on which experts it
+holds, not on their order within the GPU, so a plan's experts can be re-ordered within each GPU
+to keep as many as possible in the slots they already occupy (as vLLM's EPLB does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Moves:
+    """Slots whose expert changes between two placements."""
+
+    per_layer: torch.Tensor  # [layers], int64
+    total: int
+
+
+def validate_placement(phy2log: torch.Tensor, num_layers: int, num_experts: int,
+                       num_replicas: int) -> None:
+    """Raise ``ValueError`` unless phy2log is a placement [layers, slots] of every expert."""
+    if phy2log.dim() != 2:
+        raise ValueError(f"a placement (phy2log) must be 2-D [layers, slots], got shape "
+                         f"{list(phy2log.shape)}")
+    if tuple(phy2log.shape) != (num_layers, num_replicas):
+        raise ValueError(f"the placement has shape {list(phy2log.shape)}; this plan needs "
+                         f"[{num_layers}, {num_replicas}] (layers, slots)")
+    if phy2log.is_floating_point() or phy2log.is_complex() or phy2log.dtype == torch.bool:
+        raise ValueError(f"a placement holds expert ids (integers), got dtype {phy2log.dtype}")
+    if bool(((phy2log < 0) | (phy2log >= num_experts)).any()):
+        raise ValueError(f"the placement has expert ids outside 0..{num_experts - 1}")
+    held = torch.zeros(num_layers, num_experts, dtype=torch.bool, device=phy2log.device)
+    held.scatter_(1, phy2log.long(), True)
+    missing = (~held).nonzero()
+    if len(missing):
+        layer, expert = missing[0].tolist()
+        raise ValueError(f"the placement holds no replica of expert {expert} in layer {layer}; "
+                         f"every expert needs at least one slot")
+
+
+def count_moves(old_phy2log: torch.Tensor, new_phy2log: torch.Tensor) -> Moves:
+    """Slots whose expert differs between two placements of the same shape [layers, slots]."""
+    if old_phy2log.shape != new_phy2log.shape:
+        raise ValueError(f"placements differ in shape: {list(old_phy2log.shape)} and "
+                         f"{list(new_phy2log.shape)}")
+    per_layer = (old_phy2log != new_phy2log).sum(-1)
+    return Moves(per_layer=per_layer, total=int(per_layer.sum()))
+
+
+def keep_slots(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor,
+               num_gpus: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Re-order a plan within each GPU so that experts already on a GPU keep their old slots.
+
+    Within a GPU, an expert held ``a`` times before and ``b`` times by the plan keeps
+    ``min(a, b)`` of its old slots, the most any order can keep; the plan's other replicas fill
+    the GPU's remaining slots in slot order. Each GPU holds the same experts as in the plan, so
+    no load changes, and moves never increase.
+
+    Parameters:
+        old_phy2log: [layers, slots], the placement in use
+        phy2log, logcnt: the new plan ([layers, slots], [layers, experts])
+        num_gpus: GPUs; GPU g holds slots g*slots/num_gpus .. (g+1)*slots/num_gpus - 1
+
+    Returns:
+        phy2log, log2phy, logcnt of the re-ordered plan; log2phy lists each expert's slots in
+        increasing order, padded with -1.
+    """
+    count_moves(old_phy2log, phy2log)  # checks the shapes agree
+    num_layers, num_slots = phy2log.shape
+    if num_slots % num_gpus:
+        raise ValueError(f"{num_slots} slots cannot be split evenly over {num_gpus} GPUs")
+    num_experts = logcnt.shape[1]
+    old = old_phy2log.long().view(num_layers, num_gpus, -1)
+    new = phy2log.view(num_layers, num_gpus, -1)
+    old_count = _counts_per_gpu(old, num_experts)
+    new_count = _counts_per_gpu(new, num_experts)
+    # The k-th copy of expert e in an old slot stays when the plan puts at least k+1 copies of e
+    # on that GPU; the plan's copies beyond the old count are the ones that move in.
+    stays = _occurrence(old) < new_count.gather(-1, old)
+    moves_in = _occurrence(new) >= old_count.gather(-1, new)
+    # Free slots first (in slot order), then the kept ones; incoming copies first, in plan order.
+    free_slots = stays.long().argsort(dim=-1, stable=True)
+    incoming = (~moves_in).long().argsort(dim=-1, stable=True)
+    position = torch.arange(new.shape[-1], device=new.device)
+    num_free = (~stays).sum(-1, keepdim=True)
+    values = torch.where(position < num_free, new.gather(-1, incoming), old.gather(-1, free_slots))
+    kept = torch.empty_like(new).scatter_(-1, free_slots, values).view(num_layers, num_slots)
+    return kept, build_log2phy(kept, logcnt), logcnt
+
+
+def build_log2phy(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:
+    """Each expert's slots in increasing order, padded with -1: [layers, experts, max count]."""
+    num_layers, num_slots = phy2log.shape
+    max_count = int(logcnt.max())
+    by_expert = phy2log.argsort(dim=-1, stable=True)  # slots grouped by expert, in slot order
+    first = logcnt.cumsum(-1) - logcnt  # where each expert's run starts in by_expert
+    expert = phy2log.gather(-1, by_expert)
+    rank = torch.arange(num_slots, device=phy2log.device) - first.gather(-1, expert)
+    log2phy = torch.full((num_layers, logcnt.shape[1], max_count), -1, dtype=torch.int64,
+                         device=phy2log.device)
+    log2phy.view(num_layers, -1).scatter_(-1, expert * max_count + rank, by_expert)
+    return log2phy
+
+
+def _counts_per_gpu(placement: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Copies of each expert on each GPU: [layers, gpus, slots per GPU] -> [layers, gpus, experts]."""
+    counts = torch.zeros(*placement.shape[:2], num_experts, dtype=torch.int64,
+                         device=placement.device)
+    return counts.scatter_add_(-1, placement, torch.ones_like(placement))
+
+
+def _occurrence(placement: torch.Tensor) -> torch.Tensor:
+    """For each slot, how many earlier slots of the same GPU hold the same expert."""
+    order = placement.argsort(dim=-1, stable=True)
+    ordered = placement.gather(-1, order)
+    position = torch.arange(placement.shape[-1], device=placement.device).expand_as(placement)
+    run_start = torch.ones_like(ordered, dtype=torch.bool)
+    run_start[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    first = torch.where(run_start, position, torch.zeros_like(position)).cummax(-1).values
+    return torch.empty_like(placement).scatter_(-1, order, position - first)

@@ -1,0 +1,121 @@
+"""Migration: moves between placements, and the slot-preserving re-ordering."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eplb_core import rebalance_experts
+from eplb_core.metrics import gpu_loads, replica_counts, trivial_placement
+from eplb_core.migration import build_log2phy, count_moves, keep_slots, validate_placement
+
+# Two layers, 4 experts in 6 slots on 2 GPUs (3 slots each).
+OLD = torch.tensor([[0, 1, 2, 3, 0, 1],
+                    [0, 1, 2, 3, 0, 1]])
+NEW = torch.tensor([[1, 0, 2, 3, 0, 2],  # slots 0, 1 and 5 change
+                    [0, 1, 2, 3, 0, 1]])  # unchanged
+
+
+def test_count_moves_on_a_hand_made_pair():
+    moves = count_moves(OLD, NEW)
+    assert moves.per_layer.tolist() == [3, 0]
+    assert moves.total == 3
+
+
+def test_count_moves_rejects_placements_of_different_shapes():
+    with pytest.raises(ValueError, match=r"differ in shape: \[2, 6\] and \[2, 4\]"):
+        count_moves(OLD, NEW[:, :4])
+
+
+def test_keep_slots_on_a_hand_made_pair():
+    logcnt = replica_counts(NEW, 4)
+    kept, log2phy, counts = keep_slots(OLD, NEW, logcnt, num_gpus=2)
+    # GPU 0 already holds 0, 1, 2: nothing moves. GPU 1 keeps 3 and 0; 2 replaces 1.
+    assert kept.tolist() == [[0, 1, 2, 3, 0, 2], [0, 1, 2, 3, 0, 1]]
+    assert count_moves(OLD, kept).total == 1
+    assert log2phy[0].tolist() == [[0, 4], [1, -1], [2, 5], [3, -1]]
+    assert torch.equal(counts, logcnt)
+
+
+def test_keep_slots_with_several_copies_of_an_expert_on_one_gpu():
+    old = torch.tensor([[3, 3, 1, 0, 2, 1]])
+    new = torch.tensor([[1, 1, 3, 0, 3, 2]])  # GPU 0 goes from {3, 3, 1} to {1, 1, 3}
+    kept, _, _ = keep_slots(old, new, replica_counts(new, 4), num_gpus=2)
+    # GPU 0: the first 3 and the 1 stay, the second 3 makes room for the extra 1.
+    # GPU 1: 0 and 2 stay, 3 replaces 1.
+    assert kept.tolist() == [[3, 1, 1, 0, 2, 3]]
+    assert count_moves(old, kept).total == 2
+    assert count_moves(old, new).total == 5
+
+
+def test_keep_slots_rejects_slots_that_do_not_split_over_the_gpus():
+    with pytest.raises(ValueError, match="6 slots cannot be split evenly over 4 GPUs"):
+        keep_slots(OLD, NEW, replica_counts(NEW, 4), num_gpus=4)
+
+
+def test_build_log2phy_lists_each_experts_slots():
+    phy2log = torch.tensor([[2, 0, 2, 1, 0, 2]])
+    log2phy = build_log2phy(phy2log, replica_counts(phy2log, 3))
+    assert log2phy.tolist() == [[[1, 4, -1], [3, -1, -1], [0, 2, 5]]]
+
+
+def _random_plan(gen: torch.Generator, layers: int, experts: int, slots: int) -> torch.Tensor:
+    """Every expert once, the extra slots to random experts, all shuffled: [layers, slots]."""
+    extra = torch.randint(experts, (layers, slots - experts), generator=gen)
+    plan = torch.cat([torch.arange(experts).expand(layers, -1), extra], 1)
+    return plan.gather(1, torch.rand(layers, slots, generator=gen).argsort(-1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), layers=st.integers(1, 4), experts=st.integers(1, 12),
+       num_gpus=st.integers(1, 6), extra_per_gpu=st.integers(0, 3))
+def test_keep_slots_never_changes_gpu_loads_nor_increases_moves(seed, layers, experts, num_gpus,
+                                                                extra_per_gpu):
+    gen = torch.Generator().manual_seed(seed)
+    per_gpu = -(-experts // num_gpus) + extra_per_gpu
+    slots = per_gpu * num_gpus
+    old = _random_plan(gen, layers, experts, slots)
+    new = _random_plan(gen, layers, experts, slots)
+    weight = torch.randint(0, 1000, (layers, experts), generator=gen).float()
+    logcnt = replica_counts(new, experts)
+
+    kept, log2phy, counts = keep_slots(old, new, logcnt, num_gpus)
+
+    # Equal up to the order of the float sums.
+    assert torch.allclose(gpu_loads(weight, kept, num_gpus, counts),
+                          gpu_loads(weight, new, num_gpus, logcnt), rtol=1e-12, atol=0)
+    assert torch.equal(kept.view(layers, num_gpus, -1).sort(-1).values,
+                       new.view(layers, num_gpus, -1).sort(-1).values)
+    assert (count_moves(old, kept).per_layer <= count_moves(old, new).per_layer).all()
+    # log2phy points back at slots holding the expert, one entry per replica.
+    assert torch.equal((log2phy >= 0).sum(-1), counts)
+    valid = log2phy >= 0
+    layer_index = torch.arange(layers).view(-1, 1, 1).expand_as(log2phy)
+    expert_index = torch.arange(experts).view(1, -1, 1).expand_as(log2phy)
+    assert torch.equal(kept[layer_index[valid], log2phy[valid]], expert_index[valid])
+
+
+def test_keep_slots_keeps_a_plan_already_in_place():
+    weight = torch.tensor([[90.0, 10, 40, 5, 70, 20, 30, 60]] * 3)
+    phy2log, _, logcnt = rebalance_experts(weight, 12, 2, 2, 4, algorithm="greedy")
+    kept, _, _ = keep_slots(phy2log, phy2log, logcnt, num_gpus=4)
+    assert torch.equal(kept, phy2log)
+
+
+def test_validate_placement_accepts_the_trivial_layout():
+    validate_placement(trivial_placement(3, 8, 12), 3, 8, 12)
+
+
+@pytest.mark.parametrize("placement, message", [
+    (torch.zeros(2, 6, 1, dtype=torch.int64), r"must be 2-D \[layers, slots\], got shape \[2, 6, 1\]"),
+    (torch.zeros(2, 5, dtype=torch.int64), r"has shape \[2, 5\]; this plan needs \[2, 6\]"),
+    (OLD.float(), "expert ids \\(integers\\), got dtype torch.float32"),
+    (OLD + 1, "expert ids outside 0..3"),
+    (torch.tensor([[0, 1, 2, 3, 0, 1], [0, 1, 2, 2, 0, 1]]),
+     "no replica of expert 3 in layer 1"),
+])
+def test_validate_placement_says_what_is_wrong(placement, message):
+    with pytest.raises(ValueError, match=message):
+        validate_placement(placement, 2, 4, 6)
