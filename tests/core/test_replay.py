@@ -1,0 +1,103 @@
+"""Replay of a load time series: figures recomputed by hand on a tiny series."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from eplb_core.replay import replay, window_loads
+
+# One layer that drifts and one uniform layer; 4 experts on 4 slots over 2 GPUs, so each GPU
+# holds 2 experts and the plans only pair experts up (no replicas). Windows of 2 steps:
+#   layer 0: W0 = [6, 4, 1, 1], W1 = [1, 6, 4, 1], W2 = [2, 2, 2, 2]; layer 1: [2, 2, 2, 2]
+# and a 7th step that fills no window.
+LAYER0 = [[3, 4, 0, 1], [3, 0, 1, 0],
+          [1, 2, 4, 0], [0, 4, 0, 1],
+          [1, 1, 1, 1], [1, 1, 1, 1],
+          [100, 0, 0, 0]]
+LAYER1 = [[1, 1, 1, 1]] * 6 + [[0, 0, 0, 50]]
+SERIES = torch.tensor([LAYER0, LAYER1], dtype=torch.float32).transpose(0, 1)  # [7, 2, 4]
+SHAPE = dict(num_replicas=4, num_groups=1, num_nodes=1, num_gpus=2)
+
+
+def test_window_loads_sums_blocks_of_steps_and_drops_the_tail():
+    windows = window_loads(SERIES, 2)
+    assert windows[:, 0].tolist() == [[6, 4, 1, 1], [1, 6, 4, 1], [2, 2, 2, 2]]
+    assert windows[:, 1].tolist() == [[2, 2, 2, 2]] * 3
+
+
+def test_replay_figures_by_hand():
+    result = replay(SERIES, 2, **SHAPE)
+    assert (result.window, result.num_windows, result.dropped_steps) == (2, 3, 1)
+    assert list(result.strategies) == ["none", "greedy", "hybrid"]
+    # Layer 1 is uniform: balancedness 1 under any plan, so each figure is (layer 0 + 1) / 2.
+    # None: GPUs {0, 1} and {2, 3}. W0: 10 and 2 -> 6/10; W1: 7 and 5 -> 6/7; W2: 1.
+    none = result.strategies["none"]
+    assert none.in_sample == pytest.approx([(0.6 + 1) / 2, (6 / 7 + 1) / 2])
+    assert none.next_window == pytest.approx([(6 / 7 + 1) / 2, 1.0])
+    assert none.moves == [0, 0]
+    # Greedy pairs the heaviest with the lightest. On W0: {0, 3} = 7, {1, 2} = 5 -> 6/7, and
+    # on W1 that plan gives 2 and 10 -> 6/10. On W1: {1, 3} = 7, {2, 0} = 5 -> 6/7; on W2: 1.
+    # With two experts per GPU the hybrid keeps the greedy's pairs (it is optimal there).
+    for name in ("greedy", "hybrid"):
+        figures = result.strategies[name]
+        assert figures.in_sample == pytest.approx([(6 / 7 + 1) / 2, (6 / 7 + 1) / 2])
+        assert figures.next_window == pytest.approx([(0.6 + 1) / 2, 1.0])
+        assert figures.mean_in_sample == pytest.approx((6 / 7 + 1) / 2)
+        assert figures.mean_next_window == pytest.approx(((0.6 + 1) / 2 + 1) / 2)
+        # The plans' slots: W0 -> layer 0 [0, 3, 1, 2], layer 1 [0, 2, 1, 3]; W1 -> layer 0
+        # [1, 3, 2, 0], layer 1 unchanged. From the trivial [0, 1, 2, 3]: 3 + 2, then 3 + 0.
+        assert figures.moves == [5, 3]
+        assert figures.total_moves == 8
+
+
+def test_preserving_slots_moves_fewer_copies_for_the_same_balance():
+    plain = replay(SERIES, 2, **SHAPE, algorithms=["greedy"])
+    kept = replay(SERIES, 2, **SHAPE, algorithms=["greedy"], preserve_slots=True)
+    assert list(kept.strategies) == ["none", "greedy"]
+    assert kept.strategies["greedy"].next_window == plain.strategies["greedy"].next_window
+    # W0: layer 0 becomes [0, 3, 2, 1] (2 moves), layer 1 [0, 2, 1, 3] (2 moves).
+    # W1: layer 0 becomes [1, 3, 2, 0] (1 move per GPU), layer 1 stays.
+    assert kept.strategies["greedy"].moves == [4, 2]
+
+
+def test_none_keeps_the_placement_in_use():
+    current = torch.tensor([[0, 3, 1, 2], [0, 1, 2, 3]])  # layer 0 already paired as greedy's W0
+    result = replay(SERIES, 2, **SHAPE, algorithms=["greedy"], current=current)
+    none = result.strategies["none"]
+    # Layer 0 on W0: {0, 3} = 7, {1, 2} = 5 -> 6/7; on W1: 2 and 10 -> 6/10; on W2: 1.
+    assert none.in_sample == pytest.approx([(6 / 7 + 1) / 2, (0.6 + 1) / 2])
+    assert none.next_window == pytest.approx([(0.6 + 1) / 2, 1.0])
+    # Greedy's first plan only moves layer 1's two slots away from this placement.
+    assert result.strategies["greedy"].moves == [2, 3]
+
+
+def test_progress_reports_windows_planned():
+    calls = []
+    replay(SERIES, 2, **SHAPE, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 4), (4, 4)]
+
+
+def test_replay_of_integer_counts_like_an_engines_dump():
+    result = replay(SERIES.long(), 2, **SHAPE, algorithms=["greedy"])
+    assert result.strategies["greedy"].next_window == pytest.approx([(0.6 + 1) / 2, 1.0])
+
+
+@pytest.mark.parametrize("series, window, message", [
+    (SERIES[0], 2, r"needs a time series \[steps, layers, experts\], got shape \[2, 4\]"),
+    (SERIES, 0, "window must be a positive number of steps, got 0"),
+    (SERIES, 4, "needs at least 2 windows of 4 steps; the series has 7 steps"),
+    (-SERIES, 2, "negative values"),
+])
+def test_replay_rejects_bad_input(series, window, message):
+    with pytest.raises(ValueError, match=message):
+        replay(series, window, **SHAPE)
+
+
+def test_replay_rejects_a_bad_cluster_algorithm_or_placement():
+    with pytest.raises(ValueError, match="4 slots cannot be split evenly over 3 GPUs"):
+        replay(SERIES, 2, 4, 1, 1, 3)
+    with pytest.raises(ValueError, match="unknown algorithm 'magic'"):
+        replay(SERIES, 2, **SHAPE, algorithms=["magic"])
+    with pytest.raises(ValueError, match=r"this plan needs \[2, 4\]"):
+        replay(SERIES, 2, **SHAPE, current=torch.zeros(2, 3, dtype=torch.int64))
