@@ -17,11 +17,24 @@ Algorithm = Literal["greedy", "hybrid"]
 ALGORITHMS: tuple[str, ...] = ("greedy", "hybrid")
 
 NOISE = 0.2  # multiplicative noise of the noisy-LPT candidates: key = w * (1 + NOISE * U[0,1))
+CUDA_CANDIDATES = 128  # the seed's search size; a GPU runs it in a few milliseconds
+CPU_CANDIDATES = 4  # on a CPU, more candidates cost time and buy < 1e-4 balancedness
 _SWAP_ELEMENTS = 1 << 22  # bound on the [problems, k, m, k] swap-score tensor per chunk
 
 
+def default_candidates(device: torch.device) -> int:
+    """Candidates per row when none are asked for: 128 on CUDA, 4 on a CPU."""
+    return CUDA_CANDIDATES if device.type == "cuda" else CPU_CANDIDATES
+
+
+def default_rounds(num_packs: int) -> int:
+    """Swap rounds when none are asked for. A round fixes one heaviest pack per candidate, so
+    problems with many packs need more of them; converged candidates drop out early."""
+    return max(20, 2 * num_packs)
+
+
 def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorithm = "hybrid",
-                     num_candidates: int = 128, num_rounds: int = 20,
+                     num_candidates: int | None = None, num_rounds: int | None = None,
                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pack each row's n items into ``num_packs`` packs of n/num_packs items, balancing loads.
 
@@ -29,8 +42,9 @@ def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorit
         weight: [rows, n], float; n must be a multiple of num_packs
         num_packs: number of packs m
         algorithm: "greedy" (published LPT) or "hybrid" (multi-start + swaps)
-        num_candidates: hybrid only, candidate orderings per row (candidate 0 is pure LPT)
-        num_rounds: hybrid only, swap rounds at most
+        num_candidates: hybrid only, candidate orderings per row (candidate 0 is pure LPT);
+            None picks ``default_candidates(weight.device)``
+        num_rounds: hybrid only, swap rounds at most; None picks ``default_rounds(num_packs)``
         generator: hybrid only, the source of every random draw (on weight's device)
 
     Returns:
@@ -46,9 +60,13 @@ def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorit
     if per_pack == 1:
         pack_index = torch.arange(n, dtype=torch.int64, device=weight.device).expand(rows, n)
         return pack_index.contiguous(), torch.zeros_like(pack_index)
+    if num_candidates is None:
+        num_candidates = default_candidates(weight.device)
+    if num_rounds is None:
+        num_rounds = default_rounds(num_packs)
     pack_index, rank_in_pack = greedy_packing(weight, num_packs)
     # LPT is optimal for two items per pack (it pairs the i-th heaviest with the i-th lightest).
-    if algorithm == "greedy" or per_pack == 2 or num_candidates <= 1 or rows == 0:
+    if algorithm == "greedy" or per_pack == 2 or rows == 0:
         return pack_index, rank_in_pack
     return _hybrid_packing(weight, pack_index, num_packs, num_candidates, num_rounds, generator)
 
@@ -149,11 +167,13 @@ def _search(weight: torch.Tensor, greedy_slots: torch.Tensor, num_candidates: in
     """
     rows, n = weight.shape
     num_packs, per_pack = greedy_slots.shape[1:]
-    orders = _candidate_orders(weight, num_candidates - 1, generator)  # [rows, c-1, n]
-    w = weight.unsqueeze(1).expand(rows, num_candidates - 1, n)
-    slots = _place_in_rounds(w.reshape(-1, n), orders.reshape(-1, n), num_packs)
-    slots = torch.cat([greedy_slots.unsqueeze(1), slots.view(rows, -1, num_packs, per_pack)], 1)
-    slots = slots.view(-1, num_packs, per_pack)
+    slots = greedy_slots.unsqueeze(1)
+    if num_candidates > 1:
+        orders = _candidate_orders(weight, num_candidates - 1, generator)  # [rows, c-1, n]
+        w = weight.unsqueeze(1).expand(rows, num_candidates - 1, n)
+        others = _place_in_rounds(w.reshape(-1, n), orders.reshape(-1, n), num_packs)
+        slots = torch.cat([slots, others.view(rows, -1, num_packs, per_pack)], 1)
+    slots = slots.reshape(-1, num_packs, per_pack)
     item_weight = weight.repeat_interleave(num_candidates, 0)
     slot_weight = item_weight.gather(1, slots.flatten(1)).view_as(slots)
     _refine_by_swaps(slot_weight, slots, num_rounds)
@@ -224,38 +244,81 @@ def _place_in_rounds(weight: torch.Tensor, order: torch.Tensor, num_packs: int) 
 
 
 def _refine_by_swaps(slot_weight: torch.Tensor, slots: torch.Tensor, num_rounds: int) -> None:
-    """Swap local search, in place: each round, per problem, the best exchange of an item of
-    the heaviest pack with an item of another pack, if it lowers the larger of the two loads.
+    """Swap local search, in place, until no candidate improves or ``num_rounds`` run out.
 
-    The gain of moving ``d = w_i - w_j`` from the heaviest pack (load L) to pack q (load L_q) is
-    ``min(d, L - L_q - d)``. Problems with no improving swap drop out of later rounds.
+    Each round, per problem: the best exchange of an item of the heaviest pack with an item of
+    any other pack; and, on the packs this leaves alone, the best exchange within each pair
+    (r-th heaviest, r-th lightest), so that problems with many packs level out in few rounds.
+    Moving ``d = w_i - w_j`` from a pack of load H to one of load L gains
+    ``min(d, H - L - d)``; a swap is made only if it gains, so it lowers the larger of the two
+    loads and never raises the max. Problems where nothing moved drop out.
 
     slot_weight, slots: [problems, m, k]
     """
     problems, num_packs, per_pack = slots.shape
-    device = slots.device
-    active = torch.arange(problems, device=device)
+    active = torch.arange(problems, device=slots.device)
     chunk = max(1, _SWAP_ELEMENTS // (per_pack * num_packs * per_pack))
     for _ in range(num_rounds):
+        moved = []
+        for lo in range(0, active.numel(), chunk):
+            rows = active[lo:lo + chunk]
+            problem, pack_a, slot_a, pack_b, slot_b = _improving_swaps(slot_weight[rows])
+            problem = rows[problem]
+            for t in (slot_weight, slots):
+                a, b = t[problem, pack_a, slot_a], t[problem, pack_b, slot_b]
+                t[problem, pack_a, slot_a], t[problem, pack_b, slot_b] = b, a
+            moved.append(problem)
+        active = torch.cat(moved).unique()
         if active.numel() == 0:
             break
-        gains, flats, heavies = [], [], []
-        for lo in range(0, active.numel(), chunk):
-            w = slot_weight[active[lo:lo + chunk]]
-            loads = w.sum(-1)
-            max_load, heavy = loads.max(1)
-            heavy_items = w[torch.arange(w.shape[0], device=device), heavy]  # [c, k]
-            gap = (max_load.unsqueeze(1) - loads).view(-1, 1, num_packs, 1)
-            d = heavy_items.view(-1, per_pack, 1, 1) - w.unsqueeze(1)
-            gain, flat = torch.minimum(d, gap - d).flatten(1).max(1)
-            gains.append(gain - 1e-6 * max_load)
-            flats.append(flat)
-            heavies.append(heavy)
-        improving = torch.cat(gains) > 0
-        active, flat, heavy = active[improving], torch.cat(flats)[improving], torch.cat(heavies)[improving]
-        i = flat // (num_packs * per_pack)
-        q = flat // per_pack % num_packs
-        s = flat % per_pack
-        for t in (slot_weight, slots):
-            a, b = t[active, heavy, i], t[active, q, s]
-            t[active, heavy, i], t[active, q, s] = b, a
+
+
+def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One round's swaps, on distinct packs: w [p, m, k] -> (problem, pack_a, slot_a, pack_b,
+    slot_b), each [swaps]; pack_a is always the heavier side.
+
+    ``min(d, g - d) = g/2 - |d - g/2|``: for a given heavy item and partner pack (gap g), the
+    best item b of that pack is the one closest to ``a - g/2``. So the full [p, k, m, k] tensor
+    needs only a subtraction, an in-place abs and a min; gains are formed per pack.
+    """
+    p, num_packs, per_pack = w.shape
+    loads = w.sum(-1)
+    by_load = loads.argsort(1)
+    heavy = by_load[:, -1]
+    max_load = loads.gather(1, heavy.unsqueeze(1))
+    eps = 1e-6 * max_load.squeeze(1)
+    rows = torch.arange(p, device=w.device)
+
+    # The heaviest pack against every other pack: distances [p, k, m, k], gains [p, k, m].
+    half_gap = (max_load - loads).unsqueeze(-1) / 2
+    heavy_items = w[rows, heavy]
+    target = w + half_gap
+    distance = (heavy_items.view(p, per_pack, 1, 1) - target.unsqueeze(1)).abs_().amin(-1)
+    gain, flat = (half_gap.view(p, 1, num_packs) - distance).flatten(1).max(1)
+    take = gain > eps
+    slot, partner = flat // num_packs, flat % num_packs
+    chosen = heavy_items.gather(1, slot.unsqueeze(1))
+    closest = (chosen - target[rows, partner]).abs_().argmin(1)
+    partner = torch.where(take, partner, heavy)
+    problem = [rows[take]]
+    pack_a, slot_a = [heavy[take]], [slot[take]]
+    pack_b, slot_b = [partner[take]], [closest[take]]
+
+    # Pairs (r-th heaviest, r-th lightest) for r = 1 .. m/2 - 1: distances [p, pairs, k, k].
+    pairs = num_packs // 2 - 1
+    if pairs > 0:
+        high, low = by_load.flip(1)[:, 1:1 + pairs], by_load[:, 1:1 + pairs]
+        index = lambda packs: packs.unsqueeze(-1).expand(-1, -1, per_pack)
+        half_gap = ((loads.gather(1, high) - loads.gather(1, low)) / 2).unsqueeze(-1)
+        distance = (w.gather(1, index(high)).unsqueeze(-1)
+                    - (w.gather(1, index(low)) + half_gap).unsqueeze(-2)).abs_()
+        distance, flat = distance.flatten(2).min(2)
+        clash = (high == partner.unsqueeze(1)) | (low == partner.unsqueeze(1))
+        gains = half_gap.squeeze(-1) - distance
+        take_pair, which = torch.nonzero((gains > eps.unsqueeze(1)) & ~clash, as_tuple=True)
+        problem.append(take_pair)
+        pack_a.append(high[take_pair, which])
+        slot_a.append(flat[take_pair, which] // per_pack)
+        pack_b.append(low[take_pair, which])
+        slot_b.append(flat[take_pair, which] % per_pack)
+    return tuple(torch.cat(x) for x in (problem, pack_a, slot_a, pack_b, slot_b))

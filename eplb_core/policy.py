@@ -56,8 +56,8 @@ def policy_name(num_groups: int, num_nodes: int) -> str:
 
 def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
                       num_gpus: int, *, algorithm: Algorithm = "hybrid", seed: int = 0,
-                      num_candidates: int = 128,
-                      num_rounds: int = 20) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      num_candidates: int | None = None,
+                      num_rounds: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Plan the replication and placement of experts for every layer.
 
     Parameters:
@@ -68,7 +68,8 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
         num_gpus: GPUs, a multiple of num_nodes
         algorithm: "hybrid" (multi-start search) or "greedy" (DeepSeek's published plans)
         seed: seeds every random draw of the hybrid
-        num_candidates, num_rounds: the hybrid's search size
+        num_candidates, num_rounds: the hybrid's search size; None picks the defaults of
+            ``eplb_core.packing`` (128 candidates on CUDA, 16 on a CPU; rounds by pack count)
 
     Returns:
         phy2log: [layers, num_replicas], the logical expert in each slot
@@ -80,7 +81,8 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
     validate_shape(num_layers, num_experts, num_replicas, num_groups, num_nodes, num_gpus)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
-    if num_candidates < 1 or num_rounds < 0:
+    if (num_candidates is not None and num_candidates < 1) or (num_rounds is not None
+                                                                and num_rounds < 0):
         raise ValueError("num_candidates must be >= 1 and num_rounds >= 0")
     weight = weight.float()
     generator = torch.Generator(device=weight.device).manual_seed(seed)

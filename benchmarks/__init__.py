@@ -1,0 +1,1 @@
+"""Benchmarks and slow reference implementations (not part of the product)."""
