@@ -1,0 +1,124 @@
+"""Uploaded load files: a byte cap enforced while the request streams, then CSV parsing.
+
+Two guards share ``Settings.max_upload_bytes``:
+
+* ``RequestSizeLimit``, an ASGI middleware, answers 413 as soon as a request body is over the
+  cap (plus room for the form fields): at once when ``Content-Length`` says so, else when the
+  streamed bytes pass it. Starlette spools a multipart file to disk before a route runs, so
+  this is the guard that stops an oversized upload while it streams.
+* ``read_csv_upload`` reads the spooled file in chunks and stops at the cap on the file itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from fastapi import HTTPException, UploadFile, status
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from eplb_core.io import LoadFormatError, read_csv_matrix
+
+CHUNK_BYTES = 64 * 1024
+# Room for the multipart framing and the form fields that travel with the file.
+FORM_OVERHEAD_BYTES = 64 * 1024
+CSV_CONTENT_TYPES = frozenset({
+    "text/csv", "text/plain", "text/tab-separated-values", "application/csv",
+    "application/vnd.ms-excel",  # what Windows browsers call a .csv file
+    "application/octet-stream",  # what curl sends for a file it cannot name
+})
+
+
+class RequestTooLarge(HTTPException):
+    """413 for a request body over the cap."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(status.HTTP_413_CONTENT_TOO_LARGE,
+                         f"the request is larger than the {_size(max_bytes)} upload limit "
+                         f"(EPLB_MAX_UPLOAD_BYTES)")
+
+
+class RequestSizeLimit:
+    """ASGI middleware: 413 for any HTTP request whose body passes ``max_bytes``."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_body_bytes = max_bytes + FORM_OVERHEAD_BYTES
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                # An HTTPException: FastAPI re-raises it from body parsing and answers it.
+                raise RequestTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": RequestTooLarge(self.max_bytes).detail}).encode()
+        await send({"type": "http.response.start", "status": status.HTTP_413_CONTENT_TOO_LARGE,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def read_csv_upload(file: UploadFile, max_bytes: int) -> torch.Tensor:
+    """The [layers, experts] matrix in an uploaded CSV file.
+
+    Synchronous (it reads the spooled file): call it from a plain ``def`` route. Raises
+    ``HTTPException``: 415 for a file that is not CSV text, 413 past ``max_bytes``, 422 for
+    content that is not a load matrix (the message names the row and column).
+    """
+    content_type = (file.content_type or "").split(";")[0].strip().lower()
+    if content_type and content_type not in CSV_CONTENT_TYPES:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            f"the file {file.filename!r} has content type {content_type!r}; "
+                            f"expected CSV text ({', '.join(sorted(CSV_CONTENT_TYPES))})")
+    try:
+        text = _read_capped(file, max_bytes).decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"the file {file.filename!r} is not UTF-8 text (byte {error.start} "
+                            f"is {error.object[error.start]:#04x})") from None
+    try:
+        return read_csv_matrix(text)
+    except LoadFormatError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"the file {file.filename!r}: {error}") from None
+
+
+def _read_capped(file: UploadFile, max_bytes: int) -> bytes:
+    """All of the file's bytes, or 413 as soon as a chunk takes them past ``max_bytes``."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := file.file.read(CHUNK_BYTES):
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                f"the file {file.filename!r} is larger than the "
+                                f"{_size(max_bytes)} upload limit (EPLB_MAX_UPLOAD_BYTES)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _size(num_bytes: int) -> str:
+    """8388608 -> "8 MiB"; 1000 -> "1000 bytes"."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if num_bytes >= scale and num_bytes % scale == 0:
+            return f"{num_bytes // scale} {unit}"
+    return f"{num_bytes} bytes"
