@@ -1,0 +1,69 @@
+"""Loads, balancedness and its upper bound, recomputed by hand on small plans."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from eplb_core import rebalance_experts
+from eplb_core.metrics import (
+    balancedness,
+    balancedness_bound,
+    evaluate,
+    gpu_loads,
+    max_over_mean,
+    node_loads,
+    trivial_placement,
+)
+from eplb_core.synthetic import WORKLOADS
+
+
+def test_loads_split_evenly_over_replicas() -> None:
+    weight = torch.tensor([[6.0, 2.0, 4.0]])
+    phy2log = torch.tensor([[0, 1, 0, 2]])  # expert 0 twice: 3 tokens per replica
+    loads = gpu_loads(weight, phy2log, num_gpus=2)
+    assert loads.tolist() == [[5.0, 7.0]]
+    assert node_loads(loads, 1).tolist() == [[12.0]]
+    assert balancedness(loads).tolist() == [pytest.approx(6 / 7)]
+    assert max_over_mean(loads).tolist() == [pytest.approx(7 / 6)]
+
+
+def test_evaluate_summary() -> None:
+    weight = torch.tensor([[6.0, 2.0, 4.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    phy2log = torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]])
+    report = evaluate(weight, phy2log, num_gpus=2, num_nodes=2)
+    assert report.gpu_load.tolist() == [[8.0, 4.0], [2.0, 2.0]]
+    assert report.node_load.tolist() == [[8.0, 4.0], [2.0, 2.0]]
+    assert report.balancedness.tolist() == [pytest.approx(0.75), 1.0]
+    assert report.mean_balancedness == pytest.approx(0.875)
+    assert report.worst_max_over_mean == pytest.approx(4 / 3)
+
+
+def test_zero_layer_counts_as_balanced() -> None:
+    assert balancedness(torch.zeros(1, 4)).tolist() == [1.0]
+
+
+def test_trivial_placement_wraps_experts() -> None:
+    assert trivial_placement(2, 3, 5).tolist() == [[0, 1, 2, 0, 1]] * 2
+
+
+def test_bound_by_hand() -> None:
+    # 8 slots on 4 GPUs: the hot expert can have 5 replicas (20 tokens each) <= mean 25.
+    assert balancedness_bound(torch.tensor([[100.0, 0.0, 0.0, 0.0]]), 8, 4).tolist() == [1.0]
+    # 3 slots on 3 GPUs, two experts: 90 gets 2 replicas (45 each) > mean 100 / 3.
+    assert balancedness_bound(torch.tensor([[90.0, 10.0]]), 3, 3).tolist() == [
+        pytest.approx((100 / 3) / 45)]
+
+
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+@pytest.mark.parametrize("config", [(288, 8, 4, 32), (288, 8, 9, 144)])
+def test_plans_respect_the_bound(workload: str, config: tuple[int, int, int, int]) -> None:
+    weight = WORKLOADS[workload](layers=4)
+    replicas, _, nodes, gpus = config
+    bound = balancedness_bound(weight, replicas, gpus)
+    for algorithm in ("greedy", "hybrid"):
+        phy2log, _, logcnt = rebalance_experts(weight, *config, algorithm=algorithm)
+        achieved = evaluate(weight, phy2log, gpus, nodes, logcnt).balancedness
+        assert bool((achieved <= bound + 1e-12).all())
+        before = evaluate(weight, trivial_placement(4, 256, replicas), gpus, nodes).balancedness
+        assert bool((before <= bound + 1e-12).all())
