@@ -1,4 +1,4 @@
-"""Moving from the placement in use to a new plan: how many expert copies move, and how to move fewer.
+"""From the placement in use to a new plan: how many expert copies move, and how to move fewer.
 
 A slot whose expert changes needs that expert's weights copied in, so the number of changed
 slots is the migration cost of a plan. The loads a GPU carries depend only on which experts it
@@ -108,7 +108,7 @@ def build_log2phy(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:
 
 
 def _counts_per_gpu(placement: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """Copies of each expert on each GPU: [layers, gpus, slots per GPU] -> [layers, gpus, experts]."""
+    """Copies of each expert on each GPU: [layers, gpus, slots per GPU] -> [layers, gpus, E]."""
     counts = torch.zeros(*placement.shape[:2], num_experts, dtype=torch.int64,
                          device=placement.device)
     return counts.scatter_add_(-1, placement, torch.ones_like(placement))

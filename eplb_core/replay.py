@@ -56,6 +56,21 @@ class Replay:
     dropped_steps: int  # trailing steps that do not fill a window
     strategies: dict[str, StrategyReplay]
 
+    def as_dict(self) -> dict:
+        """Plain numbers and lists, ready for JSON: the per-window figures and their means."""
+        return {
+            "window": self.window,
+            "num_windows": self.num_windows,
+            "dropped_steps": self.dropped_steps,
+            "strategies": {
+                name: {"in_sample": figures.in_sample, "next_window": figures.next_window,
+                       "moves": figures.moves, "mean_in_sample": figures.mean_in_sample,
+                       "mean_next_window": figures.mean_next_window,
+                       "total_moves": figures.total_moves}
+                for name, figures in self.strategies.items()
+            },
+        }
+
 
 def window_loads(series: torch.Tensor, window: int) -> torch.Tensor:
     """Sum consecutive blocks of ``window`` steps: [steps, L, E] -> [steps // window, L, E]."""
