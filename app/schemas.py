@@ -39,12 +39,16 @@ class RebalanceRequest(RebalanceParams):
         for layer, row in enumerate(self.weight):
             if len(row) != width:
                 raise ValueError(f"weight rows must have the same length: row {layer} has "
-                                 f"{len(row)} values, row 0 has {width}")
+                                 f"{len(row)} {_values(len(row))}, row 0 has {width}")
         return self
 
     def params(self) -> RebalanceParams:
         """The parameters without the matrix."""
         return RebalanceParams(**self.model_dump(exclude={"weight"}))
+
+
+def _values(count: int) -> str:
+    return "value" if count == 1 else "values"
 
 
 class Plan(BaseModel):
