@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import pickle
 import re
 from collections.abc import Sequence
 from io import BytesIO

@@ -109,7 +109,8 @@ def test_validate_placement_accepts_the_trivial_layout():
 
 
 @pytest.mark.parametrize("placement, message", [
-    (torch.zeros(2, 6, 1, dtype=torch.int64), r"must be 2-D \[layers, slots\], got shape \[2, 6, 1\]"),
+    (torch.zeros(2, 6, 1, dtype=torch.int64),
+     r"must be 2-D \[layers, slots\], got shape \[2, 6, 1\]"),
     (torch.zeros(2, 5, dtype=torch.int64), r"has shape \[2, 5\]; this plan needs \[2, 6\]"),
     (OLD.float(), "expert ids \\(integers\\), got dtype torch.float32"),
     (OLD + 1, "expert ids outside 0..3"),

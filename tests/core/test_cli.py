@@ -1,0 +1,183 @@
+"""The ``eplb`` command line: output, files written, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import torch
+
+from eplb_core import rebalance_experts
+from eplb_core.cli import main
+from eplb_core.io import format_csv_matrix
+from eplb_core.metrics import evaluate
+from eplb_core.replay import replay
+from eplb_core.synthetic import drifting_series, zipf_loads
+
+CLUSTER = ["--replicas", "24", "--groups", "4", "--nodes", "2", "--gpus", "8"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def window_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "loads.csv"
+    path.write_text(format_csv_matrix(zipf_loads(layers=6, experts=16)))
+    return path
+
+
+@pytest.fixture
+def series() -> torch.Tensor:
+    return drifting_series(40, layers=6, experts=16).long()
+
+
+@pytest.fixture
+def dump_pt(tmp_path: Path, series: torch.Tensor) -> Path:
+    """A file shaped like SGLang's expert distribution dump."""
+    path = tmp_path / "expert_distribution_recorder_1.pt"
+    torch.save({"rank": 0, "logical_count": series,
+                "average_utilization_rate_over_window": None}, path)
+    return path
+
+
+def test_rebalance_prints_a_table_and_writes_the_files(window_csv, tmp_path, capsys):
+    plan, map_json, map_pt = tmp_path / "plan.json", tmp_path / "map.json", tmp_path / "map.pt"
+    code = main(["rebalance", str(window_csv), *CLUSTER, "--algorithm", "greedy", "-o", str(plan),
+                 "--export-json", str(map_json), "--export-pt", str(map_pt)])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+
+    weight = zipf_loads(layers=6, experts=16)
+    phy2log, log2phy, logcnt = rebalance_experts(weight, 24, 4, 2, 8, algorithm="greedy")
+    balance = evaluate(weight, phy2log, 8, 2, logcnt).mean_balancedness
+    lines = out.splitlines()
+    assert lines[0] == "loads: 6 layers x 16 experts"
+    assert lines[1] == "cluster: 24 slots, 4 groups, 2 nodes, 8 GPUs; policy hierarchical"
+    assert lines[4].split()[:2] == ["greedy", f"{balance:.4f}"]
+    assert f"wrote {plan}" in lines
+
+    assert json.loads(plan.read_text()) == {"phy2log": phy2log.tolist(),
+                                            "log2phy": log2phy.tolist(),
+                                            "logcnt": logcnt.tolist()}
+    assert json.loads(map_json.read_text()) == {"physical_to_logical_map": phy2log.tolist()}
+    exported = torch.load(map_pt, weights_only=True)["physical_to_logical_map"]
+    assert (exported.dtype, tuple(exported.shape)) == (torch.int64, (6, 24))
+    assert torch.equal(exported, phy2log)
+
+
+def test_rebalance_from_the_current_placement_keeping_slots(window_csv, tmp_path, capsys):
+    current = tmp_path / "current.pt"
+    main(["rebalance", str(window_csv), *CLUSTER, "--algorithm", "greedy",
+          "--export-pt", str(current)])
+    capsys.readouterr()
+    # Re-planning the same loads from the plan already in place moves nothing once slots are
+    # kept: the plan's GPUs hold the same experts.
+    assert main(["rebalance", str(window_csv), *CLUSTER, "--algorithm", "greedy",
+                 "--current", str(current), "--keep-slots"]) == 0
+    out = capsys.readouterr().out
+    assert "moves: 0 of 144 slots change expert (slots kept)" in out
+    assert out.splitlines()[3].split()[0] == "current"
+
+
+def test_replay_of_an_sglang_dump(dump_pt, series, tmp_path, capsys):
+    out_json = tmp_path / "replay.json"
+    code = main(["replay", str(dump_pt), "--window", "10", *CLUSTER, "--algorithms", "greedy",
+                 "--json", str(out_json), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+
+    expected = replay(series.double(), 10, 24, 4, 2, 8, algorithms=["greedy"])
+    lines = out.splitlines()
+    assert lines[0] == ("series: 40 steps x 6 layers x 16 experts; 4 windows of 10 steps "
+                        "(0 steps dropped), 3 scored")
+    assert lines[1].split() == ["strategy", "in-sample", "next", "window", "moves/window"]
+    greedy = expected.strategies["greedy"]
+    assert lines[3].split() == ["greedy", f"{greedy.mean_in_sample:.4f}",
+                                f"{greedy.mean_next_window:.4f}",
+                                f"{greedy.total_moves / 3:.1f}"]
+    assert json.loads(out_json.read_text()) == json.loads(json.dumps(expected.as_dict()))
+
+
+def test_replay_progress_bar_on_stderr(dump_pt, capsys):
+    assert main(["replay", str(dump_pt), "--window", "10", *CLUSTER, "--algorithms", "greedy",
+                 "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.endswith("planning [##############################] 3/3 windows\n")
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda paths: ["rebalance", str(paths["missing"]), *CLUSTER],
+     "cannot read {missing}: No such file or directory"),
+    (lambda paths: ["rebalance", str(paths["bad"]), *CLUSTER],
+     "found an object with keys 'counts'; expected a nested list"),
+    (lambda paths: ["rebalance", str(paths["csv"]), "--replicas", "25", "--groups", "4",
+                    "--nodes", "2", "--gpus", "8"],
+     "25 slots cannot be split evenly over 8 GPUs"),
+    (lambda paths: ["replay", str(paths["csv"]), "--window", "10", *CLUSTER],
+     "replay needs a time series [steps, layers, experts]; {csv} holds one window of shape "
+     "[6, 16]"),
+    (lambda paths: ["replay", str(paths["dump"]), "--window", "30", *CLUSTER],
+     "a replay needs at least 2 windows of 30 steps; the series has 40 steps"),
+    (lambda paths: ["replay", str(paths["dump"]), "--window", "10", *CLUSTER,
+                    "--current", str(paths["csv"])],
+     "the placement has shape [6, 16]; this plan needs [6, 24] (layers, slots)"),
+])
+def test_bad_input_exits_1_with_one_line(make_args, message, window_csv, dump_pt, tmp_path,
+                                         capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"counts": [[1, 2]]}')
+    paths = {"missing": tmp_path / "missing.pt", "bad": bad, "csv": window_csv, "dump": dump_pt}
+    code = main(make_args(paths))
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == ""
+    assert err.endswith("\n") and err.count("\n") == 1
+    assert err.startswith(f"eplb: error: {message.format(**paths)}")
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "eplb: error: the following arguments are required: COMMAND"),
+    (["rebalance", "x.csv"], "eplb: error: the following arguments are required: --replicas, "
+                             "--groups, --nodes, --gpus"),
+    (["replay", "x.pt", "--window", "ten", *CLUSTER],
+     "eplb: error: argument --window: invalid int value: 'ten'"),
+    (["rebalance", "x.csv", *CLUSTER, "--algorithm", "magic"],
+     "eplb: error: argument --algorithm: invalid choice: 'magic'"),
+])
+def test_bad_usage_exits_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(message)
+
+
+def test_help_exits_0(capsys):
+    assert main(["replay", "--help"]) == 0
+    assert "--window" in capsys.readouterr().out
+
+
+def test_the_eplb_script_is_declared():
+    (script,) = [point for point in entry_points(group="console_scripts")
+                 if point.name == "eplb"]
+    assert script.value == "eplb_core.cli:main"
+
+
+def test_python_m_runs_the_cli(dump_pt, tmp_path):
+    command = [sys.executable, "-m", "eplb_core.cli", "replay", str(dump_pt), "--window", "20",
+               *CLUSTER, "--algorithms", "greedy"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("series: 40 steps x 6 layers x 16 experts; 2 windows")
+    assert "Traceback" not in done.stderr
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    done = subprocess.run([*command[:4], str(bad), *command[5:]], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("eplb: error: the file is not a .pt file torch.save wrote (")
+    assert done.stderr.count("\n") == 1
