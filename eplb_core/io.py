@@ -113,7 +113,7 @@ def _is_number(cell: str) -> bool:
 def _is_header(cells: list[str]) -> bool:
     """No load in the row: text after the first cell, or a label header then expert numbers."""
     rest = cells[1:] if len(cells) > 1 else cells
-    if not any(_is_number(cell) for cell in rest):
+    if all(cell and not _is_number(cell) for cell in rest):
         return True
     if not _names_label_column(cells[0]) or not all(cell.isdigit() for cell in rest):
         return False
