@@ -18,19 +18,19 @@ ALGORITHMS: tuple[str, ...] = ("greedy", "hybrid")
 
 NOISE = 0.2  # multiplicative noise of the noisy-LPT candidates: key = w * (1 + NOISE * U[0,1))
 CUDA_CANDIDATES = 128  # the seed's search size; a GPU runs it in a few milliseconds
-CPU_CANDIDATES = 4  # on a CPU, more candidates cost time and buy < 1e-4 balancedness
+CPU_CANDIDATES = 2  # pure + folded LPT; on a CPU more cost time and buy ~1e-4 balancedness
 _SWAP_ELEMENTS = 1 << 22  # bound on the [problems, k, m, k] swap-score tensor per chunk
 
 
 def default_candidates(device: torch.device) -> int:
-    """Candidates per row when none are asked for: 128 on CUDA, 4 on a CPU."""
+    """Candidates per row when none are asked for: 128 on CUDA, 2 on a CPU."""
     return CUDA_CANDIDATES if device.type == "cuda" else CPU_CANDIDATES
 
 
 def default_rounds(num_packs: int) -> int:
-    """Swap rounds when none are asked for. A round fixes one heaviest pack per candidate, so
-    problems with many packs need more of them; converged candidates drop out early."""
-    return max(20, 2 * num_packs)
+    """Swap rounds when none are asked for: the seed's 20, more for many packs (each round
+    improves one heaviest pack per candidate); converged candidates drop out early."""
+    return max(20, num_packs // 2)
 
 
 def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorithm = "hybrid",
@@ -251,7 +251,8 @@ def _refine_by_swaps(slot_weight: torch.Tensor, slots: torch.Tensor, num_rounds:
     (r-th heaviest, r-th lightest), so that problems with many packs level out in few rounds.
     Moving ``d = w_i - w_j`` from a pack of load H to one of load L gains
     ``min(d, H - L - d)``; a swap is made only if it gains, so it lowers the larger of the two
-    loads and never raises the max. Problems where nothing moved drop out.
+    loads and never raises the max. Problems whose heaviest pack found no improving swap drop
+    out, as in the seed.
 
     slot_weight, slots: [problems, m, k]
     """
@@ -262,20 +263,21 @@ def _refine_by_swaps(slot_weight: torch.Tensor, slots: torch.Tensor, num_rounds:
         moved = []
         for lo in range(0, active.numel(), chunk):
             rows = active[lo:lo + chunk]
-            problem, pack_a, slot_a, pack_b, slot_b = _improving_swaps(slot_weight[rows])
+            problem, pack_a, slot_a, pack_b, slot_b, improved = _improving_swaps(slot_weight[rows])
             problem = rows[problem]
             for t in (slot_weight, slots):
                 a, b = t[problem, pack_a, slot_a], t[problem, pack_b, slot_b]
                 t[problem, pack_a, slot_a], t[problem, pack_b, slot_b] = b, a
-            moved.append(problem)
-        active = torch.cat(moved).unique()
+            moved.append(rows[improved])
+        active = torch.cat(moved)
         if active.numel() == 0:
             break
 
 
 def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """One round's swaps, on distinct packs: w [p, m, k] -> (problem, pack_a, slot_a, pack_b,
-    slot_b), each [swaps]; pack_a is always the heavier side.
+    slot_b), each [swaps], pack_a always the heavier side; and whether each problem's heaviest
+    pack improved, [p] bool.
 
     ``min(d, g - d) = g/2 - |d - g/2|``: for a given heavy item and partner pack (gap g), the
     best item b of that pack is the one closest to ``a - g/2``. So the full [p, k, m, k] tensor
@@ -321,4 +323,5 @@ def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
         slot_a.append(flat[take_pair, which] // per_pack)
         pack_b.append(low[take_pair, which])
         slot_b.append(flat[take_pair, which] % per_pack)
-    return tuple(torch.cat(x) for x in (problem, pack_a, slot_a, pack_b, slot_b))
+    swaps = tuple(torch.cat(x) for x in (problem, pack_a, slot_a, pack_b, slot_b))
+    return swaps + (take,)

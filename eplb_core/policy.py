@@ -69,7 +69,7 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
         algorithm: "hybrid" (multi-start search) or "greedy" (DeepSeek's published plans)
         seed: seeds every random draw of the hybrid
         num_candidates, num_rounds: the hybrid's search size; None picks the defaults of
-            ``eplb_core.packing`` (128 candidates on CUDA, 4 on a CPU; rounds by pack count)
+            ``eplb_core.packing`` (128 candidates on CUDA, 2 on a CPU; rounds by pack count)
 
     Returns:
         phy2log: [layers, num_replicas], the logical expert in each slot

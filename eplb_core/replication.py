@@ -14,8 +14,10 @@ def replicate_experts(weight: torch.Tensor,
 
     Same plan as DeepSeek's loop, which hands each redundant slot in turn to the expert with the
     largest ``weight / count`` (lowest index on ties). That loop picks the values ``w_e / j``
-    (expert e's j-th extra replica) in decreasing order, ties by expert then j, so here all those
-    values are built at once and the largest ``num_phy - num_log`` are taken with one stable sort.
+    (expert e's j-th extra replica) in decreasing order, ties by expert then j, so here the
+    candidate values are built at once and the largest ``num_phy - num_log`` are taken with one
+    stable sort. Only the ``extra`` heaviest experts can get an extra replica (each one that does
+    was picked before every lighter expert), so only they are candidates.
 
     Parameters:
         weight: [rows, num_log], float
@@ -36,15 +38,17 @@ def replicate_experts(weight: torch.Tensor,
     if extra == 0 or rows == 0:
         return phy2log, rank, logcnt
 
+    num_hot = min(extra, num_log)
+    hot = weight.sort(dim=-1, descending=True, stable=True).indices[:, :num_hot].sort(-1).values
     depth = _replica_depth(weight, num_phy, extra)
     divisors = torch.arange(1, depth + 1, dtype=weight.dtype, device=device)
-    chunk = max(1, _MAX_CANDIDATE_ELEMENTS // (num_log * depth))
+    chunk = max(1, _MAX_CANDIDATE_ELEMENTS // (num_hot * depth))
     picks = []
     for lo in range(0, rows, chunk):
-        values = (weight[lo:lo + chunk].unsqueeze(-1) / divisors).flatten(1)
-        picks.append(values.sort(dim=-1, descending=True, stable=True).indices[:, :extra])
+        values = (weight[lo:lo + chunk].gather(1, hot[lo:lo + chunk]).unsqueeze(-1) / divisors)
+        picks.append(values.flatten(1).sort(dim=-1, descending=True, stable=True).indices[:, :extra])
     pick = torch.cat(picks)
-    expert = pick // depth
+    expert = hot.gather(1, pick // depth)
     phy2log[:, num_log:] = expert
     rank[:, num_log:] = pick % depth + 1
     logcnt.scatter_add_(1, expert, torch.ones_like(expert))
