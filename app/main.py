@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ``settings`` defaults to the environment's (``get_settings()``); given, it replaces them
     for every route.
     """
-    from .routes import docs, health, pages, rebalance
+    from .routes import dashboard, docs, health, pages, rebalance
 
     application = FastAPI(
         title="EPLB Dashboard",
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.mount(docs.SWAGGER_UI_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR),
                       name="swagger-ui")
     application.include_router(pages.router)
+    application.include_router(dashboard.router)
     application.include_router(rebalance.router)
     application.include_router(health.router)
     application.include_router(docs.router)
