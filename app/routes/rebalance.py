@@ -20,6 +20,8 @@ from ..uploads import read_csv_upload
 router = APIRouter(tags=["rebalance"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_400_BAD_REQUEST: {"model": ErrorResponse,
+                                  "description": "a body that cannot be parsed"},
     status.HTTP_413_CONTENT_TOO_LARGE: {"model": ErrorResponse,
                                         "description": "over EPLB_MAX_UPLOAD_BYTES"},
     status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: {"model": ErrorResponse,
@@ -36,8 +38,8 @@ def require_content_type(expected: str) -> Callable[[Request], None]:
     def check(request: Request) -> None:
         given = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if given != expected:
-            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                                f"expected a body of type {expected}, got {given or 'no content type'!r}")
+            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"expected a body of "
+                                f"type {expected}, got {given or 'no content type'!r}")
 
     return check
 
@@ -50,10 +52,8 @@ def rebalance_json(body: RebalanceRequest,
     return rebalance(torch.tensor(body.weight, dtype=torch.float32), body.params(), settings)
 
 
-@router.post("/rebalance/csv", responses={
-    **ERRORS, status.HTTP_400_BAD_REQUEST: {"model": ErrorResponse,
-                                            "description": "a malformed multipart body"}},
-    dependencies=[Depends(require_content_type("multipart/form-data"))])
+@router.post("/rebalance/csv", responses=ERRORS,
+             dependencies=[Depends(require_content_type("multipart/form-data"))])
 def rebalance_csv(file: Annotated[UploadFile, File(description="CSV: one row per layer, one "
                                                                "column per expert")],
                   params: Annotated[RebalanceParams, Form()],

@@ -1,0 +1,87 @@
+"""The OpenAPI document: what it lists, responses that match it, a fuzz pass that finds no 5xx,
+and Swagger UI served from the app itself."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from schemathesis import checks
+
+from app.config import Settings
+from app.main import create_app
+from eplb_core.io import format_csv_matrix
+
+# Small limits keep the generated plans quick.
+FUZZ_LIMITS = Settings(max_upload_bytes=64 * 1024, max_layers=8, max_experts=64,
+                       max_replicas=128)
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(FUZZ_LIMITS))
+RESPONSE_CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
+                   checks.content_type_conformance, checks.response_schema_conformance]
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzz_finds_no_server_error(case: schemathesis.Case) -> None:
+    """Generated requests, valid and invalid, get documented answers and never a 5xx."""
+    case.call_and_validate(checks=RESPONSE_CHECKS)
+
+
+def test_schema_lists_the_api(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+
+    assert {"/rebalance", "/rebalance/csv", "/healthz"} <= document["paths"].keys()
+    assert "/docs" not in document["paths"]
+    rebalance = document["paths"]["/rebalance"]["post"]
+    assert rebalance["requestBody"]["content"].keys() == {"application/json"}
+    assert rebalance["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RebalanceResponse"}
+    assert {"400", "413", "415", "422"} <= rebalance["responses"].keys()
+    upload = document["paths"]["/rebalance/csv"]["post"]
+    assert upload["requestBody"]["content"].keys() == {"multipart/form-data"}
+    response_fields = document["components"]["schemas"]["RebalanceResponse"]["properties"]
+    assert {"params", "num_layers", "num_experts", "plan", "before", "after", "bound",
+            "elapsed_ms", "device"} == response_fields.keys()
+
+
+@pytest.mark.parametrize("request_case", [
+    pytest.param(lambda op, ex: op.Case(body=ex, media_type="application/json"), id="plan"),
+    pytest.param(lambda op, ex: op.Case(body={**ex, "num_gpus": 3},
+                                        media_type="application/json"), id="core-error"),
+    pytest.param(lambda op, ex: op.Case(body={**ex, "weight": [[-1]]},
+                                        media_type="application/json"), id="validation-error"),
+])
+def test_json_responses_match_the_schema(readme_request: dict, request_case) -> None:
+    case = request_case(schema["/rebalance"]["POST"], readme_request)
+
+    case.call_and_validate(checks=RESPONSE_CHECKS)
+
+
+def test_csv_and_health_responses_match_the_schema(readme_request: dict) -> None:
+    fields = {key: value for key, value in readme_request.items() if key != "weight"}
+    upload = schema["/rebalance/csv"]["POST"].Case(
+        body={**fields, "file": format_csv_matrix(readme_request["weight"]).encode()},
+        media_type="multipart/form-data")
+    response = upload.call_and_validate(checks=RESPONSE_CHECKS)
+    assert response.status_code == 200
+
+    health = schema["/healthz"]["GET"].Case().call_and_validate(checks=RESPONSE_CHECKS)
+    assert health.json() == {"status": "ok", "device": str(FUZZ_LIMITS.torch_device)}
+
+
+def test_docs_render_from_local_assets(client: TestClient) -> None:
+    page = client.get("/docs")
+
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "SwaggerUIBundle" in page.text and "'/openapi.json'" in page.text
+    assert '"validatorUrl": null' in page.text  # no badge from validator.swagger.io
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets, "the page loads no assets"
+    assert not re.search(r"https?://", page.text), "the page names an outside URL"
+    for url in assets:
+        assert url.startswith("/vendor/swagger-ui/")
+        asset = client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 100, url
