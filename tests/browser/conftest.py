@@ -1,0 +1,104 @@
+"""Fixtures of the browser tests: the app under uvicorn on a free port, and Debian's Chromium.
+
+The tests must run for real on CI: a missing Chromium fails them, it does not skip them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Low enough that a form the page accepts can still be refused by the server (test_errors).
+MAX_REPLICAS = 4096
+VIEWPORT = {"width": 1440, "height": 900}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """``uvicorn app.main:app`` in a subprocess, answering /healthz."""
+    port = free_port()
+    env = {**os.environ, "EPLB_MAX_REPLICAS": str(MAX_REPLICAS)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"uvicorn exited with status {server.returncode} before answering")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("uvicorn did not answer /healthz within 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Debian Chromium (``apt-get install chromium``; ``make test`` installs it)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: run `make chromium` "
+                    f"(apt-get install chromium); the browser tests must not be skipped")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    """The page's console errors and uncaught exceptions, filled while a test runs."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, server_url: str, console_errors: list[str]) -> Iterator[Page]:
+    """A fresh 1440x900 tab on the dashboard, recording console errors."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=server_url)
+    tab = context.new_page()
+
+    def record(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            console_errors.append(message.text)
+
+    tab.on("console", record)
+    tab.on("pageerror", lambda error: console_errors.append(str(error)))
+    tab.goto("/")
+    yield tab
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """``tests/artifacts/`` (ignored by git): screenshots and timings."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
