@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -81,9 +81,27 @@ def console_errors() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Browser, server_url: str, console_errors: list[str]) -> Iterator[Page]:
-    """A fresh 1440x900 tab on the dashboard, recording console errors."""
+def outside_requests() -> list[str]:
+    """URLs the page asked for outside the app (a CDN, a web font); they are refused."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, server_url: str, console_errors: list[str],
+         outside_requests: list[str]) -> Iterator[Page]:
+    """A fresh 1440x900 tab on the dashboard, offline but for the app, recording console
+    errors."""
     context = browser.new_context(viewport=VIEWPORT, base_url=server_url)
+
+    def app_only(route: Route) -> None:
+        url = route.request.url
+        if url.startswith((server_url, "blob:", "data:")):
+            route.continue_()
+        else:
+            outside_requests.append(url)
+            route.abort()
+
+    context.route("**/*", app_only)
     tab = context.new_page()
 
     def record(message: ConsoleMessage) -> None:

@@ -43,7 +43,7 @@ def fetch_text(page: Page, selector: str) -> str:
 @pytest.mark.parametrize("algorithm", ["greedy", "hybrid"])
 def test_rebalance_draws_charts_summary_and_downloads(
         page: Page, skewed_csv: Path, algorithm: str, console_errors: list[str],
-        artifacts: Path) -> None:
+        outside_requests: list[str], artifacts: Path) -> None:
     upload(page, skewed_csv)
     expect(page.locator("#data-shape")).to_have_text("58 layers × 256 experts")
     expect(page.locator("#data-total")).to_have_text(
@@ -77,7 +77,7 @@ def test_rebalance_draws_charts_summary_and_downloads(
     rows = fetch_text(page, "#download-csv").splitlines()
     assert [[int(cell) for cell in row.split(",")] for row in rows] == plan["phy2log"]
 
-    assert console_errors == []
+    assert console_errors == [] and outside_requests == []
     drawn_ms = float(page.locator("#results").get_attribute("data-drawn-ms"))
     (artifacts / f"rebalance-{algorithm}.json").write_text(json.dumps(
         {"matrix": [58, 256], "algorithm": algorithm, "pressed_to_drawn_ms": drawn_ms}))
