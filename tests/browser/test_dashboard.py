@@ -186,3 +186,17 @@ def test_example_and_presets(page: Page, console_errors: list[str]) -> None:
     assert form_values(page) == FORM
     expect(page.locator("#shape-hint")).to_contain_text("hierarchical policy")
     assert console_errors == []
+
+
+def test_a_csv_dropped_on_the_drop_zone_loads(page: Page, console_errors: list[str]) -> None:
+    transfer = page.evaluate_handle(
+        "(text) => { const data = new DataTransfer();"
+        " data.items.add(new File([text], 'dropped.csv', {type: 'text/csv'})); return data; }",
+        "layer,0,1,2,3\nL0,5,1,1,1\nL1,1,1,1,9\n")
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+
+    expect(page.locator("#data-name")).to_have_text("dropped.csv")
+    expect(page.locator("#data-shape")).to_have_text("2 layers × 4 experts")
+    expect(page.locator("#data-total")).to_have_text("20 tokens")
+    expect(page.locator("#chart-input svg.main-svg").first).to_be_attached()
+    assert console_errors == []
