@@ -11,10 +11,9 @@ Two guards share ``Settings.max_upload_bytes``:
 
 from __future__ import annotations
 
-import json
-
 import torch
 from fastapi import HTTPException, UploadFile, status
+from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,7 +52,7 @@ class RequestSizeLimit:
             return
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         received = 0
 
@@ -68,13 +67,10 @@ class RequestSizeLimit:
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": RequestTooLarge(self.max_bytes).detail}).encode()
-        await send({"type": "http.response.start", "status": status.HTTP_413_CONTENT_TOO_LARGE,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"detail": RequestTooLarge(self.max_bytes).detail},
+                                status.HTTP_413_CONTENT_TOO_LARGE, {"connection": "close"})
+        await response(scope, receive, send)
 
 
 def read_csv_upload(file: UploadFile, max_bytes: int) -> torch.Tensor:
