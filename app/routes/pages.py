@@ -8,7 +8,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 router = APIRouter(tags=["dashboard"])
