@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.core.test_policy import EXAMPLE
+from tests.core.helpers import EXAMPLE
 
 MakeClient = Callable[..., TestClient]
 

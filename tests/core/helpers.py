@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import strategies as st
+
+_TESTDATA = "shared/testdata/deepseek_readme_example.json"
+# shared/ sits beside the checkout (or, in some checkouts, inside it)
+_CANDIDATES = [Path(__file__).resolve().parents[i] / _TESTDATA for i in (3, 2)]
+EXAMPLE = next((path for path in _CANDIDATES if path.exists()), _CANDIDATES[0])
 
 DEVICES = [
     "cpu",

@@ -4,7 +4,6 @@ invariants for both algorithms, determinism, and argument checks."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,11 +15,7 @@ from eplb_core import policy_name, rebalance_experts
 from eplb_core.metrics import replica_counts
 from eplb_core.synthetic import zipf_loads
 
-from tests.core.helpers import Shape, random_weight, shapes
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "deepseek_readme_example.json"
-if not EXAMPLE.exists():  # a checkout whose shared/ lives inside the repository
-    EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "testdata" / EXAMPLE.name
+from tests.core.helpers import EXAMPLE, Shape, random_weight, shapes
 
 
 @pytest.fixture(scope="module")
