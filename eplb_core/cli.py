@@ -21,7 +21,7 @@ import torch
 from .io import (LoadFormatError, map_to_json, map_to_pt, plan_to_json, read_loads,
                  read_placement)
 from .metrics import balancedness_bound, evaluate, trivial_placement
-from .migration import count_moves, keep_slots, validate_placement
+from .migration import build_log2phy, count_moves, keep_slots, match_gpus, validate_placement
 from .packing import ALGORITHMS
 from .policy import policy_name, rebalance_experts
 from .replay import NO_REBALANCING, Replay, replay
@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--keep-slots", action="store_true",
                         help="keep experts that stay on a GPU in their old slots (fewer moves, "
                              "same loads)")
+    common.add_argument("--renumber-gpus", action="store_true",
+                        help="renumber nodes and GPUs to keep the most experts where they are "
+                             "(fewer moves, same balancedness; GPUs may swap loads)")
 
     parser = _Parser(prog=PROG, description="Expert-parallelism load balancer for MoE inference.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -141,6 +144,9 @@ def _rebalance(args: argparse.Namespace) -> None:
                                                  seed=args.seed)
     before = current if current is not None else trivial_placement(num_layers, num_experts,
                                                                    args.replicas)
+    if args.renumber_gpus:
+        phy2log = match_gpus(before, phy2log, args.gpus, args.nodes)
+        log2phy = build_log2phy(phy2log, logcnt)
     if args.keep_slots:
         phy2log, log2phy, logcnt = keep_slots(before, phy2log, logcnt, args.gpus)
 
@@ -158,8 +164,10 @@ def _rebalance(args: argparse.Namespace) -> None:
         print(f"{name:<12}{mean:>14.4f}{worst:>16.4f}")
     print(f"{'upper bound':<12}{bound:>14.4f}")
     moves = count_moves(before, phy2log)
+    kept = [name for name, asked in (("GPUs renumbered", args.renumber_gpus),
+                                     ("slots kept", args.keep_slots)) if asked]
     print(f"moves: {moves.total} of {phy2log.numel()} slots change expert"
-          f"{' (slots kept)' if args.keep_slots else ''}")
+          f"{' (' + ', '.join(kept) + ')' if kept else ''}")
 
     if args.output is not None:
         _write(args.output, plan_to_json(phy2log, log2phy, logcnt))
@@ -178,7 +186,7 @@ def _replay(args: argparse.Namespace) -> None:
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     result = replay(series, args.window, args.replicas, args.groups, args.nodes, args.gpus,
                     algorithms=args.algorithms, seed=args.seed, current=current,
-                    preserve_slots=args.keep_slots,
+                    preserve_slots=args.keep_slots, renumber_gpus=args.renumber_gpus,
                     progress=_ProgressBar(sys.stderr) if show_progress else None)
     _print_replay(result, series.shape)
     if args.json is not None:

@@ -3,7 +3,9 @@
 A slot whose expert changes needs that expert's weights copied in, so the number of changed
 slots is the migration cost of a plan. The loads a GPU carries depend only on which experts it
 holds, not on their order within the GPU, so a plan's experts can be re-ordered within each GPU
-to keep as many as possible in the slots they already occupy (as vLLM's EPLB does).
+to keep as many as possible in the slots they already occupy (as vLLM's EPLB does). And nodes,
+and GPUs within a node, are interchangeable: renumbering them to match the placement in use
+keeps more experts in place at no cost in balance.
 """
 
 from __future__ import annotations
@@ -91,6 +93,60 @@ def keep_slots(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.T
     values = torch.where(position < num_free, new.gather(-1, incoming), old.gather(-1, free_slots))
     kept = torch.empty_like(new).scatter_(-1, free_slots, values).view(num_layers, num_slots)
     return kept, build_log2phy(kept, logcnt), logcnt
+
+
+def match_gpus(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
+               num_nodes: int) -> torch.Tensor:
+    """Renumber a plan's nodes, and the GPUs within each node, to keep experts where they are.
+
+    Nodes are interchangeable, and so are the GPUs of a node: renumbering them changes which
+    node or GPU carries which load, never the set of loads, so balancedness and the
+    hierarchical policy's group-to-node rule hold. Each level is matched greedily, per layer:
+    the (new, old) pair sharing the most experts first, then the best pair left, and so on.
+    ``keep_slots`` afterwards keeps the shared experts in their old slots.
+
+    old_phy2log, phy2log: [layers, slots] -> the renumbered phy2log: [layers, slots]
+    """
+    count_moves(old_phy2log, phy2log)  # checks the shapes agree
+    if num_gpus % num_nodes or phy2log.shape[1] % num_gpus:
+        raise ValueError(f"{phy2log.shape[1]} slots on {num_gpus} GPUs cannot be split evenly "
+                         f"over {num_nodes} nodes")
+    num_layers, num_slots = phy2log.shape
+    num_experts = int(torch.maximum(phy2log.max(), old_phy2log.max())) + 1
+    old = old_phy2log.long()
+    nodes = _renumber(old.view(num_layers, num_nodes, -1), phy2log.view(num_layers, num_nodes, -1),
+                      num_experts)
+    gpus_per_node = num_gpus // num_nodes
+    old_gpus = old.view(num_layers * num_nodes, gpus_per_node, -1)
+    new_gpus = nodes.view(num_layers * num_nodes, gpus_per_node, -1)
+    return _renumber(old_gpus, new_gpus, num_experts).view(num_layers, num_slots)
+
+
+def _renumber(old: torch.Tensor, new: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Permute the blocks of ``new`` [rows, blocks, slots] to share the most experts with the
+    same blocks of ``old``: greedy matching on the count of experts both blocks hold, kept only
+    where it shares more than the numbering as it is."""
+    rows, blocks, _ = new.shape
+
+    def held(placement: torch.Tensor) -> torch.Tensor:
+        present = torch.zeros(rows, blocks, num_experts, device=placement.device)
+        return present.scatter_(-1, placement, 1.0)
+
+    shared = torch.bmm(held(new), held(old).transpose(1, 2))  # [rows, new block, old block]
+    left = shared.clone()
+    target = torch.empty(rows, blocks, dtype=torch.int64, device=new.device)
+    row_ids = torch.arange(rows, device=new.device)
+    for _ in range(blocks):
+        best = left.flatten(1).argmax(1)
+        new_block, old_block = best // blocks, best % blocks
+        target[row_ids, new_block] = old_block
+        left[row_ids, new_block, :] = -1
+        left[row_ids, :, old_block] = -1
+    matched = shared.gather(2, target.unsqueeze(-1)).sum((1, 2))
+    identity = torch.arange(blocks, device=new.device).expand(rows, blocks)
+    target = torch.where((matched > shared.diagonal(dim1=1, dim2=2).sum(-1)).unsqueeze(-1),
+                         target, identity)
+    return torch.empty_like(new).scatter_(1, target.unsqueeze(-1).expand_as(new), new)
 
 
 def build_log2phy(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:

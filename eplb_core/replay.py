@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .metrics import evaluate, trivial_placement
-from .migration import count_moves, keep_slots, validate_placement
+from .migration import count_moves, keep_slots, match_gpus, validate_placement
 from .packing import ALGORITHMS
 from .policy import rebalance_experts, validate_shape, validate_weight
 
@@ -89,7 +89,7 @@ def window_loads(series: torch.Tensor, window: int) -> torch.Tensor:
 def replay(series: torch.Tensor, window: int, num_replicas: int, num_groups: int,
            num_nodes: int, num_gpus: int, *, algorithms: Sequence[str] = ALGORITHMS,
            seed: int = 0, current: torch.Tensor | None = None, preserve_slots: bool = False,
-           progress: Progress | None = None) -> Replay:
+           renumber_gpus: bool = False, progress: Progress | None = None) -> Replay:
     """Plan on each window and score on it and on the next, for "none" and each algorithm.
 
     Parameters:
@@ -101,6 +101,8 @@ def replay(series: torch.Tensor, window: int, num_replicas: int, num_groups: int
         current: [layers, slots], the placement in use before the first window (default: the
             trivial layout); "none" keeps it, and the first window's moves start from it
         preserve_slots: deploy each plan with ``keep_slots`` against the one before it
+        renumber_gpus: renumber each plan's nodes and GPUs with ``match_gpus`` against the one
+            before it (before keeping slots, when both are asked for)
         progress: called with (windows planned, windows to plan) as planning goes
 
     Returns the per-window balancedness (mean over layers) in-sample and on the next window,
@@ -134,8 +136,9 @@ def replay(series: torch.Tensor, window: int, num_replicas: int, num_groups: int
 
     for algorithm in algorithms:
         phy2log, logcnt = _plan_windows(planned, cluster, algorithm, seed, advance)
-        if preserve_slots:
-            phy2log = _deploy_keeping_slots(current, phy2log, logcnt, num_gpus)
+        if preserve_slots or renumber_gpus:
+            phy2log = _deploy(current, phy2log, logcnt, num_gpus,
+                              num_nodes if renumber_gpus else None, preserve_slots)
         before = torch.cat([current.unsqueeze(0), phy2log[:-1]])
         moves = count_moves(before.flatten(0, 1), phy2log.flatten(0, 1)).per_layer
         strategies[algorithm] = _score(planned, following, phy2log, logcnt, num_gpus, num_nodes,
@@ -163,13 +166,16 @@ def _plan_windows(windows: torch.Tensor, cluster: tuple[int, int, int, int], alg
     return torch.cat(phy2logs), torch.cat(logcnts)
 
 
-def _deploy_keeping_slots(current: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor,
-                          num_gpus: int) -> torch.Tensor:
-    """Deploy the plans [windows, L, R] one after the other from ``current``, each re-ordered
-    with ``keep_slots`` against the placement deployed before it."""
+def _deploy(current: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor, num_gpus: int,
+            renumber_nodes: int | None, preserve_slots: bool) -> torch.Tensor:
+    """Deploy the plans [windows, L, R] one after the other from ``current``, each renumbered
+    with ``match_gpus`` (over ``renumber_nodes`` nodes, when given) and re-ordered with
+    ``keep_slots`` (when asked) against the placement deployed before it."""
     deployed = []
     for plan, counts in zip(phy2log, logcnt):
-        current = keep_slots(current, plan, counts, num_gpus)[0]
+        if renumber_nodes is not None:
+            plan = match_gpus(current, plan, num_gpus, renumber_nodes)
+        current = keep_slots(current, plan, counts, num_gpus)[0] if preserve_slots else plan
         deployed.append(current)
     return torch.stack(deployed)
 

@@ -82,6 +82,23 @@ def test_rebalance_from_the_current_placement_keeping_slots(window_csv, tmp_path
     assert out.splitlines()[3].split()[0] == "current"
 
 
+def test_rebalance_renumbering_gpus_finds_a_relabelled_plan_in_place(window_csv, tmp_path,
+                                                                     capsys):
+    current = tmp_path / "current.json"
+    main(["rebalance", str(window_csv), *CLUSTER, "--algorithm", "greedy",
+          "--export-json", str(current)])
+    placement = torch.tensor(json.loads(current.read_text())["physical_to_logical_map"])
+    # The same plan with its two nodes swapped: renumbering the nodes puts it back.
+    swapped = tmp_path / "swapped.json"
+    halves = placement.view(placement.shape[0], 2, -1).flip(1).flatten(1)
+    swapped.write_text(json.dumps({"phy2log": halves.tolist()}))
+    capsys.readouterr()
+    assert main(["rebalance", str(window_csv), *CLUSTER, "--algorithm", "greedy",
+                 "--current", str(swapped), "--renumber-gpus", "--keep-slots"]) == 0
+    assert "moves: 0 of 144 slots change expert (GPUs renumbered, slots kept)" in (
+        capsys.readouterr().out)
+
+
 def test_replay_of_an_sglang_dump(dump_pt, series, tmp_path, capsys):
     out_json = tmp_path / "replay.json"
     code = main(["replay", str(dump_pt), "--window", "10", *CLUSTER, "--algorithms", "greedy",

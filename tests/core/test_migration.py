@@ -8,8 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eplb_core import rebalance_experts
-from eplb_core.metrics import gpu_loads, replica_counts, trivial_placement
-from eplb_core.migration import build_log2phy, count_moves, keep_slots, validate_placement
+from eplb_core.metrics import evaluate, gpu_loads, replica_counts, trivial_placement
+from eplb_core.replay import window_loads
+from eplb_core.synthetic import drifting_series
+from eplb_core.migration import (build_log2phy, count_moves, keep_slots, match_gpus,
+                                 validate_placement)
 
 # Two layers, 4 experts in 6 slots on 2 GPUs (3 slots each).
 OLD = torch.tensor([[0, 1, 2, 3, 0, 1],
@@ -120,3 +123,55 @@ def test_validate_placement_accepts_the_trivial_layout():
 def test_validate_placement_says_what_is_wrong(placement, message):
     with pytest.raises(ValueError, match=message):
         validate_placement(placement, 2, 4, 6)
+
+
+def test_match_gpus_undoes_a_renumbering_of_nodes_and_gpus():
+    # The old placement: 2 nodes x 2 GPUs x 2 slots. The new one holds the same GPU contents,
+    # with the nodes swapped and the GPUs of node 0 swapped: renumbering finds it all in place.
+    old = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7]])
+    new = torch.tensor([[6, 7, 4, 5, 2, 3, 0, 1]])
+    assert count_moves(old, new).total == 8
+    assert torch.equal(match_gpus(old, new, num_gpus=4, num_nodes=2), old)
+
+
+def test_match_gpus_keeps_the_numbering_when_nothing_is_gained():
+    old = torch.tensor([[0, 1, 2, 3]])
+    new = torch.tensor([[0, 2, 1, 3]])  # GPU 0 shares expert 0 either way: no better match
+    assert torch.equal(match_gpus(old, new, num_gpus=2, num_nodes=1), new)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), layers=st.integers(1, 4))
+def test_match_gpus_keeps_balance_and_hierarchy_and_moves_fewer(seed, layers):
+    gen = torch.Generator().manual_seed(seed)
+    old_loads = torch.rand(layers, 32, generator=gen) ** 3
+    new_loads = old_loads * (1 + torch.rand(layers, 32, generator=gen))
+    shape = (48, 8, 2, 8)  # 32 experts in 8 groups, 48 slots, 2 nodes x 4 GPUs: hierarchical
+    old = rebalance_experts(old_loads, *shape)[0]
+    new, _, logcnt = rebalance_experts(new_loads, *shape)
+    renumbered = match_gpus(old, new, num_gpus=8, num_nodes=2)
+    before = evaluate(new_loads, new, 8, 2, logcnt)
+    after = evaluate(new_loads, renumbered, 8, 2, logcnt)
+    # The same loads in another order: equal up to the order of float additions.
+    assert torch.allclose(before.balancedness, after.balancedness, rtol=1e-12, atol=0)
+    assert torch.allclose(before.node_load.sort(-1).values, after.node_load.sort(-1).values,
+                          rtol=1e-12, atol=0)
+    # Whole nodes move as blocks, so every group still sits on one node.
+    group_node = (renumbered // 4).view(layers, 2, -1)
+    for layer in range(layers):
+        for node in range(2):
+            groups = set(group_node[layer, node].tolist())
+            assert groups.isdisjoint(group_node[layer, 1 - node].tolist())
+    # GPU contents are the plan's, renumbered: the same multiset of GPUs per node.
+    contents = lambda p: p.view(layers, 8, -1).sort(-1).values.tolist()
+    assert sorted(map(sorted, contents(renumbered))) == sorted(map(sorted, contents(new)))
+
+
+def test_match_gpus_cuts_moves_between_consecutive_plans():
+    windows = window_loads(drifting_series(100, layers=8, seed=3), 50)
+    old = rebalance_experts(windows[0], 288, 8, 4, 32)[0]
+    new, _, logcnt = rebalance_experts(windows[1], 288, 8, 4, 32)
+    kept = count_moves(old, keep_slots(old, new, logcnt, 32)[0]).total
+    renumbered = match_gpus(old, new, 32, 4)
+    both = count_moves(old, keep_slots(old, renumbered, logcnt, 32)[0]).total
+    assert both < 0.95 * kept

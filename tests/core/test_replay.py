@@ -61,6 +61,15 @@ def test_preserving_slots_moves_fewer_copies_for_the_same_balance():
     assert kept.strategies["greedy"].moves == [4, 2]
 
 
+def test_renumbering_gpus_keeps_the_balance_and_moves_no_more():
+    plain = replay(SERIES, 2, **SHAPE, algorithms=["greedy"], preserve_slots=True)
+    both = replay(SERIES, 2, **SHAPE, algorithms=["greedy"], preserve_slots=True,
+                  renumber_gpus=True)
+    assert both.strategies["greedy"].next_window == pytest.approx(
+        plain.strategies["greedy"].next_window)
+    assert both.strategies["greedy"].total_moves <= plain.strategies["greedy"].total_moves
+
+
 def test_none_keeps_the_placement_in_use():
     current = torch.tensor([[0, 3, 1, 2], [0, 1, 2, 3]])  # layer 0 already paired as greedy's W0
     result = replay(SERIES, 2, **SHAPE, algorithms=["greedy"], current=current)
