@@ -79,7 +79,7 @@ def measure(config: str, workload: str, weight: torch.Tensor, args: argparse.Nam
     row = Row(
         config=config, workload=workload,
         greedy=score(greedy_plan), hybrid=score(run("hybrid")),
-        bound=float(balancedness_bound(weight, replicas, gpus).mean()),
+        bound=float(balancedness_bound(weight, replicas, gpus, groups, nodes).mean()),
         published_ms=median_ms(lambda: published_rebalance(weight, *shape), args.published_repeat),
         greedy_ms=median_ms(lambda: run("greedy"), args.repeat),
         hybrid_ms=median_ms(lambda: run("hybrid"), args.repeat),

@@ -56,7 +56,9 @@ def max_over_mean(loads: torch.Tensor) -> torch.Tensor:
     return 1.0 / balancedness(loads)
 
 
-def balancedness_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int) -> torch.Tensor:
+def balancedness_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int,
+                       num_groups: int | None = None,
+                       num_nodes: int | None = None) -> torch.Tensor:
     """An upper bound on the balancedness any plan can reach, per layer: [layers].
 
     The max GPU load of any plan is at least the mean GPU load ``W / G``. It is also at least
@@ -64,14 +66,30 @@ def balancedness_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int) -
     no choice of replica counts ``c`` (summing to the slots) makes ``max_e w_e / c_e`` smaller
     than the greedy replication does (it hands each slot to the expert with the largest load per
     replica, which is optimal for this min-max). So balancedness <= mean / max(mean, that).
-    Grouping constraints of the hierarchical policy can only lower what is reachable.
+
+    Given ``num_groups`` and ``num_nodes`` where the hierarchical policy applies (groups divide
+    evenly over nodes), each node holds ``k = groups / nodes`` whole groups, so some node carries
+    at least the heaviest group plus the ``k - 1`` lightest (for ``k = 2``, exactly the best
+    pairing: the i-th heaviest with the i-th lightest), and some GPU of it at least its share.
+    That bound shows how much balance the policy's grouping itself costs.
     """
     weight = weight.double()
     _, _, logcnt = replicate_experts(weight, num_replicas)
-    heaviest_replica = (weight / logcnt).amax(-1)
+    peak = torch.maximum(weight.sum(-1) / num_gpus, (weight / logcnt).amax(-1))
+    if num_groups and num_nodes and num_groups % num_nodes == 0:
+        node_peak = _busiest_node_at_least(weight, num_groups, num_groups // num_nodes)
+        peak = torch.maximum(peak, node_peak / (num_gpus // num_nodes))
     mean = weight.sum(-1) / num_gpus
-    peak = torch.maximum(mean, heaviest_replica)
     return torch.where(peak > 0, mean / peak.clamp(min=1e-300), torch.ones_like(peak))
+
+
+def _busiest_node_at_least(weight: torch.Tensor, num_groups: int,
+                           groups_per_node: int) -> torch.Tensor:
+    """A lower bound on the busiest node's load when whole groups go to nodes: [layers]."""
+    groups = weight.unflatten(-1, (num_groups, -1)).sum(-1).sort(-1, descending=True).values
+    if groups_per_node == 2:
+        return (groups + groups.flip(-1)).amax(-1)
+    return groups[:, 0] + groups[:, num_groups - groups_per_node + 1:].sum(-1)
 
 
 def trivial_placement(num_layers: int, num_experts: int, num_replicas: int,

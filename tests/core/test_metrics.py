@@ -55,12 +55,27 @@ def test_bound_by_hand() -> None:
         pytest.approx((100 / 3) / 45)]
 
 
+
+def test_bound_of_the_hierarchical_policy_by_hand() -> None:
+    # Four one-expert groups on 2 nodes of 1 GPU: the 10 must share a node with a group, at
+    # best the 0, so some GPU carries 10 while the mean is 6 -> 0.6; replicas alone allow 1.0.
+    weight = torch.tensor([[10.0, 1.0, 1.0, 0.0]])
+    assert balancedness_bound(weight, 8, 2).tolist() == [1.0]
+    assert balancedness_bound(weight, 8, 2, num_groups=4, num_nodes=2).tolist() == [0.6]
+    # Three groups per node: the heaviest plus the two lightest, 10 + 0 + 1 = 11 on one node.
+    weight = torch.tensor([[10.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
+    assert balancedness_bound(weight, 12, 2, num_groups=6, num_nodes=2).tolist() == [
+        pytest.approx(10 / 11)]
+    # The global policy (groups not divisible by nodes) has no grouping term.
+    assert balancedness_bound(weight, 12, 2, num_groups=6, num_nodes=4).tolist() == [1.0]
+
+
 @pytest.mark.parametrize("workload", sorted(WORKLOADS))
-@pytest.mark.parametrize("config", [(288, 8, 4, 32), (288, 8, 9, 144)])
+@pytest.mark.parametrize("config", [(288, 8, 4, 32), (288, 8, 9, 144), (288, 8, 2, 16)])
 def test_plans_respect_the_bound(workload: str, config: tuple[int, int, int, int]) -> None:
     weight = WORKLOADS[workload](layers=4)
-    replicas, _, nodes, gpus = config
-    bound = balancedness_bound(weight, replicas, gpus)
+    replicas, groups, nodes, gpus = config
+    bound = balancedness_bound(weight, replicas, gpus, groups, nodes)
     for algorithm in ("greedy", "hybrid"):
         phy2log, _, logcnt = rebalance_experts(weight, *config, algorithm=algorithm)
         achieved = evaluate(weight, phy2log, gpus, nodes, logcnt).balancedness
