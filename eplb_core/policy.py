@@ -54,6 +54,7 @@ def policy_name(num_groups: int, num_nodes: int) -> str:
     return "hierarchical" if num_groups % num_nodes == 0 else "global"
 
 
+@torch.no_grad()
 def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
                       num_gpus: int, *, algorithm: Algorithm = "hybrid", seed: int = 0,
                       num_candidates: int | None = None,
