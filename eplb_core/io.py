@@ -235,9 +235,10 @@ def _file_kind(data: bytes, filename: str) -> str:
 def _text(data: bytes) -> str:
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LoadFormatError("the file is not UTF-8 text; expected CSV, JSON or a .pt file "
-                              "(name it .pt)") from None
+    except UnicodeDecodeError as error:
+        raise LoadFormatError(f"the file is not UTF-8 text (byte {error.start} is "
+                              f"{data[error.start]:#04x}); expected CSV, JSON or a .pt file "
+                              f"(name it .pt)") from None
 
 
 def _read_json(data: bytes) -> object:
