@@ -9,6 +9,7 @@ heatmaps of a pair share one colour axis, so a flat plan looks flat next to a ho
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from plotly.subplots import make_subplots
 
 from eplb_core.metrics import trivial_placement
 
-from .schemas import RebalanceResponse
+from .schemas import RebalanceResponse, ReplayResponse
 
 Figure = dict[str, Any]
 Matrix = Sequence[Sequence[float]] | np.ndarray
@@ -28,6 +29,10 @@ LOAD_SCALE = "Viridis"
 BEFORE_COLOUR = "#E69F00"
 AFTER_COLOUR = "#0072B2"
 BOUND_COLOUR = "#009E73"
+# One colour per replay strategy: keeping the placement (the "before" orange), greedy, hybrid.
+STRATEGY_COLOURS = {"none": BEFORE_COLOUR, "greedy": "#D55E00", "hybrid": AFTER_COLOUR}
+TRIVIAL_TITLE = "Before: slot p holds expert p mod E"
+CURRENT_TITLE = "Before: the placement in use"
 FONT = dict(family="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size=12,
             color="#1f2937")
 GRID = "#e5e7eb"
@@ -48,20 +53,20 @@ def load_heatmap(weight: Matrix) -> Figure:
 
 
 def gpu_load_pair(before: Matrix, after: Matrix, before_phy2log: Matrix, after_phy2log: Matrix,
-                  num_gpus: int) -> Figure:
+                  num_gpus: int, before_title: str = TRIVIAL_TITLE) -> Figure:
     """Per-GPU loads before and after, side by side on one colour scale.
 
     Hovering a cell names the layer, the GPU, its load and the experts its slots hold: GPU g
     holds slots ``g*R/G .. (g+1)*R/G - 1`` of each layer's ``phy2log`` row.
     """
     held = (_experts_per_gpu(before_phy2log, num_gpus), _experts_per_gpu(after_phy2log, num_gpus))
-    return _pair(before, after, unit="GPU", customdata=held,
+    return _pair(before, after, unit="GPU", before_title=before_title, customdata=held,
                  hover_extra="<br>Experts %{customdata}")
 
 
-def node_load_pair(before: Matrix, after: Matrix) -> Figure:
+def node_load_pair(before: Matrix, after: Matrix, before_title: str = TRIVIAL_TITLE) -> Figure:
     """Per-node loads before and after, side by side on one colour scale."""
-    return _pair(before, after, unit="node")
+    return _pair(before, after, unit="node", before_title=before_title)
 
 
 def balancedness_chart(before: Sequence[float], after: Sequence[float],
@@ -82,27 +87,66 @@ def balancedness_chart(before: Sequence[float], after: Sequence[float],
     return _to_dict(fig)
 
 
-def rebalance_figures(result: RebalanceResponse) -> dict[str, Figure]:
-    """Every chart of a rebalance result, keyed by the page element that draws it."""
+def rebalance_figures(result: RebalanceResponse,
+                      current: Matrix | None = None) -> dict[str, Figure]:
+    """Every chart of a rebalance result, keyed by the page element that draws it.
+
+    ``current`` is the placement in use the plan started from (phy2log), when one was given;
+    otherwise "before" is the trivial layout.
+    """
     params = result.params
-    before_phy2log = trivial_placement(result.num_layers, result.num_experts,
-                                       params.num_replicas).tolist()
+    if current is None:
+        before_phy2log, title = trivial_placement(result.num_layers, result.num_experts,
+                                                  params.num_replicas).numpy(), TRIVIAL_TITLE
+    else:
+        before_phy2log, title = current, CURRENT_TITLE
     return {
         "gpu": gpu_load_pair(result.before.gpu_load, result.after.gpu_load, before_phy2log,
-                             result.plan.phy2log, params.num_gpus),
-        "node": node_load_pair(result.before.node_load, result.after.node_load),
+                             result.plan.phy2log, params.num_gpus, before_title=title),
+        "node": node_load_pair(result.before.node_load, result.after.node_load,
+                               before_title=title),
         "balancedness": balancedness_chart(result.before.balancedness,
                                            result.after.balancedness, result.bound),
     }
 
 
-def _pair(before: Matrix, after: Matrix, unit: str,
+def replay_chart(result: ReplayResponse) -> Figure:
+    """Balancedness per scored window for each strategy: on the next window (solid, the honest
+    score) and on the window the plan came from (in-sample, dashed).
+
+    The x axis is the window scored, 1 .. num_windows - 1: its plan was made on the window
+    before it.
+    """
+    windows = list(range(1, result.num_windows))
+    lines = []
+    for name, figures in result.strategies.items():
+        colour = STRATEGY_COLOURS[name]
+        lines.append(go.Scatter(
+            x=windows, y=figures.next_window, name=f"{name}, next window", mode="lines+markers",
+            legendgroup=name, line=dict(color=colour, width=2), marker=dict(size=5),
+            customdata=figures.moves,
+            hovertemplate="%{y:.3f} (%{customdata:,} moves)"))
+        lines.append(go.Scatter(
+            x=windows, y=figures.in_sample, name=f"{name}, in-sample", mode="lines",
+            legendgroup=name, line=dict(color=colour, width=1.5, dash="dash"),
+            hovertemplate="%{y:.3f}"))
+    fig = go.Figure(lines)
+    _style(fig, height=360)
+    fig.update_xaxes(title_text="window scored (planned on the window before)",
+                     dtick=max(1, math.ceil(len(windows) / 12)))
+    fig.update_yaxes(title_text="balancedness (mean / max GPU load)", range=[0, 1.05])
+    fig.update_layout(hovermode="x unified",
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.02,
+                                  yanchor="bottom"))
+    return _to_dict(fig)
+
+
+def _pair(before: Matrix, after: Matrix, unit: str, before_title: str,
           customdata: tuple[np.ndarray, np.ndarray] | None = None, hover_extra: str = "") -> Figure:
     """Two heatmaps, layers x ``unit``, sharing a y axis and one colour axis."""
     loads = (np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64))
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=("Before: slot p holds expert p mod E",
-                                        "After: the plan"))
+                        subplot_titles=(before_title, "After: the plan"))
     for column, (label, z) in enumerate(zip(("before", "after"), loads), 1):
         fig.add_trace(go.Heatmap(
             z=z, coloraxis="coloraxis", name=label,

@@ -22,6 +22,7 @@ class Settings:
     max_layers: int = 1024
     max_experts: int = 4096
     max_replicas: int = 16384
+    max_windows: int = 200
     device: str = "auto"
 
     def __post_init__(self) -> None:

@@ -27,8 +27,9 @@ async def lifespan(application: FastAPI) -> AsyncIterator[None]:
     """Say on start-up what this server plans on and what it accepts."""
     settings: Settings = application.state.settings
     logger.info("EPLB service: planning on %s; uploads up to %d bytes; at most %d layers x "
-                "%d experts, %d slots", settings.torch_device, settings.max_upload_bytes,
-                settings.max_layers, settings.max_experts, settings.max_replicas)
+                "%d experts, %d slots, %d replay windows", settings.torch_device,
+                settings.max_upload_bytes, settings.max_layers, settings.max_experts,
+                settings.max_replicas, settings.max_windows)
     yield
 
 
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ``settings`` defaults to the environment's (``get_settings()``); given, it replaces them
     for every route.
     """
-    from .routes import dashboard, docs, health, pages, rebalance
+    from .routes import dashboard, docs, export, health, pages, rebalance, replay
 
     application = FastAPI(
         title="EPLB Dashboard",
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.include_router(pages.router)
     application.include_router(dashboard.router)
     application.include_router(rebalance.router)
+    application.include_router(replay.router)
+    application.include_router(export.router)
     application.include_router(health.router)
     application.include_router(docs.router)
     return application

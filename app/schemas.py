@@ -2,53 +2,144 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from eplb_core.io import FLOAT32_MAX
 
 Count = Annotated[int, Field(gt=0, le=2**31 - 1)]
 Load = Annotated[float, Field(ge=0, le=FLOAT32_MAX, allow_inf_nan=False,
                               description="token count of one expert in one layer")]
+ExpertId = Annotated[int, Field(ge=0, le=2**31 - 1, description="a logical expert")]
+Placement = Annotated[list[Annotated[list[ExpertId], Field(min_length=1)]], Field(min_length=1)]
 
 
-class RebalanceParams(BaseModel):
-    """The cluster shape and how to search for a plan."""
+class PlanParams(BaseModel):
+    """The cluster shape, the hybrid's seed, and how to deploy a plan over the placement in use."""
 
     num_replicas: Count = Field(description="physical expert slots per layer (all GPUs)")
     num_groups: Count = Field(description="expert groups; the hierarchical policy keeps a "
                                           "group on one node")
     num_nodes: Count = Field(description="server nodes")
     num_gpus: Count = Field(description="GPUs, a multiple of num_nodes")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the hybrid's random draws")
+    keep_slots: bool = Field(False, description="re-order the plan within each GPU so that "
+                                                "experts already on a GPU keep their slots: "
+                                                "fewer moves, the same loads")
+    renumber_gpus: bool = Field(False, description="renumber nodes, and GPUs within a node, to "
+                                                   "keep the most experts where they are: fewer "
+                                                   "moves, the same balancedness")
+
+
+class RebalanceParams(PlanParams):
+    """The cluster shape and how to search for a plan."""
+
     algorithm: Literal["hybrid", "greedy"] = Field(
         "hybrid", description='"hybrid" searches for better plans; "greedy" gives the '
                               "published DeepSeek EPLB plans")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the hybrid's random draws")
+
+
+class ReplayParams(PlanParams):
+    """The cluster shape and the window a series is cut into."""
+
+    window: Count = Field(description="steps per window: each window's plan is scored on it "
+                                      "and on the next one")
 
 
 class RebalanceRequest(RebalanceParams):
-    """``POST /rebalance``: the parameters and the load matrix."""
+    """``POST /rebalance``: the parameters, the load matrix and the placement in use."""
 
     weight: list[Annotated[list[Load], Field(min_length=1)]] = Field(
-        min_length=1, description="[layers][experts] token counts")
+        min_length=1, description="[layers][experts] token counts (one window; post a time "
+                                  "series to /replay, or upload it to plan on its sum)")
+    current: Placement | None = Field(
+        None, description="[layers][slots]: the placement in use (phy2log); default the "
+                          "trivial layout, slot p holds expert p mod E")
+
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _one_window(cls, weight: object) -> object:
+        if _depth(weight) > 2:
+            raise ValueError("weight is one window [layers][experts], got a deeper array: post "
+                             "a time series [steps][layers][experts] to /replay, or upload it "
+                             "to /rebalance/upload to plan on the sum of its steps")
+        return weight
 
     @model_validator(mode="after")
     def _rectangular(self) -> RebalanceRequest:
-        width = len(self.weight[0])
-        for layer, row in enumerate(self.weight):
-            if len(row) != width:
-                raise ValueError(f"weight rows must have the same length: row {layer} has "
-                                 f"{len(row)} {_values(len(row))}, row 0 has {width}")
+        _check_rectangular("weight", self.weight)
+        _check_rectangular("current", self.current)
         return self
 
     def params(self) -> RebalanceParams:
-        """The parameters without the matrix."""
-        return RebalanceParams(**self.model_dump(exclude={"weight"}))
+        """The parameters without the matrix and the placement."""
+        return RebalanceParams(**self.model_dump(exclude={"weight", "current"}))
+
+
+class ReplayRequest(ReplayParams):
+    """``POST /replay``: the parameters, the load time series and the placement in use."""
+
+    series: list[Annotated[list[Annotated[list[Load], Field(min_length=1)]],
+                           Field(min_length=1)]] = Field(
+        min_length=1, description="[steps][layers][experts] token counts per step")
+    current: Placement | None = Field(
+        None, description="[layers][slots]: the placement in use before the first window "
+                          "(phy2log); default the trivial layout")
+
+    @model_validator(mode="after")
+    def _rectangular(self) -> ReplayRequest:
+        num_layers, num_experts = len(self.series[0]), len(self.series[0][0])
+        for step, matrix in enumerate(self.series):
+            if len(matrix) != num_layers:
+                raise ValueError(f"every step of series needs the same layers: step {step} has "
+                                 f"{len(matrix)}, step 0 has {num_layers}")
+            for layer, row in enumerate(matrix):
+                if len(row) != num_experts:
+                    raise ValueError(f"every layer of series needs the same experts: step "
+                                     f"{step}, layer {layer} has {len(row)}, step 0, layer 0 "
+                                     f"has {num_experts}")
+        _check_rectangular("current", self.current)
+        return self
+
+    def params(self) -> ReplayParams:
+        """The parameters without the series and the placement."""
+        return ReplayParams(**self.model_dump(exclude={"series", "current"}))
+
+
+class PlacementBody(BaseModel):
+    """A placement to export: ``phy2log`` [layers][slots]."""
+
+    phy2log: Placement
+
+    @model_validator(mode="after")
+    def _rectangular(self) -> PlacementBody:
+        _check_rectangular("phy2log", self.phy2log)
+        return self
 
 
 def _values(count: int) -> str:
     return "value" if count == 1 else "values"
+
+
+def _depth(value: object) -> int:
+    """How deep the first elements of nested lists go: 1 for [1], 3 for [[[1]]]."""
+    depth = 0
+    while isinstance(value, list) and value:
+        depth, value = depth + 1, value[0]
+    return depth
+
+
+def _check_rectangular(name: str, rows: Sequence[Sequence[object]] | None) -> None:
+    """``ValueError`` unless every row has the length of row 0."""
+    if not rows:
+        return
+    width = len(rows[0])
+    for index, row in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"{name} rows must have the same length: row {index} has "
+                             f"{len(row)} {_values(len(row))}, row 0 has {width}")
 
 
 class Plan(BaseModel):
@@ -72,18 +163,67 @@ class LoadReport(BaseModel):
     worst_max_over_mean: float = Field(description="the largest max/mean GPU load of a layer")
 
 
+Baseline = Literal["current", "trivial"]
+BASELINE_DESCRIPTION = ('what "before" and the moves start from: "current", the placement '
+                        'given, or "trivial", slot p holds expert p mod E')
+
+
+class Moves(BaseModel):
+    """Slots whose expert changes from the placement before: expert weight copies to move."""
+
+    per_layer: list[int] = Field(description="[layers]")
+    total: int
+
+
 class RebalanceResponse(BaseModel):
     """A plan, its effect, and what was asked."""
 
     params: RebalanceParams
     num_layers: int
     num_experts: int
+    num_steps: int | None = Field(description="the steps of an uploaded time series, summed "
+                                              "into the matrix planned; null for one window")
     plan: Plan
-    before: LoadReport = Field(description="the unbalanced layout: slot p holds expert p mod E")
+    baseline: Baseline = Field(description=BASELINE_DESCRIPTION)
+    before: LoadReport = Field(description="the placement before: the one in use, or the "
+                                           "trivial layout")
     after: LoadReport = Field(description="the plan")
+    moves: Moves = Field(description="slots whose expert the plan changes")
     bound: list[float] = Field(description="per layer: no plan is more balanced than this")
     elapsed_ms: float = Field(description="time spent planning, in milliseconds")
     device: str = Field(description="the torch device the plan was computed on")
+
+
+class StrategyFigures(BaseModel):
+    """One strategy's replay, one entry per scored window (every window but the last)."""
+
+    in_sample: list[float] = Field(description="mean balancedness over layers of the plan on "
+                                               "the window it was planned on")
+    next_window: list[float] = Field(description="the same plan on the next window: the "
+                                                 "honest score")
+    moves: list[int] = Field(description="slots whose expert changed from the placement "
+                                         "deployed before")
+    mean_in_sample: float
+    mean_next_window: float
+    total_moves: int
+
+
+class ReplayResponse(BaseModel):
+    """Each window's plan scored on its own window and on the next, per strategy."""
+
+    params: ReplayParams
+    num_steps: int
+    num_layers: int
+    num_experts: int
+    window: int = Field(description="steps per window")
+    num_windows: int = Field(description="full windows; all but the last are scored")
+    dropped_steps: int = Field(description="trailing steps that do not fill a window")
+    baseline: Baseline = Field(description=BASELINE_DESCRIPTION)
+    strategies: dict[Literal["none", "greedy", "hybrid"], StrategyFigures] = Field(
+        description='"none" keeps the placement in use; "greedy" and "hybrid" replan every '
+                    "window")
+    elapsed_ms: float = Field(description="time spent replaying, in milliseconds")
+    device: str = Field(description="the torch device the plans were computed on")
 
 
 class ErrorResponse(BaseModel):

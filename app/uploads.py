@@ -1,4 +1,5 @@
-"""Uploaded load files: a byte cap enforced while the request streams, then CSV parsing.
+"""Uploaded files: a byte cap enforced while the request streams, then ``eplb_core.io`` reads
+load files (CSV, JSON, ``.pt``) and placements.
 
 Two guards share ``Settings.max_upload_bytes``:
 
@@ -6,10 +7,13 @@ Two guards share ``Settings.max_upload_bytes``:
   cap (plus room for the form fields): at once when ``Content-Length`` says so, else when the
   streamed bytes pass it. Starlette spools a multipart file to disk before a route runs, so
   this is the guard that stops an oversized upload while it streams.
-* ``read_csv_upload`` reads the spooled file in chunks and stops at the cap on the file itself.
+* ``read_loads_upload`` and ``read_placement_upload`` read the spooled file in chunks and stop
+  at the cap on the file itself.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from fastapi import HTTPException, UploadFile, status
@@ -17,15 +21,18 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from eplb_core.io import LoadFormatError, read_csv_matrix
+from eplb_core.io import LoadFormatError, read_loads, read_placement
 
 CHUNK_BYTES = 64 * 1024
 # Room for the multipart framing and the form fields that travel with the file.
 FORM_OVERHEAD_BYTES = 64 * 1024
-CSV_CONTENT_TYPES = frozenset({
+UPLOAD_CONTENT_TYPES = frozenset({
     "text/csv", "text/plain", "text/tab-separated-values", "application/csv",
     "application/vnd.ms-excel",  # what Windows browsers call a .csv file
-    "application/octet-stream",  # what curl sends for a file it cannot name
+    "application/json", "text/json",
+    "application/octet-stream",  # a .pt file, or anything curl cannot name
+    "application/vnd.snesdev-page-table",  # .pt in /etc/mime.types: Python's requests, httpx
+    "application/zip", "application/x-zip-compressed",  # torch.save writes a zip archive
 })
 
 
@@ -73,26 +80,36 @@ class RequestSizeLimit:
         await response(scope, receive, send)
 
 
-def read_csv_upload(file: UploadFile, max_bytes: int) -> torch.Tensor:
-    """The [layers, experts] matrix in an uploaded CSV file.
+def read_loads_upload(file: UploadFile, max_bytes: int) -> torch.Tensor:
+    """The loads in an uploaded CSV, JSON or ``.pt`` file (``eplb_core.io.read_loads``): 2-D
+    ``[layers, experts]`` or 3-D ``[steps, layers, experts]``.
 
     Synchronous (it reads the spooled file): call it from a plain ``def`` route. Raises
-    ``HTTPException``: 415 for a file that is not CSV text, 413 past ``max_bytes``, 422 for
-    content that is not a load matrix (the message names the row and column).
+    ``HTTPException``: 415 for a content type that is none of those files, 413 past
+    ``max_bytes``, 422 for content that is not loads (saying what was found and what is
+    expected; in a CSV, the row and column).
     """
+    return _read_upload(file, max_bytes, read_loads)
+
+
+def read_placement_upload(file: UploadFile | None, max_bytes: int) -> torch.Tensor | None:
+    """The placement in use, phy2log ``[layers, slots]``, in an uploaded CSV, JSON or ``.pt``
+    file (``eplb_core.io.read_placement``), or None when no file was sent; errors as
+    ``read_loads_upload``'s."""
+    return None if file is None else _read_upload(file, max_bytes, read_placement)
+
+
+def _read_upload(file: UploadFile, max_bytes: int,
+                 read: Callable[[bytes, str], torch.Tensor]) -> torch.Tensor:
     content_type = (file.content_type or "").split(";")[0].strip().lower()
-    if content_type and content_type not in CSV_CONTENT_TYPES:
+    if content_type and content_type not in UPLOAD_CONTENT_TYPES:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                             f"the file {file.filename!r} has content type {content_type!r}; "
-                            f"expected CSV text ({', '.join(sorted(CSV_CONTENT_TYPES))})")
+                            f"expected CSV, JSON or a .pt file "
+                            f"({', '.join(sorted(UPLOAD_CONTENT_TYPES))})")
+    data = _read_capped(file, max_bytes)
     try:
-        text = _read_capped(file, max_bytes).decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"the file {file.filename!r} is not UTF-8 text (byte {error.start} "
-                            f"is {error.object[error.start]:#04x})") from None
-    try:
-        return read_csv_matrix(text)
+        return read(data, file.filename or "")
     except LoadFormatError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"the file {file.filename!r}: {error}") from None

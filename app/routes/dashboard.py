@@ -1,8 +1,9 @@
-"""The dashboard page's data: the bundled example, a preview of an upload, and a charted plan.
+"""The dashboard page's data: the bundled example, a preview of an upload, a charted plan and a
+charted replay.
 
-The routes reuse the REST service's upload reading and rebalancing; they add the figures
-(``app.charts``) that the page draws with ``Plotly.newPlot``. All are plain ``def`` routes,
-run in FastAPI's thread pool.
+The routes reuse the REST service's upload reading, rebalancing and replay; they add the
+figures (``app.charts``) that the page draws with ``Plotly.newPlot``. All are plain ``def``
+routes, run in FastAPI's thread pool.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, Form
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -19,18 +20,15 @@ from eplb_core.synthetic import zipf_loads
 
 from .. import charts
 from ..config import Settings, get_settings
-from ..schemas import RebalanceParams, RebalanceResponse
-from ..service import rebalance
-from ..uploads import read_csv_upload
-from .rebalance import ERRORS, require_content_type
+from ..schemas import RebalanceParams, RebalanceResponse, ReplayParams, ReplayResponse
+from ..service import rebalance, replay_series, sum_steps
+from ..uploads import read_loads_upload, read_placement_upload
+from .rebalance import ERRORS, MULTIPART, LoadsFile, PlacementFile
 
 EXAMPLE_SEED = 2024
 EXAMPLE_FILENAME = "deepseek-v3-example.csv"
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
-
-MULTIPART = [Depends(require_content_type("multipart/form-data"))]
-CsvFile = Annotated[UploadFile, File(description="CSV: one row per layer, one column per expert")]
 
 
 class Preview(BaseModel):
@@ -38,8 +36,10 @@ class Preview(BaseModel):
 
     num_layers: int
     num_experts: int
+    num_steps: int | None = Field(description="the steps of a time series; null for one window")
     total_tokens: float = Field(description="the sum of all loads")
-    figure: dict[str, Any] = Field(description="Plotly figure: loads, layers x experts")
+    figure: dict[str, Any] = Field(description="Plotly figure: loads (summed over the steps of "
+                                               "a series), layers x experts")
 
 
 class ChartedPlan(BaseModel):
@@ -48,6 +48,14 @@ class ChartedPlan(BaseModel):
     result: RebalanceResponse
     figures: dict[str, dict[str, Any]] = Field(
         description="Plotly figures: gpu and node (before/after heatmaps), balancedness")
+
+
+class ChartedReplay(BaseModel):
+    """A replay and the Plotly figure that shows it."""
+
+    result: ReplayResponse
+    figure: dict[str, Any] = Field(description="Plotly figure: balancedness per window, on the "
+                                               "next window and in-sample, per strategy")
 
 
 @lru_cache(maxsize=1)
@@ -65,18 +73,32 @@ def example() -> Response:
 
 
 @router.post("/preview", responses=ERRORS, dependencies=MULTIPART)
-def preview(file: CsvFile, settings: Annotated[Settings, Depends(get_settings)]) -> Preview:
-    """The shape, total tokens and a heatmap of an uploaded CSV load matrix."""
-    weight = read_csv_upload(file, settings.max_upload_bytes)
+def preview(file: LoadsFile, settings: Annotated[Settings, Depends(get_settings)]) -> Preview:
+    """The shape, total tokens and a heatmap of an uploaded load file (a series summed)."""
+    weight, num_steps = sum_steps(read_loads_upload(file, settings.max_upload_bytes))
     num_layers, num_experts = weight.shape
-    return Preview(num_layers=num_layers, num_experts=num_experts,
+    return Preview(num_layers=num_layers, num_experts=num_experts, num_steps=num_steps,
                    total_tokens=float(weight.double().sum()),
                    figure=charts.load_heatmap(weight.numpy()))
 
 
 @router.post("/rebalance", responses=ERRORS, dependencies=MULTIPART)
-def rebalance_charted(file: CsvFile, params: Annotated[RebalanceParams, Form()],
-                      settings: Annotated[Settings, Depends(get_settings)]) -> ChartedPlan:
-    """``POST /rebalance/csv``'s plan, with the dashboard's figures of it."""
-    result = rebalance(read_csv_upload(file, settings.max_upload_bytes), params, settings)
-    return ChartedPlan(result=result, figures=charts.rebalance_figures(result))
+def rebalance_charted(file: LoadsFile, params: Annotated[RebalanceParams, Form()],
+                      settings: Annotated[Settings, Depends(get_settings)],
+                      placement: PlacementFile = None) -> ChartedPlan:
+    """``POST /rebalance/upload``'s plan, with the dashboard's figures of it."""
+    current = read_placement_upload(placement, settings.max_upload_bytes)
+    result = rebalance(read_loads_upload(file, settings.max_upload_bytes), params, settings,
+                       current)
+    return ChartedPlan(result=result, figures=charts.rebalance_figures(
+        result, None if current is None else current.numpy()))
+
+
+@router.post("/replay", responses=ERRORS, dependencies=MULTIPART)
+def replay_charted(file: LoadsFile, params: Annotated[ReplayParams, Form()],
+                   settings: Annotated[Settings, Depends(get_settings)],
+                   placement: PlacementFile = None) -> ChartedReplay:
+    """``POST /replay/upload``'s replay, with the dashboard's chart of it."""
+    result = replay_series(read_loads_upload(file, settings.max_upload_bytes), params, settings,
+                           read_placement_upload(placement, settings.max_upload_bytes))
+    return ChartedReplay(result=result, figure=charts.replay_chart(result))

@@ -12,8 +12,8 @@ import torch
 
 from app import charts
 from app.config import Settings
-from app.schemas import RebalanceParams
-from app.service import rebalance
+from app.schemas import RebalanceParams, ReplayParams
+from app.service import rebalance, replay_series
 
 
 def values(array: Any) -> np.ndarray:
@@ -126,3 +126,28 @@ def test_rebalance_figures_show_the_result() -> None:
              for line in figures["balancedness"]["data"]}
     assert lines == {"before": result.before.balancedness, "after": result.after.balancedness,
                      "upper bound": result.bound}
+
+
+def test_replay_chart_draws_next_window_solid_and_in_sample_dashed() -> None:
+    series = torch.tensor([[[8.0, 4, 3, 1]], [[1, 8, 4, 3]], [[4, 4, 4, 4]], [[2, 2, 6, 2]]])
+    params = ReplayParams(num_replicas=4, num_groups=1, num_nodes=1, num_gpus=2, window=1)
+    result = replay_series(series, params, Settings())
+
+    figure = charts.replay_chart(result)
+
+    lines = {line["name"]: line for line in figure["data"]}
+    assert set(lines) == {f"{name}, {score}" for name in ("none", "greedy", "hybrid")
+                          for score in ("next window", "in-sample")}
+    for name, figures in result.strategies.items():
+        honest, in_sample = lines[f"{name}, next window"], lines[f"{name}, in-sample"]
+        assert values(honest["y"]).tolist() == figures.next_window
+        assert values(in_sample["y"]).tolist() == figures.in_sample
+        assert values(honest["x"]).tolist() == [1, 2, 3]  # the windows scored
+        assert values(honest["customdata"]).tolist() == figures.moves
+        assert "dash" not in honest["line"]  # solid
+        assert in_sample["line"]["dash"] == "dash"
+        assert honest["line"]["color"] == in_sample["line"]["color"]
+    assert len({lines[f"{name}, next window"]["line"]["color"]
+                for name in ("none", "greedy", "hybrid")}) == 3
+    assert figure["layout"]["yaxis"]["range"] == [0, 1.05]
+    assert figure["layout"]["xaxis"]["dtick"] == 1

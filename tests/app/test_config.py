@@ -19,6 +19,7 @@ def test_defaults() -> None:
     assert settings.max_upload_bytes == 8 * 1024 * 1024
     assert (settings.max_layers, settings.max_experts, settings.max_replicas) == (1024, 4096,
                                                                                   16384)
+    assert settings.max_windows == 200
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert settings.device == "auto" and settings.torch_device.type == expected
 
@@ -27,10 +28,10 @@ def test_every_variable_is_read() -> None:
     settings = Settings.from_env({
         "EPLB_HOST": "0.0.0.0", "EPLB_PORT": "9000", "EPLB_MAX_UPLOAD_BYTES": "1024",
         "EPLB_MAX_LAYERS": "58", "EPLB_MAX_EXPERTS": "256", "EPLB_MAX_REPLICAS": "288",
-        "EPLB_DEVICE": " cpu "})
+        "EPLB_MAX_WINDOWS": "20", "EPLB_DEVICE": " cpu "})
 
     assert settings == Settings(host="0.0.0.0", port=9000, max_upload_bytes=1024, max_layers=58,
-                                max_experts=256, max_replicas=288, device="cpu")
+                                max_experts=256, max_replicas=288, max_windows=20, device="cpu")
     assert settings.torch_device == torch.device("cpu")
 
 

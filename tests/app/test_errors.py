@@ -63,7 +63,8 @@ CSV_ERRORS = [
     pytest.param(upload("1,\n3,4\n"), 422, "the file 'loads.csv': row 1, column 2: the cell is "
                  "empty", id="empty-cell"),
     pytest.param(upload(b"1,2\n3,\xe9\n"), 422,
-                 "the file 'loads.csv' is not UTF-8 text (byte 6 is 0xe9)", id="not-utf8"),
+                 "the file 'loads.csv': the file is not UTF-8 text (byte 6 is 0xe9); expected "
+                 "CSV, JSON or a .pt file", id="not-utf8"),
     pytest.param(upload("1,2\n" * 5), 422,
                  "too many layers: 5; this server plans at most 4 (EPLB_MAX_LAYERS)",
                  id="too-many-layers"),
@@ -77,7 +78,8 @@ CSV_ERRORS = [
     pytest.param(upload("1,2\n" * 20000), 413, "the request is larger than the 4 KiB upload "
                  "limit (EPLB_MAX_UPLOAD_BYTES)", id="request-over-the-cap"),
     pytest.param(upload("1,2\n", content_type="image/png"), 415,
-                 "the file 'loads.csv' has content type 'image/png'; expected CSV text",
+                 "the file 'loads.csv' has content type 'image/png'; expected CSV, JSON or a "
+                 ".pt file",
                  id="file-content-type"),
     pytest.param({"json": {"weight": [[1, 2]], **SHAPE}}, 415, "expected a body of type "
                  "multipart/form-data, got 'application/json'", id="request-content-type"),

@@ -33,18 +33,26 @@ def test_fuzz_finds_no_server_error(case: schemathesis.Case) -> None:
 def test_schema_lists_the_api(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
 
-    assert {"/rebalance", "/rebalance/csv", "/healthz"} <= document["paths"].keys()
+    assert {"/rebalance", "/rebalance/upload", "/rebalance/csv", "/replay", "/replay/upload",
+            "/export/physical_to_logical_map.json", "/export/physical_to_logical_map.pt",
+            "/healthz"} <= document["paths"].keys()
     assert "/docs" not in document["paths"]
     rebalance = document["paths"]["/rebalance"]["post"]
     assert rebalance["requestBody"]["content"].keys() == {"application/json"}
     assert rebalance["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/RebalanceResponse"}
     assert {"400", "413", "415", "422"} <= rebalance["responses"].keys()
-    upload = document["paths"]["/rebalance/csv"]["post"]
-    assert upload["requestBody"]["content"].keys() == {"multipart/form-data"}
+    for path in ("/rebalance/upload", "/rebalance/csv", "/replay/upload"):
+        upload = document["paths"][path]["post"]
+        assert upload["requestBody"]["content"].keys() == {"multipart/form-data"}, path
     response_fields = document["components"]["schemas"]["RebalanceResponse"]["properties"]
-    assert {"params", "num_layers", "num_experts", "plan", "before", "after", "bound",
-            "elapsed_ms", "device"} == response_fields.keys()
+    assert {"params", "num_layers", "num_experts", "num_steps", "plan", "baseline", "before",
+            "after", "moves", "bound", "elapsed_ms", "device"} == response_fields.keys()
+    replay = document["paths"]["/replay"]["post"]
+    assert replay["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ReplayResponse"}
+    export = document["paths"]["/export/physical_to_logical_map.pt"]["post"]
+    assert export["responses"]["200"]["content"].keys() == {"application/octet-stream"}
 
 
 @pytest.mark.parametrize("request_case", [
@@ -70,6 +78,19 @@ def test_csv_and_health_responses_match_the_schema(readme_request: dict) -> None
 
     health = schema["/healthz"]["GET"].Case().call_and_validate(checks=RESPONSE_CHECKS)
     assert health.json() == {"status": "ok", "device": str(FUZZ_LIMITS.torch_device)}
+
+
+def test_replay_and_export_responses_match_the_schema() -> None:
+    series = [[[5, 1, 1, 1]], [[1, 5, 1, 1]], [[1, 1, 5, 1]]]
+    cluster = {"num_replicas": 4, "num_groups": 1, "num_nodes": 1, "num_gpus": 2}
+    replay = schema["/replay"]["POST"].Case(body={"series": series, "window": 1, **cluster},
+                                            media_type="application/json")
+    response = replay.call_and_validate(checks=RESPONSE_CHECKS)
+    assert response.status_code == 200
+
+    export = schema["/export/physical_to_logical_map.pt"]["POST"].Case(
+        body={"phy2log": [[0, 1, 2, 3]]}, media_type="application/json")
+    assert export.call_and_validate(checks=RESPONSE_CHECKS).status_code == 200
 
 
 def test_docs_render_from_local_assets(client: TestClient) -> None:

@@ -3,6 +3,7 @@ preview, and a charted plan that is the REST service's plan."""
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.routes.dashboard import EXAMPLE_SEED
 from eplb_core.io import format_csv_matrix, read_csv_matrix
-from eplb_core.synthetic import zipf_loads
+from eplb_core.synthetic import drifting_series, zipf_loads
 
 from .test_charts import values
 
@@ -83,7 +84,8 @@ def test_preview_of_a_bad_csv_names_the_cell(client: TestClient) -> None:
         "detail": "the file 'bad.csv': row 2, column 3: 'six' is not a number"}
 
 
-@pytest.mark.parametrize("route", ["/dashboard/preview", "/dashboard/rebalance"])
+@pytest.mark.parametrize("route", ["/dashboard/preview", "/dashboard/rebalance",
+                                   "/dashboard/replay"])
 def test_dashboard_posts_need_a_multipart_upload(client: TestClient, route: str) -> None:
     response = client.post(route, json={"weight": SMALL})
 
@@ -124,3 +126,70 @@ def test_charted_rebalance_lists_missing_fields(client: TestClient) -> None:
     assert response.status_code == 422
     (error,) = response.json()["detail"]
     assert error["loc"][-1] == "num_gpus" and error["type"] == "missing"
+
+
+def pt_file(tensor: torch.Tensor, name: str = "dump.pt") -> dict:
+    buffer = io.BytesIO()
+    torch.save({"logical_count": tensor}, buffer)
+    return {"file": (name, buffer.getvalue(), "application/octet-stream")}
+
+
+def test_preview_of_a_series_gives_its_steps_and_the_summed_heatmap(client: TestClient) -> None:
+    series = drifting_series(6, layers=2, experts=8, seed=1)
+
+    response = client.post("/dashboard/preview", files=pt_file(series))
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["num_steps"], body["num_layers"], body["num_experts"]) == (6, 2, 8)
+    assert body["total_tokens"] == pytest.approx(float(series.double().sum()))
+    (heatmap,) = body["figure"]["data"]
+    assert values(heatmap["z"]) == pytest.approx(series.double().sum(0).numpy())
+
+
+def test_preview_of_one_window_has_no_steps(client: TestClient) -> None:
+    assert client.post("/dashboard/preview", files=csv_file(SMALL)).json()["num_steps"] is None
+
+
+def test_charted_replay_is_the_rest_replay_with_its_chart(client: TestClient) -> None:
+    series = drifting_series(9, layers=2, experts=8, seed=2)
+    form = {**SMALL_FORM, "window": "3"}
+
+    response = client.post("/dashboard/replay", files=pt_file(series), data=form)
+    rest = client.post("/replay/upload", files=pt_file(series), data=form).json()
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"result", "figure"}
+    assert body["result"]["strategies"] == rest["strategies"]
+    lines = {line["name"]: values(line["y"]).tolist() for line in body["figure"]["data"]}
+    for name, figures in rest["strategies"].items():
+        assert lines[f"{name}, next window"] == figures["next_window"]
+        assert lines[f"{name}, in-sample"] == figures["in_sample"]
+
+
+def test_charted_replay_of_one_window_says_it_needs_a_series(client: TestClient) -> None:
+    response = client.post("/dashboard/replay", files=csv_file(SMALL),
+                           data={**SMALL_FORM, "window": "1"})
+
+    assert response.status_code == 422
+    assert response.json() == {"detail": "a replay needs a time series [steps, layers, experts]; "
+                                         "got one window of shape [2, 8] (plan it with "
+                                         "/rebalance)"}
+
+
+def test_charted_rebalance_starts_from_the_placement_in_use(client: TestClient) -> None:
+    in_use = "\n".join(",".join(str((slot + layer) % 8) for slot in range(12))
+                       for layer in range(2)) + "\n"
+    files = {**csv_file(SMALL), "placement": ("in-use.csv", in_use, "text/csv")}
+
+    response = client.post("/dashboard/rebalance", files=files, data=SMALL_FORM)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["result"]["baseline"] == "current"
+    gpu_before, _ = body["figures"]["gpu"]["data"]
+    # GPU 0 holds slots 0..2: experts 0, 1, 2 in layer 0 and 1, 2, 3 in layer 1.
+    assert values(gpu_before["customdata"])[:, 0].tolist() == ["0, 1, 2", "1, 2, 3"]
+    titles = [note["text"] for note in body["figures"]["gpu"]["layout"]["annotations"]]
+    assert titles == ["Before: the placement in use", "After: the plan"]
