@@ -1,5 +1,6 @@
-// The dashboard page: load a CSV, check the cluster shape, rebalance, draw the server's figures,
-// offer the plan as files. Figures come ready from the server; this script only places them.
+// The dashboard page: load a load file (CSV, JSON, .pt) and optionally the placement in use,
+// check the cluster shape, rebalance, replay a time series, draw the server's figures, offer the
+// plan as files. Figures come ready from the server; this script only places them.
 "use strict";
 
 (() => {
@@ -18,16 +19,26 @@
     toImageButtonOptions: { format: "png", scale: 2 },
   };
   const integer = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+  const STRATEGIES = ["none", "greedy", "hybrid"];
+  const DOWNLOADS = ["download-json", "download-csv", "download-map-json", "download-map-pt"];
 
   const $ = (id) => document.getElementById(id);
   const form = $("cluster-form");
-  const fileInput = $("csv-file");
+  const fileInput = $("loads-file");
+  const placementInput = $("placement-file");
+  const windowInput = $("replay-window");
   const dropzone = $("dropzone");
   const rebalanceButton = $("rebalance");
+  const replayButton = $("replay");
   const results = $("results");
+  const replayResults = $("replay-results");
 
-  /** What the page holds: the last matrix that loaded, and the last plan. */
-  const state = { file: null, numExperts: null, busy: false, downloadUrls: [] };
+  /** What the page holds: the last load file that loaded (a series has numSteps), the placement
+   *  in use, and the URLs of the last plan's files. */
+  const state = {
+    file: null, numExperts: null, numSteps: null, placement: null, busy: false,
+    downloadUrls: [],
+  };
 
   // ---- talking to the server ---------------------------------------------------------------
 
@@ -37,6 +48,17 @@
     const payload = await response.json().catch(() => null);
     if (!response.ok) throw new Error(describeError(response, payload));
     return payload;
+  }
+
+  /** POST JSON and take the answer as a file (a Blob), or an Error with the server's reason. */
+  async function postForFile(url, json) {
+    const response = await fetch(url, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(json),
+    });
+    if (!response.ok) {
+      throw new Error(describeError(response, await response.json().catch(() => null)));
+    }
+    return response.blob();
   }
 
   /** The server's ``detail``: a sentence, or FastAPI's list of failed fields. */
@@ -54,7 +76,7 @@
 
   // ---- loading a matrix --------------------------------------------------------------------
 
-  /** Preview a CSV file; on success it becomes the matrix to rebalance, else the old one stays. */
+  /** Preview a load file; on success it becomes the loads to plan, else the old ones stay. */
   async function loadFile(file) {
     clearError();
     const body = new FormData();
@@ -64,6 +86,7 @@
       const preview = await postForm("/dashboard/preview", body);
       state.file = file;
       state.numExperts = preview.num_experts;
+      state.numSteps = preview.num_steps;
       showPreview(file.name, preview);
       clearResults();
     } catch (error) {
@@ -80,11 +103,27 @@
     $("data-name").textContent = name;
     $("data-shape").textContent =
       `${preview.num_layers} layers × ${preview.num_experts} experts`;
+    const series = preview.num_steps !== null;
+    $("data-steps-row").hidden = !series;
+    $("data-steps").textContent = series ? `${integer.format(preview.num_steps)} steps` : "";
     $("data-total").textContent = `${integer.format(preview.total_tokens)} tokens`;
     $("data-summary").hidden = false;
+    $("replay-panel").hidden = !series;
+    if (series) windowInput.value = Math.max(1, Math.floor(preview.num_steps / 10));
     $("empty-state").hidden = true;
     $("input-panel").hidden = false;
     return Plotly.newPlot("chart-input", preview.figure.data, preview.figure.layout, PLOT_CONFIG);
+  }
+
+  /** The placement in use: sent with every plan and replay until removed. */
+  function setPlacement(file) {
+    state.placement = file;
+    $("placement-name").textContent = file ? file.name : "";
+    $("placement-chosen").hidden = !file;
+    $("deploy-summary").textContent = file ? file.name : "optional: count the experts a plan moves";
+    placementInput.value = "";
+    clearError();
+    clearResults();
   }
 
   async function loadExample() {
@@ -101,14 +140,25 @@
 
   // ---- the cluster form --------------------------------------------------------------------
 
+  const wholeNumber = (text) => (/^\d+$/.test(String(text ?? "").trim()) ? Number(text) : NaN);
+
   function readParams() {
     const data = new FormData(form);
     const params = { algorithm: data.get("algorithm") };
-    for (const name of Object.keys(LABELS)) {
-      const text = String(data.get(name) ?? "").trim();
-      params[name] = /^\d+$/.test(text) ? Number(text) : NaN;
-    }
+    for (const name of Object.keys(LABELS)) params[name] = wholeNumber(data.get(name));
     return params;
+  }
+
+  /** Why the window cannot cut the loaded series into 2 windows or more, or null. */
+  function windowProblem(window) {
+    if (!Number.isSafeInteger(window) || window < 1) {
+      return "Window must be a whole number of steps, at least 1.";
+    }
+    if (Math.floor(state.numSteps / window) < 2) {
+      return `A replay needs at least 2 windows: ${state.numSteps} steps hold ` +
+        `${Math.floor(state.numSteps / window)} of ${window}.`;
+    }
+    return null;
   }
 
   /** Why this cluster cannot hold the loaded experts (the core's rules), or null. */
@@ -160,7 +210,26 @@
     }
     const ready = problem === null && state.file !== null;
     rebalanceButton.disabled = !ready || state.busy;
+    replayButton.disabled = !validateWindow() || !ready || state.busy;
     return ready;
+  }
+
+  /** Check the replay window; say how it cuts the series. True when it can run. */
+  function validateWindow() {
+    if (state.numSteps === null) return false;
+    const window = wholeNumber(windowInput.value);
+    const problem = windowProblem(window);
+    const hint = $("window-hint");
+    hint.classList.toggle("invalid", problem !== null);
+    if (problem !== null) {
+      hint.textContent = problem;
+      return false;
+    }
+    const windows = Math.floor(state.numSteps / window);
+    const dropped = state.numSteps - windows * window;
+    hint.textContent = `${windows} windows of ${window} steps, ${windows - 1} scored` +
+      (dropped ? ` · the last ${dropped} steps dropped` : "");
+    return true;
   }
 
   function applyPreset(name) {
@@ -170,29 +239,57 @@
 
   // ---- rebalancing -------------------------------------------------------------------------
 
+  /** The form, the load file and the placement in use, as the dashboard routes take them. */
+  function planRequest() {
+    const body = new FormData(form);
+    body.append("file", state.file);
+    if (state.placement) body.append("placement", state.placement);
+    return body;
+  }
+
   async function rebalance(event) {
     event.preventDefault();
     if (state.busy || !validate()) return;
     clearError();
     const pressed = performance.now();
-    const body = new FormData(form);
-    body.append("file", state.file);
-    setBusy(true, "Planning…");
+    const body = planRequest();
+    setBusy(true, "Planning…", rebalanceButton);
     try {
       const { result, figures } = await postForm("/dashboard/rebalance", body);
       results.hidden = false;
       delete results.dataset.drawnMs;
-      await Promise.all([
+      const drawn = Promise.all([
         draw("chart-gpu", figures.gpu),
         draw("chart-node", figures.node),
         draw("chart-balancedness", figures.balancedness),
-      ]);
-      const drawnMs = performance.now() - pressed;
+      ]).then(() => performance.now() - pressed);
+      const [drawnMs, files] = await Promise.all([drawn, planFiles(result)]);
       showSummary(result, drawnMs);
-      offerDownloads(result);
+      offerDownloads(files);
       results.dataset.drawnMs = drawnMs.toFixed(0);
     } catch (error) {
       showError(`Rebalance failed: ${error.message}`);
+    } finally {
+      setBusy(false);
+      validate();
+    }
+  }
+
+  async function replay() {
+    if (state.busy || !validate() || !validateWindow()) return;
+    clearError();
+    const body = planRequest();
+    body.append("window", String(wholeNumber(windowInput.value)));
+    setBusy(true, "Replaying…", replayButton);
+    try {
+      const { result, figure } = await postForm("/dashboard/replay", body);
+      replayResults.hidden = false;
+      delete replayResults.dataset.drawn;
+      await draw("chart-replay", figure);
+      showReplaySummary(result);
+      replayResults.dataset.drawn = "true";
+    } catch (error) {
+      showError(`Replay failed: ${error.message}`);
     } finally {
       setBusy(false);
       validate();
@@ -207,16 +304,51 @@
     setPair("card-worst", result.before.worst_max_over_mean,
       result.after.worst_max_over_mean, (x) => `${x.toFixed(2)}×`);
     const p = result.params;
+    const moves = $("card-moves");
+    moves.hidden = result.baseline !== "current";
+    moves.dataset.total = result.moves.total;
+    moves.querySelector(".moves").textContent = integer.format(result.moves.total);
+    const slots = result.num_layers * p.num_replicas;
+    const options = [p.renumber_gpus && "GPUs renumbered", p.keep_slots && "slots kept"]
+      .filter(Boolean);
+    moves.querySelector(".note").textContent =
+      `of ${integer.format(slots)} slots change expert from the placement in use` +
+      (options.length ? ` (${options.join(", ")})` : "");
     const policy = $("card-policy");
     policy.querySelector(".policy").textContent = result.plan.policy;
     policy.querySelector(".algorithm").textContent = result.plan.algorithm;
     policy.querySelector(".note").textContent =
       `${p.num_replicas} slots on ${p.num_gpus} GPUs in ${p.num_nodes} nodes, ` +
-      `${p.num_groups} groups, seed ${p.seed}`;
+      `${p.num_groups} groups, seed ${p.seed}` +
+      (result.num_steps === null ? "" : `; ${integer.format(result.num_steps)} steps summed`);
     const time = $("card-time");
     time.querySelector(".planning").textContent = formatMs(result.elapsed_ms);
     time.querySelector(".note").textContent =
       `planning on ${result.device}; charts drawn ${formatMs(drawnMs)} after pressing Rebalance`;
+  }
+
+  /** Each strategy's means, on the next window (the honest score) beside in-sample. */
+  function showReplaySummary(result) {
+    const scored = result.num_windows - 1;
+    for (const name of STRATEGIES) {
+      const figures = result.strategies[name];
+      const card = $(`card-replay-${name}`);
+      card.dataset.nextWindow = figures.mean_next_window;
+      card.dataset.inSample = figures.mean_in_sample;
+      card.dataset.moves = figures.total_moves;
+      card.querySelector(".next").textContent = figures.mean_next_window.toFixed(3);
+      card.querySelector(".in-sample").textContent =
+        `in-sample ${figures.mean_in_sample.toFixed(3)}`;
+      card.querySelector(".note").textContent =
+        `next-window balancedness, mean of ${scored} windows; ` +
+        `${integer.format(figures.total_moves / scored)} moves per window`;
+    }
+    const series = $("card-replay-series");
+    series.querySelector(".windows").textContent = `${scored} windows scored`;
+    series.querySelector(".note").textContent =
+      `${result.num_windows} windows of ${result.window} steps` +
+      (result.dropped_steps ? `, ${result.dropped_steps} steps dropped` : "") +
+      `; ${formatMs(result.elapsed_ms)} on ${result.device}`;
   }
 
   function setPair(id, before, after, format) {
@@ -232,22 +364,35 @@
   function clearResults() {
     results.hidden = true;
     delete results.dataset.drawnMs;
-    offerDownloads(null);
+    replayResults.hidden = true;
+    delete replayResults.dataset.drawn;
+    offerDownloads({});
   }
 
   // ---- downloads ---------------------------------------------------------------------------
 
-  /** The plan as the files a serving engine reads, built from the last result. */
-  function offerDownloads(result) {
-    state.downloadUrls.forEach((url) => URL.revokeObjectURL(url));
-    state.downloadUrls = [];
-    const files = result === null ? {} : {
+  /** The plan as files: the plan and phy2log built here, SGLang's map from the server. */
+  async function planFiles(result) {
+    const phy2log = result.plan.phy2log;
+    const [mapJson, mapPt] = await Promise.all([
+      postForFile("/export/physical_to_logical_map.json", { phy2log }),
+      postForFile("/export/physical_to_logical_map.pt", { phy2log }),
+    ]);
+    return {
       "download-json": new Blob([JSON.stringify(planFile(result), null, 1)],
         { type: "application/json" }),
-      "download-csv": new Blob([result.plan.phy2log.map((row) => row.join(",")).join("\n") + "\n"],
+      "download-csv": new Blob([phy2log.map((row) => row.join(",")).join("\n") + "\n"],
         { type: "text/csv" }),
+      "download-map-json": mapJson,
+      "download-map-pt": mapPt,
     };
-    for (const id of ["download-json", "download-csv"]) {
+  }
+
+  /** Point each download link at its file (a Blob), or disable it. */
+  function offerDownloads(files) {
+    state.downloadUrls.forEach((url) => URL.revokeObjectURL(url));
+    state.downloadUrls = [];
+    for (const id of DOWNLOADS) {
       const link = $(id);
       if (files[id]) {
         const url = URL.createObjectURL(files[id]);
@@ -271,12 +416,15 @@
       summary: {
         num_layers: result.num_layers,
         num_experts: result.num_experts,
+        num_steps: result.num_steps,
         policy,
         algorithm,
         mean_balancedness: { before: result.before.mean_balancedness,
           after: result.after.mean_balancedness },
         worst_max_over_mean: { before: result.before.worst_max_over_mean,
           after: result.after.worst_max_over_mean },
+        baseline: result.baseline,
+        moves: result.moves,
         elapsed_ms: result.elapsed_ms,
         device: result.device,
       },
@@ -285,11 +433,15 @@
 
   // ---- page state --------------------------------------------------------------------------
 
-  function setBusy(busy, text) {
+  /** Busy: every action waits; ``button`` (when given) shows ``text`` and a spinner. */
+  function setBusy(busy, text, button = rebalanceButton) {
     state.busy = busy;
-    rebalanceButton.classList.toggle("busy", busy);
-    rebalanceButton.querySelector(".label").textContent = busy ? text : "Rebalance";
-    rebalanceButton.disabled = busy;
+    for (const [each, label] of [[rebalanceButton, "Rebalance"], [replayButton, "Replay"]]) {
+      const pressed = busy && each === button;
+      each.classList.toggle("busy", pressed);
+      each.querySelector(".label").textContent = pressed ? text : label;
+      each.disabled = busy;
+    }
     $("busy").hidden = !busy;
     $("busy").lastChild.textContent = text ?? "";
     $("content").setAttribute("aria-busy", String(busy));
@@ -329,6 +481,12 @@
   window.addEventListener("dragover", (event) => event.preventDefault());
   window.addEventListener("drop", (event) => event.preventDefault());
 
+  placementInput.addEventListener("change", () => {
+    if (placementInput.files.length) setPlacement(placementInput.files[0]);
+  });
+  $("placement-clear").addEventListener("click", () => setPlacement(null));
+  windowInput.addEventListener("input", validate);
+  replayButton.addEventListener("click", replay);
   $("load-example").addEventListener("click", loadExample);
   for (const chip of form.querySelectorAll("[data-preset]")) {
     chip.addEventListener("click", () => applyPreset(chip.dataset.preset));

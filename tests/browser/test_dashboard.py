@@ -31,7 +31,7 @@ def form_values(page: Page) -> dict[str, str]:
 
 
 def upload(page: Page, path: Path) -> None:
-    page.set_input_files("#csv-file", path)
+    page.set_input_files("#loads-file", path)
 
 
 def fetch_text(page: Page, selector: str) -> str:
@@ -68,7 +68,8 @@ def test_rebalance_draws_charts_summary_and_downloads(
     plan = json.loads(fetch_text(page, "#download-json"))
     assert set(plan) == {"phy2log", "log2phy", "logcnt", "parameters", "summary"}
     assert plan["parameters"] == {**{k: int(v) for k, v in FORM.items() if k != "algorithm"},
-                                  "algorithm": algorithm}
+                                  "algorithm": algorithm, "keep_slots": False,
+                                  "renumber_gpus": False}
     assert plan["summary"]["mean_balancedness"] == {"before": before, "after": after}
     assert len(plan["phy2log"]) == 58 and {len(row) for row in plan["phy2log"]} == {288}
     for phy2log, logcnt in zip(plan["phy2log"], plan["logcnt"]):
