@@ -28,8 +28,7 @@ from eplb_core.metrics import PlanReport
 from eplb_core.migration import (
     build_log2phy,
     count_moves,
-    keep_slots,
-    match_gpus,
+    deploy,
     validate_placement,
 )
 from eplb_core.replay import replay
@@ -79,11 +78,10 @@ def rebalance(loads: torch.Tensor, params: RebalanceParams, settings: Settings,
     phy2log, log2phy, logcnt = rebalance_experts(
         weight, params.num_replicas, params.num_groups, params.num_nodes, params.num_gpus,
         algorithm=params.algorithm, seed=params.seed)
-    if params.renumber_gpus:
-        phy2log = match_gpus(before, phy2log, params.num_gpus, params.num_nodes)
+    if params.renumber_gpus or params.keep_slots:
+        phy2log = deploy(before, phy2log, logcnt, params.num_gpus, params.num_nodes,
+                         renumber_gpus=params.renumber_gpus, keep_old_slots=params.keep_slots)
         log2phy = build_log2phy(phy2log, logcnt)
-    if params.keep_slots:
-        phy2log, log2phy, logcnt = keep_slots(before, phy2log, logcnt, params.num_gpus)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -101,7 +99,8 @@ def rebalance(loads: torch.Tensor, params: RebalanceParams, settings: Settings,
         before=_load_report(evaluate(weight, before, params.num_gpus, params.num_nodes)),
         after=_load_report(evaluate(weight, phy2log, params.num_gpus, params.num_nodes, logcnt)),
         moves=Moves(per_layer=moves.per_layer.tolist(), total=moves.total),
-        bound=balancedness_bound(weight, params.num_replicas, params.num_gpus).tolist(),
+        bound=balancedness_bound(weight, params.num_replicas, params.num_gpus, params.num_groups,
+                                 params.num_nodes).tolist(),
         elapsed_ms=elapsed_ms,
         device=str(device),
     )

@@ -21,7 +21,7 @@ import torch
 from .io import (LoadFormatError, map_to_json, map_to_pt, plan_to_json, read_loads,
                  read_placement)
 from .metrics import balancedness_bound, evaluate, trivial_placement
-from .migration import build_log2phy, count_moves, keep_slots, match_gpus, validate_placement
+from .migration import build_log2phy, count_moves, deploy, validate_placement
 from .packing import ALGORITHMS
 from .policy import policy_name, rebalance_experts
 from .replay import NO_REBALANCING, Replay, replay
@@ -144,11 +144,10 @@ def _rebalance(args: argparse.Namespace) -> None:
                                                  seed=args.seed)
     before = current if current is not None else trivial_placement(num_layers, num_experts,
                                                                    args.replicas)
-    if args.renumber_gpus:
-        phy2log = match_gpus(before, phy2log, args.gpus, args.nodes)
+    if args.renumber_gpus or args.keep_slots:
+        phy2log = deploy(before, phy2log, logcnt, args.gpus, args.nodes,
+                         renumber_gpus=args.renumber_gpus, keep_old_slots=args.keep_slots)
         log2phy = build_log2phy(phy2log, logcnt)
-    if args.keep_slots:
-        phy2log, log2phy, logcnt = keep_slots(before, phy2log, logcnt, args.gpus)
 
     print(f"loads: {num_layers} layers x {num_experts} experts{steps}")
     print(f"cluster: {args.replicas} slots, {args.groups} groups, {args.nodes} nodes, "

@@ -95,6 +95,21 @@ def keep_slots(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.T
     return kept, build_log2phy(kept, logcnt), logcnt
 
 
+def deploy(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor, num_gpus: int,
+           num_nodes: int, *, renumber_gpus: bool, keep_old_slots: bool) -> torch.Tensor:
+    """A plan as it goes over the placement in use: nodes and GPUs renumbered to match it
+    (``match_gpus``), then experts that stay on a GPU kept in their slots (``keep_slots``), as
+    asked. Neither changes the plan's balancedness.
+
+    old_phy2log, phy2log: [layers, slots]; logcnt: [layers, experts] -> phy2log [layers, slots]
+    """
+    if renumber_gpus:
+        phy2log = match_gpus(old_phy2log, phy2log, num_gpus, num_nodes)
+    if keep_old_slots:
+        phy2log = keep_slots(old_phy2log, phy2log, logcnt, num_gpus)[0]
+    return phy2log
+
+
 def match_gpus(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
                num_nodes: int) -> torch.Tensor:
     """Renumber a plan's nodes, and the GPUs within each node, to keep experts where they are.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .metrics import evaluate, trivial_placement
-from .migration import count_moves, keep_slots, match_gpus, validate_placement
+from .migration import count_moves, deploy, validate_placement
 from .packing import ALGORITHMS
 from .policy import rebalance_experts, validate_shape, validate_weight
 
@@ -137,8 +137,8 @@ def replay(series: torch.Tensor, window: int, num_replicas: int, num_groups: int
     for algorithm in algorithms:
         phy2log, logcnt = _plan_windows(planned, cluster, algorithm, seed, advance)
         if preserve_slots or renumber_gpus:
-            phy2log = _deploy(current, phy2log, logcnt, num_gpus,
-                              num_nodes if renumber_gpus else None, preserve_slots)
+            phy2log = _deploy_in_turn(current, phy2log, logcnt, num_gpus, num_nodes,
+                                      renumber_gpus=renumber_gpus, keep_old_slots=preserve_slots)
         before = torch.cat([current.unsqueeze(0), phy2log[:-1]])
         moves = count_moves(before.flatten(0, 1), phy2log.flatten(0, 1)).per_layer
         strategies[algorithm] = _score(planned, following, phy2log, logcnt, num_gpus, num_nodes,
@@ -166,16 +166,13 @@ def _plan_windows(windows: torch.Tensor, cluster: tuple[int, int, int, int], alg
     return torch.cat(phy2logs), torch.cat(logcnts)
 
 
-def _deploy(current: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor, num_gpus: int,
-            renumber_nodes: int | None, preserve_slots: bool) -> torch.Tensor:
-    """Deploy the plans [windows, L, R] one after the other from ``current``, each renumbered
-    with ``match_gpus`` (over ``renumber_nodes`` nodes, when given) and re-ordered with
-    ``keep_slots`` (when asked) against the placement deployed before it."""
+def _deploy_in_turn(current: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor,
+                    num_gpus: int, num_nodes: int, **options: bool) -> torch.Tensor:
+    """Deploy the plans [windows, L, R] one after the other from ``current``, each with
+    ``deploy`` over the placement deployed before it."""
     deployed = []
     for plan, counts in zip(phy2log, logcnt):
-        if renumber_nodes is not None:
-            plan = match_gpus(current, plan, num_gpus, renumber_nodes)
-        current = keep_slots(current, plan, counts, num_gpus)[0] if preserve_slots else plan
+        current = deploy(current, plan, counts, num_gpus, num_nodes, **options)
         deployed.append(current)
     return torch.stack(deployed)
 
