@@ -24,8 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from eplb_core.io import LoadFormatError, read_loads, read_placement
 
 CHUNK_BYTES = 64 * 1024
-# Room for the multipart framing and the form fields that travel with the file.
-FORM_OVERHEAD_BYTES = 64 * 1024
+# Room for the multipart framing, the form fields and a placement file that travel with the
+# loads file (DeepSeek-V3's 58 x 288 phy2log is about 134 KB as an int64 .pt).
+FORM_OVERHEAD_BYTES = 1024 * 1024
 UPLOAD_CONTENT_TYPES = frozenset({
     "text/csv", "text/plain", "text/tab-separated-values", "application/csv",
     "application/vnd.ms-excel",  # what Windows browsers call a .csv file

@@ -10,11 +10,12 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from app.uploads import FORM_OVERHEAD_BYTES
 from tests.app.conftest import MakeClient
 
 LIMITS = {"max_upload_bytes": 4096, "max_layers": 4, "max_experts": 16, "max_replicas": 64}
 SHAPE = {"num_replicas": 4, "num_groups": 1, "num_nodes": 1, "num_gpus": 2}  # for 2 experts
-OVER_THE_CAP = "1,2\n" * 1500  # 6000 bytes: the file is over 4 KiB, the request under 4 + 64 KiB
+OVER_THE_CAP = "1,2\n" * 1500  # 6000 bytes: the file is over 4 KiB, the request under 4 KiB + 1 MiB
 
 
 def message(response_json: dict) -> str:
@@ -75,7 +76,7 @@ CSV_ERRORS = [
                  "server plans at most 64 (EPLB_MAX_REPLICAS)", id="too-many-slots"),
     pytest.param(upload(OVER_THE_CAP), 413, "the file 'loads.csv' is larger than the 4 KiB "
                  "upload limit (EPLB_MAX_UPLOAD_BYTES)", id="file-over-the-cap"),
-    pytest.param(upload("1,2\n" * 20000), 413, "the request is larger than the 4 KiB upload "
+    pytest.param(upload("1,2\n" * 300000), 413, "the request is larger than the 4 KiB upload "
                  "limit (EPLB_MAX_UPLOAD_BYTES)", id="request-over-the-cap"),
     pytest.param(upload("1,2\n", content_type="image/png"), 415,
                  "the file 'loads.csv' has content type 'image/png'; expected CSV, JSON or a "
@@ -121,7 +122,7 @@ JSON_ERRORS = [
     pytest.param(post_json([[1] * 17], num_replicas=18), 422,
                  "too many experts: 17; this server plans at most 16 (EPLB_MAX_EXPERTS)",
                  id="too-many-experts"),
-    pytest.param(post_json([[1, 2]] * 10000), 413, "the request is larger than the 4 KiB upload "
+    pytest.param(post_json([[1, 2]] * 200000), 413, "the request is larger than the 4 KiB upload "
                  "limit (EPLB_MAX_UPLOAD_BYTES)", id="over-the-cap"),
     pytest.param({"content": "weight=1", "headers": {"content-type": "text/plain"}}, 415,
                  "expected a body of type application/json, got 'text/plain'", id="content-type"),
@@ -183,11 +184,11 @@ def test_the_server_still_plans_after_refusing(limited: TestClient) -> None:
 async def test_oversized_upload_is_refused_while_it_streams() -> None:
     """A chunked upload with no Content-Length: 413 once the bytes pass the cap, the rest of
     the stream never read."""
-    cap, chunk = 64 * 1024, b"1,2\n" * 4096  # 16 KiB chunks, 100 of them on offer
+    cap, chunk = 64 * 1024, b"1,2\n" * 4096  # 16 KiB chunks, 200 of them (3.2 MiB) on offer
     app = create_app(Settings(max_upload_bytes=cap))
     head = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n'
             b"Content-Type: text/csv\r\n\r\n")
-    messages = [head] + [chunk] * 100
+    messages = [head] + [chunk] * 200
     read, sent = 0, []
 
     async def receive() -> dict:
@@ -209,4 +210,5 @@ async def test_oversized_upload_is_refused_while_it_streams() -> None:
     assert sent[0]["status"] == 413
     assert json.loads(sent[1]["body"])["detail"] == (
         "the request is larger than the 64 KiB upload limit (EPLB_MAX_UPLOAD_BYTES)")
-    assert read <= 1 + (2 * cap) // len(chunk) + 1  # the head, the cap plus form room, one more
+    # the head, the cap plus the room for form fields and a placement, one chunk more
+    assert read <= 1 + (cap + FORM_OVERHEAD_BYTES) // len(chunk) + 1
