@@ -38,21 +38,35 @@ def replicate_experts(weight: torch.Tensor,
     if extra == 0 or rows == 0:
         return phy2log, rank, logcnt
 
-    num_hot = min(extra, num_log)
-    hot = weight.sort(dim=-1, descending=True, stable=True).indices[:, :num_hot].sort(-1).values
+    hot = _largest_first_ties(weight, min(extra, num_log))
     depth = _replica_depth(weight, num_phy, extra)
     divisors = torch.arange(1, depth + 1, dtype=weight.dtype, device=device)
-    chunk = max(1, _MAX_CANDIDATE_ELEMENTS // (num_hot * depth))
+    chunk = max(1, _MAX_CANDIDATE_ELEMENTS // (hot.shape[1] * depth))
     picks = []
     for lo in range(0, rows, chunk):
         values = (weight[lo:lo + chunk].gather(1, hot[lo:lo + chunk]).unsqueeze(-1) / divisors)
-        picks.append(values.flatten(1).sort(dim=-1, descending=True, stable=True).indices[:, :extra])
+        values = values.flatten(1)
+        chosen = _largest_first_ties(values, extra)
+        in_order = values.gather(1, chosen).sort(dim=-1, descending=True, stable=True).indices
+        picks.append(chosen.gather(1, in_order))
     pick = torch.cat(picks)
     expert = hot.gather(1, pick // depth)
     phy2log[:, num_log:] = expert
     rank[:, num_log:] = pick % depth + 1
     logcnt.scatter_add_(1, expert, torch.ones_like(expert))
     return phy2log, rank, logcnt
+
+
+def _largest_first_ties(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k largest values of each row, ties going to the lower index, in
+    increasing index order: [rows, n] -> [rows, k]. (A top-k whose ties are deterministic,
+    without sorting whole rows.)"""
+    threshold = values.topk(k, dim=-1).values[:, -1:]
+    above = values > threshold
+    tied = values == threshold
+    room = k - above.sum(-1, keepdim=True)
+    chosen = above | (tied & (tied.cumsum(-1) <= room))
+    return chosen.nonzero()[:, 1].view(values.shape[0], k)
 
 
 def _replica_depth(weight: torch.Tensor, num_phy: int, extra: int) -> int:
