@@ -47,7 +47,7 @@ def load_heatmap(weight: Matrix) -> Figure:
     fig = go.Figure(heatmap)
     _style(fig, height=360)
     fig.update_xaxes(title_text="logical expert")
-    fig.update_yaxes(title_text="layer", autorange="reversed")
+    fig.update_yaxes(title_text="layer", autorange="reversed", **_index_ticks(len(loads)))
     fig.update_layout(coloraxis=_colour_axis(loads.min(), loads.max()))
     return _to_dict(fig)
 
@@ -79,7 +79,7 @@ def balancedness_chart(before: Sequence[float], after: Sequence[float],
         _line(layers, before, "before", BEFORE_COLOUR),
     ])
     _style(fig, height=320)
-    fig.update_xaxes(title_text="layer")
+    fig.update_xaxes(title_text="layer", **_index_ticks(len(layers)))
     fig.update_yaxes(title_text="balancedness (mean / max GPU load)", range=[0, 1.05])
     fig.update_layout(hovermode="x unified",
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.02,
@@ -154,15 +154,22 @@ def _pair(before: Matrix, after: Matrix, unit: str, before_title: str,
             hovertemplate=(f"Layer %{{y}}<br>{unit[0].upper() + unit[1:]} %{{x}}"
                            f"<br>Load %{{z:,.0f}} tokens{hover_extra}"
                            f"<extra>{label}</extra>")), row=1, col=column)
-        fig.update_xaxes(title_text=unit, row=1, col=column)
-    fig.update_yaxes(title_text="layer", autorange="reversed", row=1, col=1)
-    fig.update_yaxes(autorange="reversed", row=1, col=2)
+        fig.update_xaxes(title_text=unit, row=1, col=column, **_index_ticks(z.shape[1]))
+    layer_ticks = _index_ticks(len(loads[0]))
+    fig.update_yaxes(title_text="layer", autorange="reversed", row=1, col=1, **layer_ticks)
+    fig.update_yaxes(autorange="reversed", row=1, col=2, **layer_ticks)
     _style(fig, height=380)
     low = min(z.min() for z in loads)
     high = max(z.max() for z in loads)
     fig.update_layout(coloraxis=_colour_axis(low, high))
     fig.update_annotations(font=dict(size=13, color=FONT["color"]))
     return _to_dict(fig)
+
+
+def _index_ticks(count: int) -> dict:
+    """Axis settings for an axis of integer positions (layers, GPUs, nodes): with few
+    positions, one tick each, so Plotly puts no ticks between them (0.5, 1.5, ...)."""
+    return {"tick0": 0, "dtick": 1} if count <= 12 else {}
 
 
 def _experts_per_gpu(phy2log: Matrix, num_gpus: int) -> np.ndarray:

@@ -151,3 +151,13 @@ def test_replay_chart_draws_next_window_solid_and_in_sample_dashed() -> None:
                 for name in ("none", "greedy", "hybrid")}) == 3
     assert figure["layout"]["yaxis"]["range"] == [0, 1.05]
     assert figure["layout"]["xaxis"]["dtick"] == 1
+
+
+def test_few_layers_get_one_tick_each_and_many_get_plotlys() -> None:
+    few = charts.load_heatmap(np.ones((4, 6)))
+    assert (few["layout"]["yaxis"]["tick0"], few["layout"]["yaxis"]["dtick"]) == (0, 1)
+    pair = charts.gpu_load_pair(np.ones((3, 4)), np.ones((3, 4)), np.zeros((3, 8), dtype=int),
+                                np.zeros((3, 8), dtype=int), num_gpus=4)
+    assert pair["layout"]["yaxis"]["dtick"] == 1 and pair["layout"]["xaxis"]["dtick"] == 1
+    many = charts.load_heatmap(np.ones((58, 256)))
+    assert "dtick" not in many["layout"]["yaxis"] and "dtick" not in many["layout"]["xaxis"]
