@@ -75,9 +75,10 @@ def rebalance(loads: torch.Tensor, params: RebalanceParams, settings: Settings,
     weight = weight.to(device=device, dtype=torch.float32)
     before = _before(current, num_layers, num_experts, params, device)
     started = time.perf_counter()
-    phy2log, log2phy, logcnt = rebalance_experts(
-        weight, params.num_replicas, params.num_groups, params.num_nodes, params.num_gpus,
-        algorithm=params.algorithm, seed=params.seed)
+    with _unprocessable():  # a plan too large to hold is refused by the core
+        phy2log, log2phy, logcnt = rebalance_experts(
+            weight, params.num_replicas, params.num_groups, params.num_nodes, params.num_gpus,
+            algorithm=params.algorithm, seed=params.seed)
     if params.renumber_gpus or params.keep_slots:
         phy2log = deploy(before, phy2log, logcnt, params.num_gpus, params.num_nodes,
                          renumber_gpus=params.renumber_gpus, keep_old_slots=params.keep_slots)

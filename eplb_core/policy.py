@@ -11,6 +11,10 @@ import torch
 from .packing import ALGORITHMS, Algorithm, balanced_packing
 from .replication import replicate_experts
 
+# log2phy is dense, [layers, experts, most replicas of one expert]: past this many entries
+# (2 GiB of int64) a plan is refused rather than exhausting memory.
+MAX_LOG2PHY_ENTRIES = 1 << 28
+
 
 def validate_shape(num_layers: int, num_experts: int, num_replicas: int, num_groups: int,
                    num_nodes: int, num_gpus: int) -> None:
@@ -97,6 +101,10 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
     phy2log, phy_rank, logcnt = _hierarchical(weight, num_replicas, num_groups, num_nodes,
                                               num_gpus, pack)
     max_count = int(logcnt.max())
+    if num_layers * num_experts * max_count > MAX_LOG2PHY_ENTRIES:
+        raise ValueError(f"the plan gives one expert {max_count} replicas, so log2phy would "
+                         f"hold {num_layers} x {num_experts} x {max_count} entries, more than "
+                         f"{MAX_LOG2PHY_ENTRIES}; plan fewer layers at once or fewer slots")
     log2phy = torch.full((num_layers, num_experts, max_count), -1, dtype=torch.int64,
                          device=weight.device)
     log2phy.view(num_layers, -1).scatter_(

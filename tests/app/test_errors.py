@@ -212,3 +212,14 @@ async def test_oversized_upload_is_refused_while_it_streams() -> None:
         "the request is larger than the 64 KiB upload limit (EPLB_MAX_UPLOAD_BYTES)")
     # the head, the cap plus the room for form fields and a placement, one chunk more
     assert read <= 1 + (cap + FORM_OVERHEAD_BYTES) // len(chunk) + 1
+
+
+def test_a_plan_too_large_to_hold_is_a_422(client: TestClient,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("eplb_core.policy.MAX_LOG2PHY_ENTRIES", 4 * 8 * 20)
+    weight = [[1, 1, 1, 1e6, 1, 1, 1, 1]] * 4
+    response = client.post("/rebalance", json={"weight": weight, "num_replicas": 32,
+                                               "num_groups": 1, "num_nodes": 1, "num_gpus": 4})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(
+        "the plan gives one expert 25 replicas, so log2phy would hold 4 x 8 x 25 entries")

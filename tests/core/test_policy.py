@@ -154,3 +154,12 @@ def test_bad_input_raises_value_error(weight, args, message: str) -> None:
 def test_unknown_algorithm() -> None:
     with pytest.raises(ValueError, match="unknown algorithm 'fast'"):
         rebalance_experts(torch.ones(1, 4), 4, 1, 1, 2, algorithm="fast")
+
+
+def test_a_plan_too_large_to_hold_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One expert with nearly all the load takes most spare slots: log2phy grows with its count.
+    monkeypatch.setattr("eplb_core.policy.MAX_LOG2PHY_ENTRIES", 4 * 8 * 20)
+    weight = torch.ones(4, 8)
+    weight[:, 3] = 1e6
+    with pytest.raises(ValueError, match="log2phy would hold 4 x 8 x 25 entries"):
+        rebalance_experts(weight, 32, 1, 1, 4)
