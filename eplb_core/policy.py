@@ -98,8 +98,11 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
 
     if policy_name(num_groups, num_nodes) == "global":
         num_groups = num_nodes = 1
-    phy2log, phy_rank, logcnt = _hierarchical(weight, num_replicas, num_groups, num_nodes,
-                                              num_gpus, pack)
+    # Inference mode spares the many small ops their autograd bookkeeping; the clones at the
+    # end hand back ordinary tensors that callers may modify in place.
+    with torch.inference_mode():
+        phy2log, phy_rank, logcnt = _hierarchical(weight, num_replicas, num_groups, num_nodes,
+                                                  num_gpus, pack)
     max_count = int(logcnt.max())
     if num_layers * num_experts * max_count > MAX_LOG2PHY_ENTRIES:
         raise ValueError(f"the plan gives one expert {max_count} replicas, so log2phy would "
@@ -110,7 +113,7 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
     log2phy.view(num_layers, -1).scatter_(
         -1, phy2log * max_count + phy_rank,
         torch.arange(num_replicas, dtype=torch.int64, device=weight.device).expand(num_layers, -1))
-    return phy2log, log2phy, logcnt
+    return phy2log.clone(), log2phy, logcnt.clone()
 
 
 def _inverse(perm: torch.Tensor) -> torch.Tensor:
