@@ -2,7 +2,8 @@
 
 ``greedy`` is DeepSeek's published LPT (heaviest item first, to the lightest pack with room).
 ``hybrid`` is a multi-start search: many candidate orderings per row, each placed greedily, then
-refined by swaps between the heaviest pack and the others; the candidate with the smallest max
+refined by swaps between the heaviest pack and the others (and between paired heavy and light
+packs); the candidate with the smallest max
 pack load wins. Candidate 0 is the greedy's packing, and a swap is only taken when it lowers the
 larger of the two loads it touches, so the hybrid's max load is never above the greedy's.
 """
