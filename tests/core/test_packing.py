@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.reference import published_packing
+from tests.reference import published_packing
 from eplb_core import balanced_packing
 
 

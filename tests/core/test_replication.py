@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.reference import published_replication
+from tests.reference import published_replication
 from eplb_core import replicate_experts
 
 

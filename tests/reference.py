@@ -2,7 +2,7 @@
 
 ``published_rebalance`` follows DeepSeek's published ``eplb.py`` step by step: the weight is
 forced to the CPU, and packing loops over layers and items in Python. ``seed_rebalance``
-follows the seed spec (``shared/seed/hybrid_init_packing.txt``): 128 candidates placed by
+follows the seed spec of the hybrid (see the README): 128 candidates placed by
 sequential LPT, then unrestricted ``[problems, n, n]`` swap search. Neither is used by the
 product; the benchmark times them and the tests compare plans with them.
 """
