@@ -17,9 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from eplb_core.metrics import trivial_placement
-
-from .schemas import RebalanceResponse, ReplayResponse
+from eplb_core import Rebalance
+from eplb_core.replay import Replay
 
 Figure = dict[str, Any]
 Matrix = Sequence[Sequence[float]] | np.ndarray
@@ -87,30 +86,25 @@ def balancedness_chart(before: Sequence[float], after: Sequence[float],
     return _to_dict(fig)
 
 
-def rebalance_figures(result: RebalanceResponse,
-                      current: Matrix | None = None) -> dict[str, Figure]:
-    """Every chart of a rebalance result, keyed by the page element that draws it.
-
-    ``current`` is the placement in use the plan started from (phy2log), when one was given;
-    otherwise "before" is the trivial layout.
-    """
-    params = result.params
-    if current is None:
-        before_phy2log, title = trivial_placement(result.num_layers, result.num_experts,
-                                                  params.num_replicas).numpy(), TRIVIAL_TITLE
-    else:
-        before_phy2log, title = current, CURRENT_TITLE
+def rebalance_figures(result: Rebalance) -> dict[str, Figure | None]:
+    """Every chart of a rebalance result, keyed by the page element that draws it; "node" is
+    None when the GPUs do not split evenly over the nodes (no per-node figures exist)."""
+    title = CURRENT_TITLE if result.baseline == "current" else TRIVIAL_TITLE
+    before, after = result.before, result.after
+    node = None
+    if before.node_load is not None and after.node_load is not None:
+        node = node_load_pair(before.node_load.cpu(), after.node_load.cpu(), before_title=title)
     return {
-        "gpu": gpu_load_pair(result.before.gpu_load, result.after.gpu_load, before_phy2log,
-                             result.plan.phy2log, params.num_gpus, before_title=title),
-        "node": node_load_pair(result.before.node_load, result.after.node_load,
-                               before_title=title),
-        "balancedness": balancedness_chart(result.before.balancedness,
-                                           result.after.balancedness, result.bound),
+        "gpu": gpu_load_pair(before.gpu_load.cpu(), after.gpu_load.cpu(),
+                             result.placement_before.cpu(), result.plan.phy2log.cpu(),
+                             result.cluster.num_gpus, before_title=title),
+        "node": node,
+        "balancedness": balancedness_chart(before.balancedness.tolist(),
+                                           after.balancedness.tolist(), result.bound.tolist()),
     }
 
 
-def replay_chart(result: ReplayResponse) -> Figure:
+def replay_chart(result: Replay) -> Figure:
     """Balancedness per scored window for each strategy: on the next window (solid, the honest
     score) and on the window the plan came from (in-sample, dashed).
 

@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from eplb_core.errors import EPLBError
+
 from .config import Settings, get_settings
 from .uploads import RequestSizeLimit
 
@@ -44,6 +46,12 @@ async def validation_error(request: Request, error: RequestValidationError) -> J
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+async def refused(request: Request, error: EPLBError) -> JSONResponse:
+    """422 with the core's message: input the core refuses (bad loads, cluster, placement,
+    option, or a request over a limit)."""
+    return JSONResponse({"detail": str(error)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application: API routers, the dashboard page and its static files.
 
@@ -59,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # the docs router serves Swagger UI from local files
         redoc_url=None,
-        exception_handlers={RequestValidationError: validation_error},
+        exception_handlers={RequestValidationError: validation_error, EPLBError: refused},
     )
     if settings is None:
         settings = get_settings()

@@ -31,6 +31,9 @@ class PlanParams(BaseModel):
     renumber_gpus: bool = Field(False, description="renumber nodes, and GPUs within a node, to "
                                                    "keep the most experts where they are: fewer "
                                                    "moves, the same balancedness")
+    policy: Literal["auto", "hierarchical", "global"] = Field(
+        "auto", description='"auto": hierarchical when groups split evenly over nodes, else '
+                            'global (DeepSeek\'s rule); or either one explicitly')
 
 
 class RebalanceParams(PlanParams):
@@ -157,7 +160,9 @@ class LoadReport(BaseModel):
     """How a placement spreads the load."""
 
     gpu_load: list[list[float]] = Field(description="[layers][gpus]")
-    node_load: list[list[float]] = Field(description="[layers][nodes]")
+    node_load: list[list[float]] | None = Field(
+        description="[layers][nodes]; null when the GPUs do not split evenly over the nodes "
+                    "(the notes say so)")
     balancedness: list[float] = Field(description="per layer: mean GPU load / max GPU load")
     mean_balancedness: float = Field(description="balancedness averaged over layers")
     worst_max_over_mean: float = Field(description="the largest max/mean GPU load of a layer")
@@ -190,6 +195,10 @@ class RebalanceResponse(BaseModel):
     after: LoadReport = Field(description="the plan")
     moves: Moves = Field(description="slots whose expert the plan changes")
     bound: list[float] = Field(description="per layer: no plan is more balanced than this")
+    idle_layers: list[int] = Field(description="layers without load (dense layers in an "
+                                               "engine's dump): planned, and left out of the "
+                                               "summary figures")
+    notes: list[str] = Field(description="what to know about these figures, in words")
     elapsed_ms: float = Field(description="time spent planning, in milliseconds")
     device: str = Field(description="the torch device the plan was computed on")
 
@@ -218,6 +227,9 @@ class ReplayResponse(BaseModel):
     window: int = Field(description="steps per window")
     num_windows: int = Field(description="full windows; all but the last are scored")
     dropped_steps: int = Field(description="trailing steps that do not fill a window")
+    idle_steps: dict[Literal["leading", "trailing"], int] = Field(
+        description="steps without load at either end, left out before windowing")
+    notes: list[str] = Field(description="what to know about these figures, in words")
     baseline: Baseline = Field(description=BASELINE_DESCRIPTION)
     strategies: dict[Literal["none", "greedy", "hybrid"], StrategyFigures] = Field(
         description='"none" keeps the placement in use; "greedy" and "hybrid" replan every '

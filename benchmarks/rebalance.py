@@ -4,7 +4,7 @@
 
 For every cluster config and workload it prints the mean balancedness (GPU level) of the
 greedy and the hybrid, the upper bound, and the median time per call of: the published
-algorithm as it runs (``benchmarks.reference.published_rebalance``), our greedy and our hybrid.
+algorithm as it runs (``tests.reference.published_rebalance``), our greedy and our hybrid.
 ``--seed-reference`` also runs the seed spec's hybrid once (minutes per config on a CPU).
 """
 
@@ -19,18 +19,17 @@ from typing import Callable
 
 import torch
 
-from benchmarks.reference import published_rebalance, seed_rebalance
-from eplb_core import rebalance_experts
-from eplb_core.metrics import balancedness_bound, evaluate
+from tests.reference import published_rebalance, seed_rebalance
+from eplb_core import Cluster, rebalance_experts
+from eplb_core.metrics import balancedness_bound, score
 from eplb_core.synthetic import WORKLOADS
 
 CONFIGS = {
     # name: (num_replicas, num_groups, num_nodes, num_gpus)
     "prefill": (288, 8, 4, 32),
-    "decode": (288, 8, 9, 144),
-    # The issue asked for 64 GPUs over 5 nodes, which no node can split evenly (rejected by the
-    # core's validation); 80 GPUs keeps the global policy (8 groups % 5 nodes != 0).
-    "global-320": (320, 8, 5, 80),
+    "decode": (288, 8, 18, 144),
+    # 8 groups over 5 nodes: the global policy, where the nodes need not split the GPUs.
+    "global-320": (320, 8, 5, 64),
 }
 
 
@@ -62,11 +61,11 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
 
 
 def measure(config: str, workload: str, weight: torch.Tensor, args: argparse.Namespace) -> Row:
-    replicas, groups, nodes, gpus = CONFIGS[config]
-    shape = (replicas, groups, nodes, gpus)
+    shape = CONFIGS[config]
+    cluster = Cluster(*shape)
 
-    def score(plan: tuple[torch.Tensor, ...]) -> float:
-        return evaluate(weight, plan[0], gpus, nodes, plan[2]).mean_balancedness
+    def balance(plan: tuple[torch.Tensor, ...]) -> float:
+        return score(weight, plan[0].cpu(), cluster, plan[2].cpu()).mean_balancedness
 
     def run(algorithm: str) -> tuple[torch.Tensor, ...]:
         return rebalance_experts(weight.to(args.device), *shape, algorithm=algorithm,
@@ -78,15 +77,15 @@ def measure(config: str, workload: str, weight: torch.Tensor, args: argparse.Nam
         raise SystemExit(f"{config}/{workload}: greedy differs from the published plan")
     row = Row(
         config=config, workload=workload,
-        greedy=score(greedy_plan), hybrid=score(run("hybrid")),
-        bound=float(balancedness_bound(weight, replicas, gpus, groups, nodes).mean()),
+        greedy=balance(greedy_plan), hybrid=balance(run("hybrid")),
+        bound=float(balancedness_bound(weight, cluster, cluster.auto_policy).mean()),
         published_ms=median_ms(lambda: published_rebalance(weight, *shape), args.published_repeat),
         greedy_ms=median_ms(lambda: run("greedy"), args.repeat),
         hybrid_ms=median_ms(lambda: run("hybrid"), args.repeat),
     )
     if args.seed_reference:
         start = time.perf_counter()
-        row.seed = score(seed_rebalance(weight, *shape))
+        row.seed = balance(seed_rebalance(weight, *shape))
         row.seed_s = time.perf_counter() - start
     return row
 

@@ -1,32 +1,61 @@
 """EPLB core: expert replication and placement plans for MoE inference, in PyTorch."""
 
+from .cluster import POLICIES, PRESETS, Cluster, Preset
+from .errors import (
+    CancelledError,
+    ClusterShapeError,
+    EPLBError,
+    InvariantError,
+    LimitError,
+    LoadError,
+    LoadFormatError,
+    OptionError,
+    PlacementError,
+)
+from .limits import Limits
 from .metrics import (
-    PlanReport,
+    Scores,
     balancedness,
     balancedness_bound,
-    evaluate,
     gpu_loads,
     node_loads,
+    score,
     trivial_placement,
 )
 from .packing import ALGORITHMS, balanced_packing, greedy_packing
-from .policy import policy_name, rebalance_experts, validate_shape, validate_weight
+from .plan import Plan, PlanOptions, Rebalance, make_plan, rebalance, rebalance_experts
 from .replication import replicate_experts
 
 __all__ = [
     "ALGORITHMS",
-    "PlanReport",
+    "POLICIES",
+    "PRESETS",
+    "CancelledError",
+    "Cluster",
+    "ClusterShapeError",
+    "EPLBError",
+    "InvariantError",
+    "LimitError",
+    "Limits",
+    "LoadError",
+    "LoadFormatError",
+    "OptionError",
+    "PlacementError",
+    "Plan",
+    "PlanOptions",
+    "Preset",
+    "Rebalance",
+    "Scores",
     "balanced_packing",
     "balancedness",
     "balancedness_bound",
-    "evaluate",
     "gpu_loads",
     "greedy_packing",
+    "make_plan",
     "node_loads",
-    "policy_name",
+    "rebalance",
     "rebalance_experts",
     "replicate_experts",
+    "score",
     "trivial_placement",
-    "validate_shape",
-    "validate_weight",
 ]

@@ -18,12 +18,11 @@ from typing import NoReturn, TextIO
 
 import torch
 
-from .io import (LoadFormatError, map_to_json, map_to_pt, plan_to_json, read_loads,
-                 read_placement)
-from .metrics import balancedness_bound, evaluate, trivial_placement
-from .migration import build_log2phy, count_moves, deploy, validate_placement
+from .cluster import POLICIES, PRESETS, Cluster
+from .errors import EPLBError
+from .io import map_to_json, map_to_pt, plan_to_json, read_loads, read_placement
 from .packing import ALGORITHMS
-from .policy import policy_name, rebalance_experts
+from .plan import PlanOptions, Rebalance, rebalance
 from .replay import NO_REBALANCING, Replay, replay
 
 PROG = "eplb"
@@ -41,11 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``eplb`` parser with its ``rebalance`` and ``replay`` commands."""
     common = _Parser(add_help=False)
     common.add_argument("loads", type=Path, help="load file: .csv, .json or .pt")
-    cluster = common.add_argument_group("cluster")
-    cluster.add_argument("--replicas", type=int, required=True, help="physical slots per layer")
-    cluster.add_argument("--groups", type=int, required=True, help="expert groups")
-    cluster.add_argument("--nodes", type=int, required=True, help="server nodes")
-    cluster.add_argument("--gpus", type=int, required=True, help="GPUs in all")
+    cluster = common.add_argument_group(
+        "cluster", "the four counts, or --preset and any of them to override")
+    cluster.add_argument("--preset", choices=sorted(PRESETS),
+                         help="a named cluster: " + "; ".join(
+                             f"{name}: {preset.description}" for name, preset in PRESETS.items()))
+    cluster.add_argument("--replicas", type=int, help="physical slots per layer")
+    cluster.add_argument("--groups", type=int, help="expert groups")
+    cluster.add_argument("--nodes", type=int, help="server nodes")
+    cluster.add_argument("--gpus", type=int, help="GPUs in all")
+    common.add_argument("--policy", choices=POLICIES, default="auto",
+                        help="auto (default): hierarchical when groups split evenly over "
+                             "nodes, else global")
     common.add_argument("--seed", type=int, default=0, help="seed of the hybrid (default 0)")
     common.add_argument("--current", type=Path, metavar="PHY2LOG",
                         help="the placement in use (.json, .csv or .pt) instead of the trivial "
@@ -56,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--renumber-gpus", action="store_true",
                         help="renumber nodes and GPUs to keep the most experts where they are "
                              "(fewer moves, same balancedness; GPUs may swap loads)")
+    common.add_argument("--json", nargs="?", const="-", type=str, metavar="OUT.json",
+                        help="the API's JSON document, on stdout (no file named) or to a file")
 
     parser = _Parser(prog=PROG, description="Expert-parallelism load balancer for MoE inference.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -77,8 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     replay_parser.add_argument("--window", type=int, required=True, help="steps per window")
     replay_parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS,
                                default=list(ALGORITHMS), help="algorithms to replay (default: all)")
-    replay_parser.add_argument("--json", type=Path, metavar="OUT.json",
-                               help="write every window's figures as JSON")
     replay_parser.add_argument("--progress", action=argparse.BooleanOptionalAction,
                                help="show a progress bar on stderr (default: when a terminal)")
     replay_parser.set_defaults(run=_replay)
@@ -88,19 +94,40 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``eplb``; returns the exit status: 0, 1 for bad input, 2 for bad usage (after
     argparse's one-line error; 0 after --help), 130 when interrupted."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
+        args.cluster = _cluster(args, parser)
     except SystemExit as stop:
         return int(stop.code or 0)
     try:
         args.run(args)
-    except (LoadFormatError, ValueError, OSError) as error:
+    except (EPLBError, OSError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Cluster:
+    """The cluster of ``--preset`` and the four counts (the counts win); usage error when one
+    is missing, input error (exit 1) when the counts do not make a cluster."""
+    base = PRESETS[args.preset].cluster if args.preset else None
+    counts = {"num_replicas": args.replicas, "num_groups": args.groups,
+              "num_nodes": args.nodes, "num_gpus": args.gpus}
+    if base is not None:
+        counts = {name: getattr(base, name) if value is None else value
+                  for name, value in counts.items()}
+    missing = [f"--{flag}" for flag, value in zip(("replicas", "groups", "nodes", "gpus"),
+                                                  counts.values()) if value is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (or --preset)")
+    try:
+        return Cluster(**counts)
+    except EPLBError as error:
+        parser.exit(1, f"{PROG}: error: {error}\n")
 
 
 def _read(path: Path) -> bytes:
@@ -111,8 +138,8 @@ def _read(path: Path) -> bytes:
         raise OSError(f"cannot read {path}: {error.strerror or error}") from None
 
 
-def _write(path: Path, data: bytes | str) -> None:
-    """Write a file, with an error that names it; says where it went."""
+def _write(path: Path, data: bytes | str, *, quiet: bool = False) -> None:
+    """Write a file, with an error that names it; says where it went unless ``quiet``."""
     try:
         if isinstance(data, str):
             path.write_text(data)
@@ -120,76 +147,83 @@ def _write(path: Path, data: bytes | str) -> None:
             path.write_bytes(data)
     except OSError as error:
         raise OSError(f"cannot write {path}: {error.strerror or error}") from None
-    print(f"wrote {path}")
+    if not quiet:
+        print(f"wrote {path}")
 
 
-def _current_placement(args: argparse.Namespace, num_layers: int,
-                       num_experts: int) -> torch.Tensor | None:
-    """The ``--current`` placement, checked against the loads and the cluster, or None."""
-    if args.current is None:
-        return None
-    placement = read_placement(_read(args.current), args.current.name)
-    validate_placement(placement, num_layers, num_experts, args.replicas)
-    return placement
+def _options(args: argparse.Namespace, algorithm: str = "hybrid") -> PlanOptions:
+    return PlanOptions(algorithm=algorithm, seed=args.seed, policy=args.policy,
+                       keep_slots=args.keep_slots, renumber_gpus=args.renumber_gpus)
+
+
+def _current_placement(args: argparse.Namespace) -> torch.Tensor | None:
+    """The ``--current`` placement (checked against the loads by the pipeline), or None."""
+    return None if args.current is None else read_placement(_read(args.current),
+                                                            args.current.name)
+
+
+def _emit_json(args: argparse.Namespace, document: dict) -> None:
+    """``--json``: the document on stdout, or written to the file named."""
+    text = json.dumps(document)
+    if args.json == "-":
+        print(text)
+    else:
+        _write(Path(args.json), text, quiet=True)
 
 
 def _rebalance(args: argparse.Namespace) -> None:
     loads = read_loads(_read(args.loads), args.loads.name)
-    steps = f" ({loads.shape[0]} steps summed)" if loads.dim() == 3 else ""
-    weight = loads.sum(0) if loads.dim() == 3 else loads
-    num_layers, num_experts = weight.shape
-    current = _current_placement(args, num_layers, num_experts)
-    shape = (args.replicas, args.groups, args.nodes, args.gpus)
-    phy2log, log2phy, logcnt = rebalance_experts(weight, *shape, algorithm=args.algorithm,
-                                                 seed=args.seed)
-    before = current if current is not None else trivial_placement(num_layers, num_experts,
-                                                                   args.replicas)
-    if args.renumber_gpus or args.keep_slots:
-        phy2log = deploy(before, phy2log, logcnt, args.gpus, args.nodes,
-                         renumber_gpus=args.renumber_gpus, keep_old_slots=args.keep_slots)
-        log2phy = build_log2phy(phy2log, logcnt)
+    result = rebalance(loads, args.cluster, _options(args, args.algorithm),
+                       _current_placement(args))
+    if args.json != "-":
+        _print_rebalance(result)
+    if args.json is not None:
+        _emit_json(args, result.as_dict())
+    plan = result.plan
+    if args.output is not None:
+        _write(args.output, plan_to_json(plan.phy2log, plan.log2phy, plan.logcnt))
+    if args.export_json is not None:
+        _write(args.export_json, map_to_json(plan.phy2log))
+    if args.export_pt is not None:
+        _write(args.export_pt, map_to_pt(plan.phy2log))
 
+
+def _print_rebalance(result: Rebalance) -> None:
+    """The figures of a plan, as the API answers them."""
+    cluster = result.cluster
+    num_layers, num_experts = result.plan.logcnt.shape
+    steps = f" ({result.num_steps} steps summed)" if result.num_steps is not None else ""
     print(f"loads: {num_layers} layers x {num_experts} experts{steps}")
-    print(f"cluster: {args.replicas} slots, {args.groups} groups, {args.nodes} nodes, "
-          f"{args.gpus} GPUs; policy {policy_name(args.groups, args.nodes)}")
-    start = evaluate(weight, before, args.gpus, args.nodes)
-    plan = evaluate(weight, phy2log, args.gpus, args.nodes, logcnt)
-    bound = float(balancedness_bound(weight, args.replicas, args.gpus).mean())
-    rows = [("current" if current is not None else "trivial", start.mean_balancedness,
-             start.worst_max_over_mean),
-            (args.algorithm, plan.mean_balancedness, plan.worst_max_over_mean)]
+    print(f"cluster: {cluster.num_replicas} slots, {cluster.num_groups} groups, "
+          f"{cluster.num_nodes} nodes, {cluster.num_gpus} GPUs; policy {result.policy}")
+    rows = [(result.baseline, result.before.mean_balancedness, result.before.worst_max_over_mean),
+            (result.options.algorithm, result.after.mean_balancedness,
+             result.after.worst_max_over_mean)]
     print(f"{'placement':<12}{'balancedness':>14}{'worst max/mean':>16}")
     for name, mean, worst in rows:
         print(f"{name:<12}{mean:>14.4f}{worst:>16.4f}")
-    print(f"{'upper bound':<12}{bound:>14.4f}")
-    moves = count_moves(before, phy2log)
-    kept = [name for name, asked in (("GPUs renumbered", args.renumber_gpus),
-                                     ("slots kept", args.keep_slots)) if asked]
-    print(f"moves: {moves.total} of {phy2log.numel()} slots change expert"
+    print(f"{'upper bound':<12}{float(result.bound.mean()):>14.4f}")
+    kept = [name for name, asked in (("GPUs renumbered", result.options.renumber_gpus),
+                                     ("slots kept", result.options.keep_slots)) if asked]
+    print(f"moves: {result.moves.total} of {result.plan.phy2log.numel()} slots change expert"
           f"{' (' + ', '.join(kept) + ')' if kept else ''}")
-
-    if args.output is not None:
-        _write(args.output, plan_to_json(phy2log, log2phy, logcnt))
-    if args.export_json is not None:
-        _write(args.export_json, map_to_json(phy2log))
-    if args.export_pt is not None:
-        _write(args.export_pt, map_to_pt(phy2log))
+    for note in result.notes:
+        print(f"note: {note}")
 
 
 def _replay(args: argparse.Namespace) -> None:
     series = read_loads(_read(args.loads), args.loads.name)
     if series.dim() != 3:
-        raise ValueError(f"replay needs a time series [steps, layers, experts]; {args.loads} "
-                         f"holds one window of shape {list(series.shape)}")
-    current = _current_placement(args, series.shape[1], series.shape[2])
+        raise EPLBError(f"replay needs a time series [steps, layers, experts]; {args.loads} "
+                        f"holds one window of shape {list(series.shape)}")
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
-    result = replay(series, args.window, args.replicas, args.groups, args.nodes, args.gpus,
-                    algorithms=args.algorithms, seed=args.seed, current=current,
-                    preserve_slots=args.keep_slots, renumber_gpus=args.renumber_gpus,
+    result = replay(series, args.window, args.cluster, _options(args),
+                    algorithms=args.algorithms, current=_current_placement(args),
                     progress=_ProgressBar(sys.stderr) if show_progress else None)
-    _print_replay(result, series.shape)
+    if args.json != "-":
+        _print_replay(result, series.shape)
     if args.json is not None:
-        _write(args.json, json.dumps(result.as_dict(), indent=1))
+        _emit_json(args, result.as_dict())
 
 
 def _print_replay(result: Replay, shape: torch.Size) -> None:
@@ -205,6 +239,8 @@ def _print_replay(result: Replay, shape: torch.Size) -> None:
               f"{moves:>14.1f}")
     print(f"balancedness is mean over layers of mean/max GPU load; \"{NO_REBALANCING}\" keeps "
           f"the placement in use")
+    for note in result.notes:
+        print(f"note: {note}")
 
 
 class _ProgressBar:

@@ -22,16 +22,14 @@ from pathlib import PurePath
 
 import torch
 
+from .errors import LoadFormatError
+
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 # Tab first, then semicolon: a semicolon file may use the comma as its decimal mark.
 _DELIMITERS = ("\t", ";", ",")
 # A header's first cell that names the label column ("layer", "Layer id", "label", "#").
 _LABEL_HEADER = re.compile(r"^\s*(layers?|labels?|names?|#)\b", re.IGNORECASE)
-
-
-class LoadFormatError(ValueError):
-    """A load file that cannot be read as a [layers, experts] matrix of token counts."""
 
 
 def read_csv_matrix(text: str) -> torch.Tensor:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .cluster import Cluster
 from .replication import replicate_experts
 
 
@@ -56,10 +57,10 @@ def max_over_mean(loads: torch.Tensor) -> torch.Tensor:
     return 1.0 / balancedness(loads)
 
 
-def balancedness_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int,
-                       num_groups: int | None = None,
-                       num_nodes: int | None = None) -> torch.Tensor:
-    """An upper bound on the balancedness any plan can reach, per layer: [layers].
+def balancedness_bound(weight: torch.Tensor, cluster: Cluster,
+                       policy: str = "global") -> torch.Tensor:
+    """An upper bound on the balancedness any plan can reach under ``policy``, per layer:
+    [layers, experts] -> [layers].
 
     The max GPU load of any plan is at least the mean GPU load ``W / G``. It is also at least
     the heaviest replica: a GPU holding a replica of expert e carries ``w_e / c_e`` from it, and
@@ -67,19 +68,19 @@ def balancedness_bound(weight: torch.Tensor, num_replicas: int, num_gpus: int,
     than the greedy replication does (it hands each slot to the expert with the largest load per
     replica, which is optimal for this min-max). So balancedness <= mean / max(mean, that).
 
-    Given ``num_groups`` and ``num_nodes`` where the hierarchical policy applies (groups divide
-    evenly over nodes), each node holds ``k = groups / nodes`` whole groups, so some node carries
-    at least the heaviest group plus the ``k - 1`` lightest (for ``k = 2``, exactly the best
-    pairing: the i-th heaviest with the i-th lightest), and some GPU of it at least its share.
-    That bound shows how much balance the policy's grouping itself costs.
+    Under the hierarchical policy each node holds ``k = groups / nodes`` whole groups, so some
+    node carries at least the heaviest group plus the ``k - 1`` lightest (for ``k = 2``, exactly
+    the best pairing: the i-th heaviest with the i-th lightest), and some GPU of it at least its
+    share. That bound shows how much balance the policy's grouping itself costs.
     """
     weight = weight.double()
-    _, _, logcnt = replicate_experts(weight, num_replicas)
-    peak = torch.maximum(weight.sum(-1) / num_gpus, (weight / logcnt).amax(-1))
-    if num_groups and num_nodes and num_groups % num_nodes == 0:
-        node_peak = _busiest_node_at_least(weight, num_groups, num_groups // num_nodes)
-        peak = torch.maximum(peak, node_peak / (num_gpus // num_nodes))
-    mean = weight.sum(-1) / num_gpus
+    _, _, logcnt = replicate_experts(weight, cluster.num_replicas)
+    mean = weight.sum(-1) / cluster.num_gpus
+    peak = torch.maximum(mean, (weight / logcnt).amax(-1))
+    if policy == "hierarchical":
+        groups_per_node = cluster.num_groups // cluster.num_nodes
+        node_peak = _busiest_node_at_least(weight, cluster.num_groups, groups_per_node)
+        peak = torch.maximum(peak, node_peak * cluster.num_nodes / cluster.num_gpus)
     return torch.where(peak > 0, mean / peak.clamp(min=1e-300), torch.ones_like(peak))
 
 
@@ -103,25 +104,37 @@ def trivial_placement(num_layers: int, num_experts: int, num_replicas: int,
 
 
 @dataclass(frozen=True)
-class PlanReport:
-    """Loads and balance figures of one plan on one load matrix."""
+class Scores:
+    """How a placement spreads one load matrix: loads per GPU and node, and balance figures.
 
-    gpu_load: torch.Tensor  # [layers, gpus]
-    node_load: torch.Tensor  # [layers, nodes]
+    Layers without load (dense layers in an engine's dump, all-zero rows) have balancedness 1
+    and are left out of the two summary figures, which are over the layers that carry load.
+    """
+
+    gpu_load: torch.Tensor  # [layers, gpus], float64
+    node_load: torch.Tensor | None  # [layers, nodes]; None when GPUs do not split over nodes
     balancedness: torch.Tensor  # [layers], GPU level
-    mean_balancedness: float
-    worst_max_over_mean: float  # the largest max/mean GPU load over layers
+    mean_balancedness: float  # over the layers with load
+    worst_max_over_mean: float  # the largest max/mean GPU load over the layers with load
 
 
-def evaluate(weight: torch.Tensor, phy2log: torch.Tensor, num_gpus: int, num_nodes: int,
-             logcnt: torch.Tensor | None = None) -> PlanReport:
-    """Every figure of a plan at once."""
-    gpu = gpu_loads(weight, phy2log, num_gpus, logcnt)
+def active_layers(weight: torch.Tensor) -> torch.Tensor:
+    """The layers that carry load: [..., layers, experts] -> [..., layers] bool; all of them
+    where none does (then every figure is that of an idle layer)."""
+    active = weight.sum(-1) > 0
+    return active | ~active.any(-1, keepdim=True)
+
+
+def score(weight: torch.Tensor, phy2log: torch.Tensor, cluster: Cluster,
+          logcnt: torch.Tensor | None = None) -> Scores:
+    """Every figure of a placement phy2log [layers, slots] on loads [layers, experts]."""
+    gpu = gpu_loads(weight, phy2log, cluster.num_gpus, logcnt)
     per_layer = balancedness(gpu)
-    return PlanReport(
+    active = active_layers(weight)
+    return Scores(
         gpu_load=gpu,
-        node_load=node_loads(gpu, num_nodes),
+        node_load=node_loads(gpu, cluster.num_nodes) if cluster.has_nodes else None,
         balancedness=per_layer,
-        mean_balancedness=float(per_layer.mean()),
-        worst_max_over_mean=float(max_over_mean(gpu).max()),
+        mean_balancedness=float(per_layer[active].mean()),
+        worst_max_over_mean=float(max_over_mean(gpu)[active].max()),
     )

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import PlacementError
+
 
 @dataclass(frozen=True)
 class Moves:
@@ -27,28 +29,28 @@ def validate_placement(phy2log: torch.Tensor, num_layers: int, num_experts: int,
                        num_replicas: int) -> None:
     """Raise ``ValueError`` unless phy2log is a placement [layers, slots] of every expert."""
     if phy2log.dim() != 2:
-        raise ValueError(f"a placement (phy2log) must be 2-D [layers, slots], got shape "
+        raise PlacementError(f"a placement (phy2log) must be 2-D [layers, slots], got shape "
                          f"{list(phy2log.shape)}")
     if tuple(phy2log.shape) != (num_layers, num_replicas):
-        raise ValueError(f"the placement has shape {list(phy2log.shape)}; this plan needs "
+        raise PlacementError(f"the placement has shape {list(phy2log.shape)}; this plan needs "
                          f"[{num_layers}, {num_replicas}] (layers, slots)")
     if phy2log.is_floating_point() or phy2log.is_complex() or phy2log.dtype == torch.bool:
-        raise ValueError(f"a placement holds expert ids (integers), got dtype {phy2log.dtype}")
+        raise PlacementError(f"a placement holds expert ids (integers), got dtype {phy2log.dtype}")
     if bool(((phy2log < 0) | (phy2log >= num_experts)).any()):
-        raise ValueError(f"the placement has expert ids outside 0..{num_experts - 1}")
+        raise PlacementError(f"the placement has expert ids outside 0..{num_experts - 1}")
     held = torch.zeros(num_layers, num_experts, dtype=torch.bool, device=phy2log.device)
     held.scatter_(1, phy2log.long(), True)
     missing = (~held).nonzero()
     if len(missing):
         layer, expert = missing[0].tolist()
-        raise ValueError(f"the placement holds no replica of expert {expert} in layer {layer}; "
+        raise PlacementError(f"the placement holds no replica of expert {expert} in layer {layer}; "
                          f"every expert needs at least one slot")
 
 
 def count_moves(old_phy2log: torch.Tensor, new_phy2log: torch.Tensor) -> Moves:
     """Slots whose expert differs between two placements of the same shape [layers, slots]."""
     if old_phy2log.shape != new_phy2log.shape:
-        raise ValueError(f"placements differ in shape: {list(old_phy2log.shape)} and "
+        raise PlacementError(f"placements differ in shape: {list(old_phy2log.shape)} and "
                          f"{list(new_phy2log.shape)}")
     per_layer = (old_phy2log != new_phy2log).sum(-1)
     return Moves(per_layer=per_layer, total=int(per_layer.sum()))

@@ -11,14 +11,19 @@ window). "none" keeps the placement in use (the trivial layout unless one is giv
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import torch
 
-from .metrics import evaluate, trivial_placement
-from .migration import count_moves, deploy, validate_placement
+from .cluster import Cluster
+from .errors import LoadError, OptionError
+from .metrics import active_layers, balancedness, gpu_loads, trivial_placement
+from .migration import count_moves, validate_placement
 from .packing import ALGORITHMS
-from .policy import rebalance_experts, validate_shape, validate_weight
+from .plan import Plan, PlanOptions, check_request, deploy_plan, make_plan
+from .policy import validate_weight
 
 NO_REBALANCING = "none"
 _ROWS_PER_CALL = 512  # layers of stacked windows planned per rebalance_experts call
@@ -51,17 +56,38 @@ class StrategyReplay:
 class Replay:
     """The replay of a series: per-strategy figures, "none" first, then each algorithm."""
 
+    cluster: Cluster
+    options: PlanOptions
+    num_steps: int  # steps in the series, idle ones included
+    num_layers: int
+    num_experts: int
+    baseline: str  # "current" (the placement in use) or "trivial"
     window: int  # steps per window
     num_windows: int  # full windows in the series; num_windows - 1 are scored
     dropped_steps: int  # trailing steps that do not fill a window
     strategies: dict[str, StrategyReplay]
+    idle_steps: tuple[int, int]  # leading and trailing steps without load, left out
+    elapsed_ms: float
+    device: str
+    notes: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
-        """Plain numbers and lists, ready for JSON: the per-window figures and their means."""
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document of ``POST /replay`` and ``eplb replay --json``: the parameters,
+        the per-window figures and their means."""
+        options = self.options
         return {
+            "params": {**asdict(self.cluster), "seed": options.seed,
+                       "keep_slots": options.keep_slots, "renumber_gpus": options.renumber_gpus,
+                       "policy": options.policy, "window": self.window},
+            "num_steps": self.num_steps,
+            "num_layers": self.num_layers,
+            "num_experts": self.num_experts,
+            "baseline": self.baseline,
             "window": self.window,
             "num_windows": self.num_windows,
             "dropped_steps": self.dropped_steps,
+            "idle_steps": {"leading": self.idle_steps[0], "trailing": self.idle_steps[1]},
+            "notes": self.notes,
             "strategies": {
                 name: {"in_sample": figures.in_sample, "next_window": figures.next_window,
                        "moves": figures.moves, "mean_in_sample": figures.mean_in_sample,
@@ -69,63 +95,82 @@ class Replay:
                        "total_moves": figures.total_moves}
                 for name, figures in self.strategies.items()
             },
+            "elapsed_ms": self.elapsed_ms,
+            "device": self.device,
         }
+
+
+def trim_idle_steps(series: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Drop the leading and trailing steps without any load (an engine's recorder buffer that
+    had not filled): [steps, L, E] -> the steps between, and how many went from each end."""
+    busy = (series.flatten(1) > 0).any(-1).nonzero().flatten()
+    if busy.numel() == 0:
+        raise LoadError(f"the series has no load in any of its {series.shape[0]} steps")
+    first, last = int(busy[0]), int(busy[-1])
+    return series[first:last + 1], (first, series.shape[0] - 1 - last)
 
 
 def window_loads(series: torch.Tensor, window: int) -> torch.Tensor:
     """Sum consecutive blocks of ``window`` steps: [steps, L, E] -> [steps // window, L, E]."""
     if series.dim() != 3:
-        raise ValueError(f"a replay needs a time series [steps, layers, experts], got shape "
-                         f"{list(series.shape)}")
+        raise LoadError(f"a replay needs a time series [steps, layers, experts], got shape "
+                        f"{list(series.shape)}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive number of steps, got {window!r}")
+        raise OptionError(f"window must be a positive number of steps, got {window!r}")
     num_windows = series.shape[0] // window
     if num_windows < 2:
-        raise ValueError(f"a replay needs at least 2 windows of {window} steps; the series has "
-                         f"{series.shape[0]} steps")
+        raise OptionError(f"a replay needs at least 2 windows of {window} steps; the series has "
+                          f"{series.shape[0]} steps with load")
     return series[:num_windows * window].unflatten(0, (num_windows, window)).sum(1)
 
 
-def replay(series: torch.Tensor, window: int, num_replicas: int, num_groups: int,
-           num_nodes: int, num_gpus: int, *, algorithms: Sequence[str] = ALGORITHMS,
-           seed: int = 0, current: torch.Tensor | None = None, preserve_slots: bool = False,
-           renumber_gpus: bool = False, progress: Progress | None = None) -> Replay:
+def replay(series: torch.Tensor, window: int, cluster: Cluster,
+           options: PlanOptions = PlanOptions(), *, algorithms: Sequence[str] = ALGORITHMS,
+           current: torch.Tensor | None = None, progress: Progress | None = None) -> Replay:
     """Plan on each window and score on it and on the next, for "none" and each algorithm.
 
     Parameters:
-        series: [steps, layers, experts], loads per step
+        series: [steps, layers, experts], loads per step; leading and trailing steps without
+            load are left out first (``trim_idle_steps``)
         window: steps per window
-        num_replicas, num_groups, num_nodes, num_gpus: the cluster, as in ``rebalance_experts``
+        cluster: the cluster planned for
+        options: as for ``plan.make_plan`` (its ``algorithm`` is replaced by each of
+            ``algorithms``); with ``renumber_gpus`` / ``keep_slots`` each plan is deployed over
+            the placement deployed before it
         algorithms: the algorithms to replay besides "none"
-        seed: the hybrid's seed
         current: [layers, slots], the placement in use before the first window (default: the
             trivial layout); "none" keeps it, and the first window's moves start from it
-        preserve_slots: deploy each plan with ``keep_slots`` against the one before it
-        renumber_gpus: renumber each plan's nodes and GPUs with ``match_gpus`` against the one
-            before it (before keeping slots, when both are asked for)
-        progress: called with (windows planned, windows to plan) as planning goes
+        progress: called with (windows planned, windows to plan) as planning goes; it may raise
+            ``errors.CancelledError`` to stop the replay
 
-    Returns the per-window balancedness (mean over layers) in-sample and on the next window,
-    and the moves each window's plan costs.
+    Returns the per-window balancedness (mean over the layers with load) in-sample and on the
+    next window, and the moves each window's plan costs.
     """
-    windows = window_loads(series, window)
+    if series.dim() != 3:
+        raise LoadError(f"a replay needs a time series [steps, layers, experts], got shape "
+                        f"{list(series.shape)}")
+    started = time.perf_counter()
+    validate_weight(series.flatten(0, 1))  # each step, before steps are trimmed and summed
+    trimmed, idle_steps = trim_idle_steps(series)
+    windows = window_loads(trimmed, window)
     num_windows, num_layers, num_experts = windows.shape
-    validate_weight(windows.flatten(0, 1))
-    validate_shape(num_layers, num_experts, num_replicas, num_groups, num_nodes, num_gpus)
     unknown = [name for name in algorithms if name not in ALGORITHMS]
     if unknown:
-        raise ValueError(f"unknown algorithm {unknown[0]!r}; expected some of {ALGORITHMS}")
+        raise OptionError(f"unknown algorithm {unknown[0]!r}; expected some of {ALGORITHMS}")
+    policy = check_request(windows.flatten(0, 1), cluster, options)
+    baseline = "trivial" if current is None else "current"
     if current is None:
-        current = trivial_placement(num_layers, num_experts, num_replicas, device=series.device)
-    validate_placement(current, num_layers, num_experts, num_replicas)
-    current = current.long()
+        current = trivial_placement(num_layers, num_experts, cluster.num_replicas,
+                                    device=series.device)
+    validate_placement(current, num_layers, num_experts, cluster.num_replicas)
+    current = current.to(series.device, torch.int64)
 
     planned = windows[:-1]  # [scored windows, L, E]
     following = windows[1:]
     num_scored = num_windows - 1
-    strategies = {NO_REBALANCING: _score(planned, following, current.expand(num_scored, -1, -1),
-                                         None, num_gpus, num_nodes, [0] * num_scored)}
-    cluster = (num_replicas, num_groups, num_nodes, num_gpus)
+    kept = current.expand(num_scored, -1, -1)
+    strategies = {NO_REBALANCING: _score(planned, following, kept, None, cluster,
+                                         [0] * num_scored)}
     planned_so_far = 0
 
     def advance(num_planned: int) -> None:
@@ -135,20 +180,34 @@ def replay(series: torch.Tensor, window: int, num_replicas: int, num_groups: int
             progress(planned_so_far, num_scored * len(algorithms))
 
     for algorithm in algorithms:
-        phy2log, logcnt = _plan_windows(planned, cluster, algorithm, seed, advance)
-        if preserve_slots or renumber_gpus:
-            phy2log = _deploy_in_turn(current, phy2log, logcnt, num_gpus, num_nodes,
-                                      renumber_gpus=renumber_gpus, keep_old_slots=preserve_slots)
+        each = replace(options, algorithm=algorithm)
+        phy2log, logcnt = _plan_windows(planned, cluster, each, advance)
+        if each.renumber_gpus or each.keep_slots:
+            phy2log = _deploy_in_turn(current, phy2log, logcnt, cluster, policy, each)
         before = torch.cat([current.unsqueeze(0), phy2log[:-1]])
         moves = count_moves(before.flatten(0, 1), phy2log.flatten(0, 1)).per_layer
-        strategies[algorithm] = _score(planned, following, phy2log, logcnt, num_gpus, num_nodes,
+        strategies[algorithm] = _score(planned, following, phy2log, logcnt, cluster,
                                        moves.view(num_scored, -1).sum(-1).tolist())
-    return Replay(window=window, num_windows=num_windows,
-                  dropped_steps=series.shape[0] - num_windows * window, strategies=strategies)
+    if series.device.type == "cuda":
+        torch.cuda.synchronize(series.device)
+    return Replay(cluster=cluster, options=options, num_steps=series.shape[0],
+                  num_layers=num_layers, num_experts=num_experts, baseline=baseline,
+                  window=window, num_windows=num_windows,
+                  dropped_steps=trimmed.shape[0] - num_windows * window, strategies=strategies,
+                  idle_steps=idle_steps, elapsed_ms=(time.perf_counter() - started) * 1000,
+                  device=str(series.device), notes=_notes(idle_steps))
 
 
-def _plan_windows(windows: torch.Tensor, cluster: tuple[int, int, int, int], algorithm: str,
-                  seed: int, advance: Callable[[int], None]) -> tuple[torch.Tensor, torch.Tensor]:
+def _notes(idle_steps: tuple[int, int]) -> list[str]:
+    leading, trailing = idle_steps
+    if not leading and not trailing:
+        return []
+    return [f"left out {leading} leading and {trailing} trailing steps without load (a "
+            f"recorder buffer that had not filled)"]
+
+
+def _plan_windows(windows: torch.Tensor, cluster: Cluster, options: PlanOptions,
+                  advance: Callable[[int], None]) -> tuple[torch.Tensor, torch.Tensor]:
     """Plan every window [windows, L, E] -> phy2log [windows, L, R], logcnt [windows, L, E].
 
     Plans are per layer, so stacking windows along the layer axis gives each window's plan
@@ -156,37 +215,40 @@ def _plan_windows(windows: torch.Tensor, cluster: tuple[int, int, int, int], alg
     """
     num_layers = windows.shape[1]
     chunk = max(1, _ROWS_PER_CALL // num_layers)
+    undeployed = replace(options, keep_slots=False, renumber_gpus=False)
     phy2logs, logcnts = [], []
     for block in windows.split(chunk):
-        phy2log, _, logcnt = rebalance_experts(block.flatten(0, 1), *cluster,
-                                               algorithm=algorithm, seed=seed)
-        phy2logs.append(phy2log.unflatten(0, (len(block), num_layers)))
-        logcnts.append(logcnt.unflatten(0, (len(block), num_layers)))
+        plan = make_plan(block.flatten(0, 1), cluster, undeployed)
+        phy2logs.append(plan.phy2log.unflatten(0, (len(block), num_layers)))
+        logcnts.append(plan.logcnt.unflatten(0, (len(block), num_layers)))
         advance(len(block))
     return torch.cat(phy2logs), torch.cat(logcnts)
 
 
 def _deploy_in_turn(current: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor,
-                    num_gpus: int, num_nodes: int, **options: bool) -> torch.Tensor:
-    """Deploy the plans [windows, L, R] one after the other from ``current``, each with
-    ``deploy`` over the placement deployed before it."""
+                    cluster: Cluster, policy: str, options: PlanOptions) -> torch.Tensor:
+    """Deploy the plans [windows, L, R] one after the other from ``current``, each over the
+    placement deployed before it."""
     deployed = []
     for plan, counts in zip(phy2log, logcnt):
-        current = deploy(current, plan, counts, num_gpus, num_nodes, **options)
+        current = deploy_plan(Plan(plan, counts), current, cluster, policy, options).phy2log
         deployed.append(current)
     return torch.stack(deployed)
 
 
 def _score(planned: torch.Tensor, following: torch.Tensor, phy2log: torch.Tensor,
-           logcnt: torch.Tensor | None, num_gpus: int, num_nodes: int,
-           moves: list[int]) -> StrategyReplay:
-    """Balancedness of the plans [windows, L, R] on their own windows and on the next ones."""
+           logcnt: torch.Tensor | None, cluster: Cluster, moves: list[int]) -> StrategyReplay:
+    """Balancedness of the plans [windows, L, R] on their own windows and on the next ones,
+    each the mean over the window's layers with load."""
     phy2log = phy2log.flatten(0, 1)
     logcnt = None if logcnt is None else logcnt.flatten(0, 1)
 
     def per_window(loads: torch.Tensor) -> list[float]:
-        report = evaluate(loads.flatten(0, 1), phy2log, num_gpus, num_nodes, logcnt)
-        return report.balancedness.view(len(loads), -1).mean(-1).tolist()
+        flat = loads.flatten(0, 1)
+        per_layer = balancedness(gpu_loads(flat, phy2log, cluster.num_gpus, logcnt))
+        active = active_layers(loads).double()  # [windows, L]
+        sums = (per_layer.view_as(active) * active).sum(-1)
+        return (sums / active.sum(-1)).tolist()
 
     return StrategyReplay(in_sample=per_window(planned), next_window=per_window(following),
                           moves=moves)

@@ -16,12 +16,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from eplb_core.io import format_csv_matrix
+from eplb_core.plan import sum_steps
 from eplb_core.synthetic import zipf_loads
 
 from .. import charts
 from ..config import Settings, get_settings
 from ..schemas import RebalanceParams, RebalanceResponse, ReplayParams, ReplayResponse
-from ..service import rebalance, replay_series, sum_steps
+from ..service import rebalance, replay_series
 from ..uploads import read_loads_upload, read_placement_upload
 from .rebalance import ERRORS, MULTIPART, LoadsFile, PlacementFile
 
@@ -46,8 +47,9 @@ class ChartedPlan(BaseModel):
     """A rebalance result and the Plotly figures that show it."""
 
     result: RebalanceResponse
-    figures: dict[str, dict[str, Any]] = Field(
-        description="Plotly figures: gpu and node (before/after heatmaps), balancedness")
+    figures: dict[str, dict[str, Any] | None] = Field(
+        description="Plotly figures: gpu and node (before/after heatmaps; node is null when "
+                    "the GPUs do not split evenly over the nodes), balancedness")
 
 
 class ChartedReplay(BaseModel):
@@ -87,11 +89,9 @@ def rebalance_charted(file: LoadsFile, params: Annotated[RebalanceParams, Form()
                       settings: Annotated[Settings, Depends(get_settings)],
                       placement: PlacementFile = None) -> ChartedPlan:
     """``POST /rebalance/upload``'s plan, with the dashboard's figures of it."""
-    current = read_placement_upload(placement, settings.max_upload_bytes)
     result = rebalance(read_loads_upload(file, settings.max_upload_bytes), params, settings,
-                       current)
-    return ChartedPlan(result=result, figures=charts.rebalance_figures(
-        result, None if current is None else current.numpy()))
+                       read_placement_upload(placement, settings.max_upload_bytes))
+    return ChartedPlan(result=result.as_dict(), figures=charts.rebalance_figures(result))
 
 
 @router.post("/replay", responses=ERRORS, dependencies=MULTIPART)
@@ -101,4 +101,4 @@ def replay_charted(file: LoadsFile, params: Annotated[ReplayParams, Form()],
     """``POST /replay/upload``'s replay, with the dashboard's chart of it."""
     result = replay_series(read_loads_upload(file, settings.max_upload_bytes), params, settings,
                            read_placement_upload(placement, settings.max_upload_bytes))
-    return ChartedReplay(result=result, figure=charts.replay_chart(result))
+    return ChartedReplay(result=result.as_dict(), figure=charts.replay_chart(result))

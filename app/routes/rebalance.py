@@ -59,7 +59,7 @@ def rebalance_json(body: RebalanceRequest,
     placement in use ``current`` when given."""
     current = None if body.current is None else torch.tensor(body.current)
     return rebalance(torch.tensor(body.weight, dtype=torch.float32), body.params(), settings,
-                     current)
+                     current).as_dict()
 
 
 LoadsFile = Annotated[UploadFile, File(
@@ -84,4 +84,4 @@ def rebalance_upload(file: LoadsFile, params: Annotated[RebalanceParams, Form()]
     A time series is summed over its steps, and ``num_steps`` says how many.
     """
     return rebalance(read_loads_upload(file, settings.max_upload_bytes), params, settings,
-                     read_placement_upload(placement, settings.max_upload_bytes))
+                     read_placement_upload(placement, settings.max_upload_bytes)).as_dict()

@@ -27,7 +27,7 @@ def replay_json(body: ReplayRequest,
     steps, starting from the placement in use ``current`` when given."""
     current = None if body.current is None else torch.tensor(body.current)
     return replay_series(torch.tensor(body.series, dtype=torch.float64), body.params(), settings,
-                         current)
+                         current).as_dict()
 
 
 @router.post("/replay/upload", responses=ERRORS, dependencies=MULTIPART)
@@ -36,4 +36,4 @@ def replay_upload(file: LoadsFile, params: Annotated[ReplayParams, Form()],
                   placement: PlacementFile = None) -> ReplayResponse:
     """Replay an uploaded time series (3-D); the parameters are form fields."""
     return replay_series(read_loads_upload(file, settings.max_upload_bytes), params, settings,
-                         read_placement_upload(placement, settings.max_upload_bytes))
+                         read_placement_upload(placement, settings.max_upload_bytes)).as_dict()

@@ -108,24 +108,25 @@ def test_rebalance_figures_show_the_result() -> None:
     result = rebalance(weight, params, Settings())
 
     figures = charts.rebalance_figures(result)
+    document = result.as_dict()
 
     assert set(figures) == {"gpu", "node", "balancedness"}
     gpu_before, gpu_after = figures["gpu"]["data"]
-    assert values(gpu_before["z"]).tolist() == result.before.gpu_load
-    assert values(gpu_after["z"]).tolist() == result.after.gpu_load
+    assert values(gpu_before["z"]).tolist() == document["before"]["gpu_load"]
+    assert values(gpu_after["z"]).tolist() == document["after"]["gpu_load"]
     # Before: slot p holds expert p mod 8; GPU 1 holds slots 3, 4, 5.
     assert values(gpu_before["customdata"])[0, 1] == "3, 4, 5"
     held = values(gpu_after["customdata"])
-    for layer, slots in enumerate(result.plan.phy2log):
+    for layer, slots in enumerate(document["plan"]["phy2log"]):
         assert [held[layer, gpu] for gpu in range(4)] == \
             [", ".join(map(str, slots[gpu * 3:gpu * 3 + 3])) for gpu in range(4)]
     node_before, node_after = figures["node"]["data"]
-    assert values(node_before["z"]).tolist() == result.before.node_load
-    assert values(node_after["z"]).tolist() == result.after.node_load
+    assert values(node_before["z"]).tolist() == document["before"]["node_load"]
+    assert values(node_after["z"]).tolist() == document["after"]["node_load"]
     lines = {line["name"]: values(line["y"]).tolist()
              for line in figures["balancedness"]["data"]}
-    assert lines == {"before": result.before.balancedness, "after": result.after.balancedness,
-                     "upper bound": result.bound}
+    assert lines == {"before": document["before"]["balancedness"], "after": document["after"]["balancedness"],
+                     "upper bound": document["bound"]}
 
 
 def test_replay_chart_draws_next_window_solid_and_in_sample_dashed() -> None:

@@ -89,8 +89,8 @@ CSV_ERRORS = [
                  id="replicas-below-experts"),
     pytest.param(upload("1,2\n", num_replicas=3), 422,
                  "3 slots cannot be split evenly over 2 GPUs", id="replicas-not-divisible-by-gpus"),
-    pytest.param(upload("1,2\n", num_nodes=3, num_gpus=4), 422,
-                 "4 GPUs cannot be split evenly over 3 nodes", id="gpus-not-divisible-by-nodes"),
+    pytest.param(upload("1,2\n", num_groups=2, num_nodes=2, num_gpus=1, num_replicas=2), 422,
+                 "1 GPUs cannot be split evenly over 2 nodes", id="gpus-not-divisible-by-nodes"),
     pytest.param(upload("1,2\n", num_groups=3), 422,
                  "2 experts cannot be split evenly into 3 groups", id="experts-not-divisible-by-groups"),
     pytest.param(upload("1,2\n", num_gpus=None), 422, "body.num_gpus: Field required",
@@ -134,8 +134,9 @@ JSON_ERRORS = [
                  id="replicas-below-experts"),
     pytest.param(post_json([[1, 2]], num_replicas=3), 422,
                  "3 slots cannot be split evenly over 2 GPUs", id="replicas-not-divisible-by-gpus"),
-    pytest.param(post_json([[1, 2]], num_nodes=3, num_gpus=4), 422,
-                 "4 GPUs cannot be split evenly over 3 nodes", id="gpus-not-divisible-by-nodes"),
+    pytest.param(post_json([[1, 2]], num_groups=2, num_nodes=2, num_gpus=1, num_replicas=2),
+                 422, "1 GPUs cannot be split evenly over 2 nodes",
+                 id="gpus-not-divisible-by-nodes"),
     pytest.param(post_json([[1, 2]], num_groups=3), 422,
                  "2 experts cannot be split evenly into 3 groups", id="experts-not-divisible-by-groups"),
     pytest.param(post_json([[1, 2]], seed=-1), 422,
@@ -216,7 +217,7 @@ async def test_oversized_upload_is_refused_while_it_streams() -> None:
 
 def test_a_plan_too_large_to_hold_is_a_422(client: TestClient,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eplb_core.policy.MAX_LOG2PHY_ENTRIES", 4 * 8 * 20)
+    monkeypatch.setattr("eplb_core.plan.MAX_LOG2PHY_ENTRIES", 4 * 8 * 20)
     weight = [[1, 1, 1, 1e6, 1, 1, 1, 1]] * 4
     response = client.post("/rebalance", json={"weight": weight, "num_replicas": 32,
                                                "num_groups": 1, "num_nodes": 1, "num_gpus": 4})

@@ -134,8 +134,8 @@ def test_steps_that_sum_past_float32_are_refused(client: TestClient) -> None:
                            files={"file": ("dump.pt", pt_bytes(steps))})
 
     assert response.status_code == 422
-    assert response.json() == {"detail": "a load of 6e+38 tokens (summed over the steps) is too "
-                                         "large for a float32"}
+    assert response.json() == {"detail": "layer 0 sums to 1.2e+39 tokens, more than a float32 "
+                                         "can add up (1e+38); scale the loads down"}
 
 
 @pytest.mark.parametrize("content_type", ["application/octet-stream", "application/zip",

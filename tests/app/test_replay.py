@@ -9,6 +9,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from eplb_core import Cluster, PlanOptions
 from eplb_core.replay import replay
 from tests.app.conftest import MakeClient
 
@@ -48,7 +49,7 @@ def test_replay_figures_match_a_hand_computation(client: TestClient) -> None:
     assert (body["window"], body["num_windows"], body["dropped_steps"]) == (2, 3, 1)
     assert body["baseline"] == "trivial"
     assert body["params"] == {**CLUSTER, "window": 2, "seed": 0, "keep_slots": True,
-                              "renumber_gpus": False}
+                              "renumber_gpus": False, "policy": "auto"}
     none = body["strategies"]["none"]
     assert none["in_sample"] == pytest.approx([8 / 12, 8 / 9])
     assert none["next_window"] == pytest.approx([8 / 9, 1.0])
@@ -79,7 +80,7 @@ def test_an_sglang_dump_replays_as_the_json_series_and_the_core(client: TestClie
 
     assert uploaded.status_code == 200, uploaded.text
     assert posted.status_code == 200, posted.text
-    core = replay(counts.double(), 3, 12, 2, 2, 4, seed=5).as_dict()
+    core = replay(counts.double(), 3, Cluster(12, 2, 2, 4), PlanOptions(seed=5)).as_dict()
     for body in (uploaded.json(), posted.json()):
         assert body["num_steps"] == 12 and body["num_windows"] == 4
         assert body["strategies"] == core["strategies"]

@@ -69,7 +69,7 @@ def test_rebalance_draws_charts_summary_and_downloads(
     assert set(plan) == {"phy2log", "log2phy", "logcnt", "parameters", "summary"}
     assert plan["parameters"] == {**{k: int(v) for k, v in FORM.items() if k != "algorithm"},
                                   "algorithm": algorithm, "keep_slots": False,
-                                  "renumber_gpus": False}
+                                  "renumber_gpus": False, "policy": "auto"}
     assert plan["summary"]["mean_balancedness"] == {"before": before, "after": after}
     assert len(plan["phy2log"]) == 58 and {len(row) for row in plan["phy2log"]} == {288}
     for phy2log, logcnt in zip(plan["phy2log"], plan["logcnt"]):

@@ -9,10 +9,9 @@ import pytest
 import torch
 from hypothesis import strategies as st
 
-_TESTDATA = "shared/testdata/deepseek_readme_example.json"
-# shared/ sits beside the checkout (or, in some checkouts, inside it)
-_CANDIDATES = [Path(__file__).resolve().parents[i] / _TESTDATA for i in (3, 2)]
-EXAMPLE = next((path for path in _CANDIDATES if path.exists()), _CANDIDATES[0])
+# The example of DeepSeek's EPLB README (github.com/deepseek-ai/EPLB, "Interface and
+# Example"): its loads, cluster and the published plan, as facts to reproduce.
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "deepseek_readme_example.json"
 
 DEVICES = [
     "cpu",
@@ -37,14 +36,18 @@ class Shape:
 
 @st.composite
 def shapes(draw: st.DrawFn) -> Shape:
-    """A valid cluster shape: hierarchical (groups divisible by nodes) or global."""
+    """A cluster shape DeepSeek's EPLB accepts: hierarchical (groups divisible by nodes, experts
+    by groups, GPUs by nodes), or global, where only the slots must split over the GPUs."""
     nodes = draw(st.integers(1, 4))
-    gpus = nodes * draw(st.integers(1, 4))
     if draw(st.booleans()):
+        gpus = nodes * draw(st.integers(1, 4))
         groups = nodes * draw(st.integers(1, 3))
+        experts = groups * draw(st.integers(1, 5))
     else:
-        groups = draw(st.integers(1, 7))
-    experts = groups * draw(st.integers(1, 5))
+        nodes = max(nodes, 2)
+        gpus = draw(st.integers(1, 12))
+        groups = draw(st.integers(1, 7).filter(lambda count: count % nodes))
+        experts = draw(st.integers(1, 24))
     per_gpu = -(-experts // gpus) + draw(st.integers(0, 3))
     return Shape(draw(st.integers(1, 4)), experts, gpus * per_gpu, groups, nodes, gpus)
 

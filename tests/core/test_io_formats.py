@@ -8,7 +8,7 @@ from io import BytesIO
 import pytest
 import torch
 
-from eplb_core import rebalance_experts
+from eplb_core import Cluster, rebalance_experts
 from eplb_core.io import (LoadFormatError, map_to_json, map_to_pt, plan_to_json, read_loads,
                           read_placement)
 from eplb_core.replay import replay
@@ -38,10 +38,10 @@ def test_sglang_dump_round_trips_into_a_replay():
     assert loads.dtype == torch.float64
     assert torch.equal(loads, counts.double())
 
-    result = replay(loads, 4, 12, 2, 2, 4, algorithms=["greedy"])
+    result = replay(loads, 4, Cluster(12, 2, 2, 4), algorithms=["greedy"])
     assert (result.num_windows, result.dropped_steps) == (3, 0)
-    expected = replay(counts.double(), 4, 12, 2, 2, 4, algorithms=["greedy"])
-    assert result.as_dict() == expected.as_dict()
+    expected = replay(counts.double(), 4, Cluster(12, 2, 2, 4), algorithms=["greedy"])
+    assert result.strategies == expected.strategies
     assert len(result.strategies["greedy"].next_window) == 2
 
 

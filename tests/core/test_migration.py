@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eplb_core import rebalance_experts
-from eplb_core.metrics import evaluate, gpu_loads, replica_counts, trivial_placement
+from eplb_core import Cluster, rebalance_experts
+from eplb_core.metrics import gpu_loads, replica_counts, score, trivial_placement
 from eplb_core.replay import window_loads
 from eplb_core.synthetic import drifting_series
 from eplb_core.migration import (build_log2phy, count_moves, keep_slots, match_gpus,
@@ -150,8 +150,8 @@ def test_match_gpus_keeps_balance_and_hierarchy_and_moves_fewer(seed, layers):
     old = rebalance_experts(old_loads, *shape)[0]
     new, _, logcnt = rebalance_experts(new_loads, *shape)
     renumbered = match_gpus(old, new, num_gpus=8, num_nodes=2)
-    before = evaluate(new_loads, new, 8, 2, logcnt)
-    after = evaluate(new_loads, renumbered, 8, 2, logcnt)
+    before = score(new_loads, new, Cluster(*shape), logcnt)
+    after = score(new_loads, renumbered, Cluster(*shape), logcnt)
     # The same loads in another order: equal up to the order of float additions.
     assert torch.allclose(before.balancedness, after.balancedness, rtol=1e-12, atol=0)
     assert torch.allclose(before.node_load.sort(-1).values, after.node_load.sort(-1).values,

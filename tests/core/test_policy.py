@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.reference import published_rebalance
-from eplb_core import policy_name, rebalance_experts
+from tests.reference import published_rebalance
+from eplb_core import Cluster, rebalance_experts
 from eplb_core.metrics import replica_counts
 from eplb_core.synthetic import zipf_loads
 
@@ -46,7 +46,9 @@ def test_greedy_matches_published_implementation(shape: Shape, seed: int, intege
 
 def test_greedy_matches_published_on_deepseek_shape() -> None:
     weight = zipf_loads(layers=6)
-    for config in [(288, 8, 4, 32), (288, 8, 9, 144)]:
+    # prefill, decode (18 nodes x 8 GPUs), and 64 GPUs over 5 nodes: global, so the nodes need
+    # not split the GPUs evenly (DeepSeek plans it).
+    for config in [(288, 8, 4, 32), (288, 8, 18, 144), (320, 8, 5, 64)]:
         ours = rebalance_experts(weight, *config, algorithm="greedy")
         published = published_rebalance(weight, *config)
         assert all(torch.equal(a, b) for a, b in zip(ours, published))
@@ -76,7 +78,7 @@ def check_plan(weight: torch.Tensor, shape: Shape, plan: tuple[torch.Tensor, ...
     assert slots.numel() == layers * shape.replicas
     assert torch.equal((layer_ids[valid] * shape.replicas + slots).sort().values,
                        torch.arange(layers * shape.replicas, device=slots.device))
-    if policy_name(shape.groups, shape.nodes) == "hierarchical":
+    if Cluster(*shape.args).auto_policy == "hierarchical":
         # all replicas of a group's experts sit on the GPUs of one node
         slots_per_node = shape.replicas // shape.nodes
         node_of_slot = torch.arange(shape.replicas, device=phy2log.device) // slots_per_node
@@ -121,9 +123,27 @@ def test_hybrid_is_deterministic_for_a_seed(device: str) -> None:
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
+@pytest.mark.parametrize(("weight", "config"), [
+    # vLLM's tests/distributed/test_eplb_algo.py: global fallbacks DeepSeek's code accepts,
+    # 4 experts in 3 groups on 2 nodes among them, and its hierarchical cases.
+    ([[10, 20, 30, 40]], (8, 3, 2, 4)),
+    ([[10, 20, 30, 40, 50, 60]], (8, 3, 2, 4)),
+    ([[50, 100, 75, 120, 90, 60, 80, 110, 40, 70, 95, 85, 65, 55, 45, 35]], (24, 8, 4, 8)),
+    ([[200, 150, 100, 50, 25, 12], [12, 25, 50, 100, 150, 200]], (10, 3, 1, 2)),
+    ([[100, 50, 200, 75, 150, 25, 300, 80]], (12, 4, 2, 4)),
+    ([[1000, 1, 1, 1, 1, 1, 1, 1]], (12, 2, 2, 4)),
+])
+def test_greedy_matches_published_on_vllm_cases(weight: list, config: tuple) -> None:
+    weight = torch.tensor(weight)
+    ours = rebalance_experts(weight, *config, algorithm="greedy")
+    assert all(torch.equal(a, b) for a, b in zip(ours, published_rebalance(weight, *config)))
+
+
 def test_policy_choice() -> None:
-    assert policy_name(8, 4) == "hierarchical"
-    assert policy_name(8, 9) == "global"
+    assert Cluster(288, 8, 4, 32).auto_policy == "hierarchical"
+    assert Cluster(288, 8, 9, 144).auto_policy == "global"
+    assert Cluster(320, 8, 5, 64).check(256) == "global"
+    assert Cluster(8, 3, 2, 4).check(4) == "global"
 
 
 @pytest.mark.parametrize(("weight", "args", "message"), [
@@ -136,7 +156,7 @@ def test_policy_choice() -> None:
     (torch.tensor([[1.0, -2.0]]), (2, 1, 1, 1), "negative"),
     (torch.ones(2, 8), (6, 2, 1, 2), "at least the number of experts"),
     (torch.ones(2, 8), (12, 2, 1, 5), "12 slots cannot be split evenly over 5 GPUs"),
-    (torch.ones(2, 8), (12, 2, 4, 6), "6 GPUs cannot be split evenly over 4 nodes"),
+    (torch.ones(2, 8), (12, 4, 4, 6), "6 GPUs cannot be split evenly over 4 nodes"),
     (torch.ones(2, 8), (12, 3, 1, 4), "8 experts cannot be split evenly into 3 groups"),
     (torch.ones(2, 8), (0, 2, 1, 2), "num_replicas must be a positive integer"),
     (torch.ones(2, 8), (8, -1, 1, 2), "num_groups must be a positive integer"),
@@ -158,7 +178,7 @@ def test_unknown_algorithm() -> None:
 
 def test_a_plan_too_large_to_hold_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # One expert with nearly all the load takes most spare slots: log2phy grows with its count.
-    monkeypatch.setattr("eplb_core.policy.MAX_LOG2PHY_ENTRIES", 4 * 8 * 20)
+    monkeypatch.setattr("eplb_core.plan.MAX_LOG2PHY_ENTRIES", 4 * 8 * 20)
     weight = torch.ones(4, 8)
     weight[:, 3] = 1e6
     with pytest.raises(ValueError, match="log2phy would hold 4 x 8 x 25 entries"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from eplb_core import Cluster, PlanOptions
 from eplb_core.replay import replay, window_loads
 
 # One layer that drifts and one uniform layer; 4 experts on 4 slots over 2 GPUs, so each GPU
@@ -17,7 +18,8 @@ LAYER0 = [[3, 4, 0, 1], [3, 0, 1, 0],
           [100, 0, 0, 0]]
 LAYER1 = [[1, 1, 1, 1]] * 6 + [[0, 0, 0, 50]]
 SERIES = torch.tensor([LAYER0, LAYER1], dtype=torch.float32).transpose(0, 1)  # [7, 2, 4]
-SHAPE = dict(num_replicas=4, num_groups=1, num_nodes=1, num_gpus=2)
+CLUSTER = Cluster(num_replicas=4, num_groups=1, num_nodes=1, num_gpus=2)
+KEEP = PlanOptions(keep_slots=True)
 
 
 def test_window_loads_sums_blocks_of_steps_and_drops_the_tail():
@@ -27,7 +29,7 @@ def test_window_loads_sums_blocks_of_steps_and_drops_the_tail():
 
 
 def test_replay_figures_by_hand():
-    result = replay(SERIES, 2, **SHAPE)
+    result = replay(SERIES, 2, CLUSTER)
     assert (result.window, result.num_windows, result.dropped_steps) == (2, 3, 1)
     assert list(result.strategies) == ["none", "greedy", "hybrid"]
     # Layer 1 is uniform: balancedness 1 under any plan, so each figure is (layer 0 + 1) / 2.
@@ -52,8 +54,8 @@ def test_replay_figures_by_hand():
 
 
 def test_preserving_slots_moves_fewer_copies_for_the_same_balance():
-    plain = replay(SERIES, 2, **SHAPE, algorithms=["greedy"])
-    kept = replay(SERIES, 2, **SHAPE, algorithms=["greedy"], preserve_slots=True)
+    plain = replay(SERIES, 2, CLUSTER, algorithms=["greedy"])
+    kept = replay(SERIES, 2, CLUSTER, KEEP, algorithms=["greedy"])
     assert list(kept.strategies) == ["none", "greedy"]
     assert kept.strategies["greedy"].next_window == plain.strategies["greedy"].next_window
     # W0: layer 0 becomes [0, 3, 2, 1] (2 moves), layer 1 [0, 2, 1, 3] (2 moves).
@@ -62,9 +64,9 @@ def test_preserving_slots_moves_fewer_copies_for_the_same_balance():
 
 
 def test_renumbering_gpus_keeps_the_balance_and_moves_no_more():
-    plain = replay(SERIES, 2, **SHAPE, algorithms=["greedy"], preserve_slots=True)
-    both = replay(SERIES, 2, **SHAPE, algorithms=["greedy"], preserve_slots=True,
-                  renumber_gpus=True)
+    plain = replay(SERIES, 2, CLUSTER, KEEP, algorithms=["greedy"])
+    both = replay(SERIES, 2, CLUSTER, PlanOptions(keep_slots=True, renumber_gpus=True),
+                  algorithms=["greedy"])
     assert both.strategies["greedy"].next_window == pytest.approx(
         plain.strategies["greedy"].next_window)
     assert both.strategies["greedy"].total_moves <= plain.strategies["greedy"].total_moves
@@ -72,7 +74,7 @@ def test_renumbering_gpus_keeps_the_balance_and_moves_no_more():
 
 def test_none_keeps_the_placement_in_use():
     current = torch.tensor([[0, 3, 1, 2], [0, 1, 2, 3]])  # layer 0 already paired as greedy's W0
-    result = replay(SERIES, 2, **SHAPE, algorithms=["greedy"], current=current)
+    result = replay(SERIES, 2, CLUSTER, algorithms=["greedy"], current=current)
     none = result.strategies["none"]
     # Layer 0 on W0: {0, 3} = 7, {1, 2} = 5 -> 6/7; on W1: 2 and 10 -> 6/10; on W2: 1.
     assert none.in_sample == pytest.approx([(6 / 7 + 1) / 2, (0.6 + 1) / 2])
@@ -83,30 +85,30 @@ def test_none_keeps_the_placement_in_use():
 
 def test_progress_reports_windows_planned():
     calls = []
-    replay(SERIES, 2, **SHAPE, progress=lambda done, total: calls.append((done, total)))
+    replay(SERIES, 2, CLUSTER, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(2, 4), (4, 4)]
 
 
 def test_replay_of_integer_counts_like_an_engines_dump():
-    result = replay(SERIES.long(), 2, **SHAPE, algorithms=["greedy"])
+    result = replay(SERIES.long(), 2, CLUSTER, algorithms=["greedy"])
     assert result.strategies["greedy"].next_window == pytest.approx([(0.6 + 1) / 2, 1.0])
 
 
 @pytest.mark.parametrize("series, window, message", [
     (SERIES[0], 2, r"needs a time series \[steps, layers, experts\], got shape \[2, 4\]"),
     (SERIES, 0, "window must be a positive number of steps, got 0"),
-    (SERIES, 4, "needs at least 2 windows of 4 steps; the series has 7 steps"),
+    (SERIES, 4, "needs at least 2 windows of 4 steps; the series has 7 steps with load"),
     (-SERIES, 2, "negative values"),
 ])
 def test_replay_rejects_bad_input(series, window, message):
     with pytest.raises(ValueError, match=message):
-        replay(series, window, **SHAPE)
+        replay(series, window, CLUSTER)
 
 
 def test_replay_rejects_a_bad_cluster_algorithm_or_placement():
     with pytest.raises(ValueError, match="4 slots cannot be split evenly over 3 GPUs"):
-        replay(SERIES, 2, 4, 1, 1, 3)
+        replay(SERIES, 2, Cluster(4, 1, 1, 3))
     with pytest.raises(ValueError, match="unknown algorithm 'magic'"):
-        replay(SERIES, 2, **SHAPE, algorithms=["magic"])
+        replay(SERIES, 2, CLUSTER, algorithms=["magic"])
     with pytest.raises(ValueError, match=r"this plan needs \[2, 4\]"):
-        replay(SERIES, 2, **SHAPE, current=torch.zeros(2, 3, dtype=torch.int64))
+        replay(SERIES, 2, CLUSTER, current=torch.zeros(2, 3, dtype=torch.int64))

@@ -1,0 +1,322 @@
+"""The one planning pipeline: loads + cluster + options -> a checked plan, and its figures.
+
+``make_plan`` checks everything, places the experts (``policy.place``), deploys the plan over
+the placement in use (``migration.deploy``) and checks the result's invariants.
+``rebalance`` adds the figures every caller shows: loads before and after, balancedness, the
+policy's bound and the moves. ``rebalance_experts`` is DeepSeek's drop-in on top of
+``make_plan``. The service, the CLI, replay and the benchmarks all come through here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from .cluster import Cluster
+from .errors import InvariantError, LimitError, LoadError, OptionError
+from .metrics import Scores, active_layers, balancedness_bound, replica_counts, score
+from .metrics import trivial_placement
+from .migration import Moves, count_moves, deploy, validate_placement
+from .packing import ALGORITHMS
+from .policy import place, validate_weight
+
+# log2phy is dense, [layers, experts, most replicas of one expert]: past this many entries
+# (2 GiB of int64) a plan is refused rather than exhausting memory.
+MAX_LOG2PHY_ENTRIES = 1 << 28
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """How to plan: the packing algorithm and its search, the policy, and how to deploy the plan
+    over the placement in use (both steps keep the balance and move fewer experts)."""
+
+    algorithm: str = "hybrid"
+    seed: int = 0
+    policy: str = "auto"
+    keep_slots: bool = False
+    renumber_gpus: bool = False
+    num_candidates: int | None = None  # the hybrid's search; None: packing's defaults
+    num_rounds: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise OptionError(f"unknown algorithm {self.algorithm!r}; expected one of "
+                              f"{ALGORITHMS}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
+                0 <= self.seed < 2**64):
+            raise OptionError(f"seed must be an integer in 0 .. 2**64 - 1, got {self.seed!r}")
+        if self.num_candidates is not None and self.num_candidates < 1:
+            raise OptionError(f"num_candidates must be at least 1, got {self.num_candidates}")
+        if self.num_rounds is not None and self.num_rounds < 0:
+            raise OptionError(f"num_rounds must be at least 0, got {self.num_rounds}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where every expert's replicas go, for every layer.
+
+    phy2log: [layers, slots], the logical expert in each slot
+    logcnt: [layers, experts], the replicas of each expert
+    phy_rank: [layers, slots], each slot's replica index within its expert (the order of an
+        expert's slots in ``log2phy``); None lists them in slot order
+    """
+
+    phy2log: torch.Tensor
+    logcnt: torch.Tensor
+    phy_rank: torch.Tensor | None = None
+
+    @classmethod
+    def from_placement(cls, phy2log: torch.Tensor, num_experts: int) -> Plan:
+        """The plan of a placement [layers, slots] (replica counts counted from it)."""
+        return cls(phy2log, replica_counts(phy2log, num_experts))
+
+    @cached_property
+    def log2phy(self) -> torch.Tensor:
+        """[layers, experts, most replicas]: each expert's slots, padded with -1."""
+        num_layers, num_slots = self.phy2log.shape
+        num_experts = self.logcnt.shape[1]
+        max_count = int(self.logcnt.max())
+        if num_layers * num_experts * max_count > MAX_LOG2PHY_ENTRIES:
+            raise LimitError(f"the plan gives one expert {max_count} replicas, so log2phy would "
+                             f"hold {num_layers} x {num_experts} x {max_count} entries, more "
+                             f"than {MAX_LOG2PHY_ENTRIES}; plan fewer layers or fewer slots")
+        rank = self.phy_rank
+        if rank is None:
+            rank = _rank_in_slot_order(self.phy2log, self.logcnt)
+        log2phy = torch.full((num_layers, num_experts, max_count), -1, dtype=torch.int64,
+                             device=self.phy2log.device)
+        slots = torch.arange(num_slots, dtype=torch.int64, device=self.phy2log.device)
+        log2phy.view(num_layers, -1).scatter_(-1, self.phy2log * max_count + rank,
+                                              slots.expand(num_layers, -1))
+        return log2phy
+
+    def check(self) -> None:
+        """``InvariantError`` unless every slot holds a known expert, every expert has a
+        replica, logcnt counts phy2log, and log2phy inverts it. Called on every plan made."""
+        num_layers, num_slots = self.phy2log.shape
+        num_experts = self.logcnt.shape[1]
+        if self.phy2log.dtype != torch.int64 or bool(
+                ((self.phy2log < 0) | (self.phy2log >= num_experts)).any()):
+            raise InvariantError("the plan has a slot without a valid expert")
+        if not torch.equal(replica_counts(self.phy2log, num_experts), self.logcnt):
+            raise InvariantError("the plan's replica counts do not match its slots")
+        if int(self.logcnt.min()) < 1:
+            raise InvariantError("the plan leaves an expert without a replica")
+        log2phy = self.log2phy
+        held = log2phy >= 0
+        if not torch.equal(held.sum(-1), self.logcnt):
+            raise InvariantError("the plan's log2phy does not list every replica")
+        expert = torch.arange(num_experts, device=log2phy.device).view(1, -1, 1)
+        layer = torch.arange(num_layers, device=log2phy.device).view(-1, 1, 1)
+        found = self.phy2log[layer.expand_as(log2phy)[held], log2phy[held]]
+        if not torch.equal(found, expert.expand_as(log2phy)[held]):
+            raise InvariantError("the plan's log2phy does not invert its phy2log")
+
+
+def _rank_in_slot_order(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:
+    """Each slot's index among its expert's slots, in slot order: [layers, slots]."""
+    by_expert = phy2log.argsort(dim=-1, stable=True)
+    first = logcnt.cumsum(-1) - logcnt
+    position = torch.arange(phy2log.shape[1], device=phy2log.device).expand_as(phy2log)
+    rank_sorted = position - first.gather(-1, phy2log.gather(-1, by_expert))
+    return torch.empty_like(phy2log).scatter_(-1, by_expert, rank_sorted)
+
+
+def check_request(weight: torch.Tensor, cluster: Cluster, options: PlanOptions,
+                  current: torch.Tensor | None = None) -> str:
+    """Every check of a plan request, before any work: the loads, the cluster under the
+    policy, the placement in use. Returns the resolved policy."""
+    validate_weight(weight)
+    num_layers, num_experts = weight.shape
+    policy = cluster.check(num_experts, options.policy)
+    if current is not None:
+        validate_placement(current, num_layers, num_experts, cluster.num_replicas)
+    return policy
+
+
+@torch.no_grad()
+def make_plan(weight: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOptions(),
+              current: torch.Tensor | None = None) -> Plan:
+    """Plan every layer of ``weight`` [layers, experts] (any real dtype, any device; the plan
+    is on the same device) on ``cluster``.
+
+    ``current`` is the placement in use, phy2log [layers, slots]: with ``renumber_gpus`` and
+    ``keep_slots`` the plan is deployed over it (the same balance, fewer moves).
+
+    Raises a ``ValueError`` subclass of ``eplb_core.errors`` for bad input, and
+    ``InvariantError`` if the plan broke its own guarantees.
+    """
+    policy = check_request(weight, cluster, options, current)
+    weight = weight.float()
+    generator = torch.Generator(device=weight.device).manual_seed(options.seed)
+    phy2log, phy_rank, logcnt = place(weight, cluster, policy, algorithm=options.algorithm,
+                                      generator=generator, num_candidates=options.num_candidates,
+                                      num_rounds=options.num_rounds)
+    plan = Plan(phy2log, logcnt, phy_rank)
+    if current is not None:
+        return deploy_plan(plan, current.to(phy2log.device, torch.int64), cluster, policy,
+                           options)
+    plan.check()
+    return plan
+
+
+def deploy_plan(plan: Plan, current: torch.Tensor, cluster: Cluster, policy: str,
+                options: PlanOptions) -> Plan:
+    """The plan as it goes over the placement in use ``current`` [layers, slots], with the
+    options' ``renumber_gpus`` and ``keep_slots`` (neither changes the balance); checked."""
+    if options.renumber_gpus or options.keep_slots:
+        # Under the hierarchical policy a node's groups move as a whole; otherwise any GPU
+        # may take any other's place.
+        nodes = cluster.num_nodes if policy == "hierarchical" else 1
+        plan = Plan(deploy(current, plan.phy2log, plan.logcnt, cluster.num_gpus, nodes,
+                           renumber_gpus=options.renumber_gpus,
+                           keep_old_slots=options.keep_slots), plan.logcnt)
+    plan.check()
+    return plan
+
+
+def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
+                      num_gpus: int, *, algorithm: str = "hybrid", seed: int = 0,
+                      current: torch.Tensor | None = None, policy: str = "auto",
+                      num_candidates: int | None = None,
+                      num_rounds: int | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DeepSeek's ``eplb.rebalance_experts``: replicate and place every layer's experts.
+
+    Parameters:
+        weight: [layers, experts], load of each logical expert (any real dtype, any device)
+        num_replicas: physical slots per layer, a multiple of num_gpus
+        num_groups: expert groups (the hierarchical policy keeps a group on one node)
+        num_nodes: server nodes
+        num_gpus: GPUs
+        algorithm: "hybrid" (multi-start search) or "greedy" (DeepSeek's published plans)
+        seed: seeds every random draw of the hybrid
+        current: [layers, slots], the placement in use; the plan is deployed over it with the
+            fewest moves at the same balance (nodes and GPUs renumbered, slots kept)
+        policy: "auto" (DeepSeek's rule: hierarchical when groups split evenly over nodes,
+            else global), "hierarchical" or "global"
+        num_candidates, num_rounds: the hybrid's search size; None picks the defaults of
+            ``eplb_core.packing`` (128 candidates on CUDA, 2 on a CPU; rounds by pack count)
+
+    Returns:
+        phy2log: [layers, num_replicas], the logical expert in each slot
+        log2phy: [layers, experts, max replicas], each expert's slots, padded with -1
+        logcnt: [layers, experts], the number of replicas of each expert
+    """
+    options = PlanOptions(algorithm=algorithm, seed=seed, policy=policy,
+                          keep_slots=current is not None, renumber_gpus=current is not None,
+                          num_candidates=num_candidates, num_rounds=num_rounds)
+    plan = make_plan(weight, Cluster(num_replicas, num_groups, num_nodes, num_gpus), options,
+                     current)
+    return plan.phy2log, plan.log2phy, plan.logcnt
+
+
+@dataclass(frozen=True)
+class Rebalance:
+    """A plan and every figure shown with it."""
+
+    cluster: Cluster
+    options: PlanOptions
+    policy: str  # the policy used ("auto" resolved)
+    num_steps: int | None  # steps of a time series summed into the loads planned
+    plan: Plan
+    baseline: str  # "current" (the placement in use) or "trivial" (slot p holds expert p mod E)
+    placement_before: torch.Tensor  # [layers, slots], the baseline's phy2log
+    before: Scores
+    after: Scores
+    moves: Moves
+    bound: torch.Tensor  # [layers], no plan under the policy is more balanced
+    idle_layers: list[int]  # layers without load: planned, left out of the summary figures
+    elapsed_ms: float  # planning and deploying
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document of ``POST /rebalance`` and ``eplb rebalance --json``."""
+        return {
+            "params": {**asdict(self.cluster), "seed": self.options.seed,
+                       "keep_slots": self.options.keep_slots,
+                       "renumber_gpus": self.options.renumber_gpus,
+                       "algorithm": self.options.algorithm, "policy": self.options.policy},
+            "num_layers": self.plan.phy2log.shape[0],
+            "num_experts": self.plan.logcnt.shape[1],
+            "num_steps": self.num_steps,
+            "plan": {"phy2log": self.plan.phy2log.tolist(), "log2phy": self.plan.log2phy.tolist(),
+                     "logcnt": self.plan.logcnt.tolist(), "policy": self.policy,
+                     "algorithm": self.options.algorithm},
+            "baseline": self.baseline,
+            "before": scores_dict(self.before),
+            "after": scores_dict(self.after),
+            "moves": {"per_layer": self.moves.per_layer.tolist(), "total": self.moves.total},
+            "bound": self.bound.tolist(),
+            "idle_layers": self.idle_layers,
+            "notes": self.notes,
+            "elapsed_ms": self.elapsed_ms,
+            "device": str(self.plan.phy2log.device),
+        }
+
+
+def scores_dict(scores: Scores) -> dict[str, Any]:
+    """A placement's figures as JSON values."""
+    return {"gpu_load": scores.gpu_load.tolist(),
+            "node_load": None if scores.node_load is None else scores.node_load.tolist(),
+            "balancedness": scores.balancedness.tolist(),
+            "mean_balancedness": scores.mean_balancedness,
+            "worst_max_over_mean": scores.worst_max_over_mean}
+
+
+def sum_steps(loads: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+    """A time series [steps, layers, experts] summed over its steps (in float64), and its
+    number of steps; one window [layers, experts] as it is, and None."""
+    if not isinstance(loads, torch.Tensor) or loads.dim() not in (2, 3):
+        shape = list(loads.shape) if isinstance(loads, torch.Tensor) else type(loads).__name__
+        raise LoadError(f"loads are [layers, experts] or [steps, layers, experts], got {shape}")
+    if loads.dim() == 3:
+        return loads.double().sum(0), loads.shape[0]
+    return loads, None
+
+
+def rebalance(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOptions(),
+              current: torch.Tensor | None = None) -> Rebalance:
+    """Plan ``loads`` (one window [layers, experts], or a series [steps, layers, experts] planned
+    on the sum of its steps) and score the plan against the placement it replaces: ``current``
+    (phy2log [layers, slots]) or the trivial layout."""
+    weight, num_steps = sum_steps(loads)
+    num_layers, num_experts = weight.shape
+    policy = cluster.check(num_experts, options.policy)
+    device = weight.device
+    before = (trivial_placement(num_layers, num_experts, cluster.num_replicas, device)
+              if current is None else current.to(device, torch.int64))
+    started = time.perf_counter()
+    plan = make_plan(weight, cluster, options, before)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    exact = weight.double()
+    idle = (~active_layers(exact)).nonzero().flatten().tolist()
+    return Rebalance(
+        cluster=cluster, options=options, policy=policy, num_steps=num_steps, plan=plan,
+        baseline="trivial" if current is None else "current", placement_before=before,
+        before=score(exact, before, cluster), after=score(exact, plan.phy2log, cluster,
+                                                          plan.logcnt),
+        moves=count_moves(before, plan.phy2log),
+        bound=balancedness_bound(exact, cluster, policy),
+        idle_layers=idle, elapsed_ms=elapsed_ms, notes=plan_notes(cluster, idle, num_layers))
+
+
+def plan_notes(cluster: Cluster, idle_layers: list[int], num_layers: int) -> list[str]:
+    """What a user should know about the figures: layers left out of the means, and per-node
+    figures that do not exist."""
+    notes = []
+    if idle_layers and len(idle_layers) < num_layers:
+        listed = ", ".join(map(str, idle_layers[:8])) + (", ..." if len(idle_layers) > 8 else "")
+        notes.append(f"{len(idle_layers)} of {num_layers} layers carry no load (layers "
+                     f"{listed}; dense layers in an engine's dump): they are planned, and left "
+                     f"out of the mean balancedness and the worst max/mean")
+    if not cluster.has_nodes:
+        notes.append(f"no per-node figures: {cluster.num_gpus} GPUs do not split evenly over "
+                     f"{cluster.num_nodes} nodes (the global policy does not need them to)")
+    return notes
