@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(PY) -m uvicorn app.main:app --host $${EPLB_HOST:-127.0.0.1} --port $${EPLB_PORT:-8000}
+	$(PY) -m app
 
 # The browser tests drive Debian's Chromium; install it when it is missing (needs root + apt).
 chromium:

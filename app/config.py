@@ -2,62 +2,68 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import Annotated
 
 import torch
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eplb_core import Limits
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+Positive = Annotated[int, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0)]
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """What an operator can tune; each field is read from ``EPLB_<FIELD NAME>``."""
 
+    model_config = SettingsConfigDict(env_prefix="EPLB_", frozen=True, extra="ignore")
+
     host: str = "127.0.0.1"
-    port: int = 8000
-    max_upload_bytes: int = 8 * MIB
-    max_layers: int = 1024
-    max_experts: int = 4096
-    max_replicas: int = 16384
-    max_windows: int = 200
+    port: int = Field(8000, gt=0, le=65535)
+    max_upload_bytes: Positive = 256 * MIB  # a file: SGLang's 1,000-step dump of 58 x 256 int64
+    max_json_bytes: Positive = 32 * MIB  # a JSON body (parsed into Python numbers first)
+    max_elements: Positive = 32 * MIB  # numbers in one load array (256 MiB as float64)
+    max_layers: Positive = 1024
+    max_experts: Positive = 4096
+    max_replicas: Positive = 16384
+    max_windows: Positive = 200
+    max_sweep_points: Positive = 16
+    max_work: Annotated[float, Field(gt=0)] = 30.0  # estimated seconds of planning per request
+    max_memory_bytes: Positive = 768 * MIB  # estimated peak memory of one request's work
+    workers: Positive = 2  # requests planned at once
+    queue: Annotated[int, Field(ge=0)] = 16  # requests waiting for a worker; more answer 503
+    header_timeout: Seconds = 10.0  # a client must send its request headers within this
+    body_timeout: Seconds = 30.0  # ... and each part of its body within this
+    keep_alive_timeout: Seconds = 5.0
+    max_connections: Positive = 512  # open connections; more are closed at once
+    upload_cache_bytes: Positive = 256 * MIB  # loaded files the dashboard reuses by id
+    upload_cache_seconds: Seconds = 1800.0
     device: str = "auto"
 
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if field.type == "int" and (isinstance(value, bool) or not isinstance(value, int)
-                                        or value <= 0):
-                raise ValueError(f"{env_name(field.name)} must be a positive integer, "
-                                 f"got {value!r}")
-        if self.port > 65535:
-            raise ValueError(f"EPLB_PORT must be at most 65535, got {self.port}")
-        resolve_device(self.device)  # an unusable device fails at start-up, not on a request
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, name: str) -> str:
+        name = name.strip()
+        resolve_device(name)  # an unusable device fails at start-up, not on a request
+        return name
 
     @property
     def torch_device(self) -> torch.device:
         """The device plans run on."""
         return resolve_device(self.device)
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """Settings from ``EPLB_*`` variables; unset ones keep their defaults."""
-        values: dict[str, str | int] = {}
-        for field in fields(cls):
-            raw = environ.get(env_name(field.name))
-            if raw is None:
-                continue
-            if field.type == "int":
-                try:
-                    values[field.name] = int(raw)
-                except ValueError:
-                    raise ValueError(f"{env_name(field.name)} must be an integer, "
-                                     f"got {raw!r}") from None
-            else:
-                values[field.name] = raw.strip()
-        return cls(**values)
+    @property
+    def limits(self) -> Limits:
+        """The core's limits, named by the variables that set them."""
+        fields = ("max_layers", "max_experts", "max_replicas", "max_elements", "max_windows",
+                  "max_sweep_points", "max_work", "max_memory_bytes")
+        return Limits(**{name: getattr(self, name) for name in fields},
+                      names={name: env_name(name) for name in fields})
 
 
 def env_name(field_name: str) -> str:
@@ -80,7 +86,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def describe(error: ValidationError) -> str:
+    """One line per bad variable: ``EPLB_PORT: Input should be ... (got '70000')``."""
+    lines = []
+    for item in error.errors():
+        name = env_name(str(item["loc"][0])) if item["loc"] else "EPLB settings"
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}: {reason} (got {item['input']!r})")
+    return "; ".join(lines)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings; a FastAPI dependency that tests override."""
-    return Settings.from_env()
+    """The process's settings (a FastAPI dependency that tests override); a bad variable
+    stops the start-up with a ``ValueError`` naming it."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise ValueError(describe(error)) from None
