@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from eplb_core.io import FLOAT32_MAX
 
@@ -51,8 +51,18 @@ class ReplayParams(PlanParams):
                                       "and on the next one")
 
 
+# DeepSeek's EPLB README example: what /docs offers to try.
+README_EXAMPLE = {
+    "weight": [[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
+               [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]],
+    "num_replicas": 16, "num_groups": 4, "num_nodes": 2, "num_gpus": 8, "algorithm": "greedy",
+}
+
+
 class RebalanceRequest(RebalanceParams):
     """``POST /rebalance``: the parameters, the load matrix and the placement in use."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [README_EXAMPLE]})
 
     weight: list[Annotated[list[Load], Field(min_length=1)]] = Field(
         min_length=1, description="[layers][experts] token counts (one window; post a time "
@@ -84,6 +94,10 @@ class RebalanceRequest(RebalanceParams):
 class ReplayRequest(ReplayParams):
     """``POST /replay``: the parameters, the load time series and the placement in use."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "series": [[[8, 4, 3, 1]], [[1, 8, 4, 3]], [[4, 4, 4, 4]], [[2, 2, 6, 2]]],
+        "window": 1, "num_replicas": 4, "num_groups": 1, "num_nodes": 1, "num_gpus": 2}]})
+
     series: list[Annotated[list[Annotated[list[Load], Field(min_length=1)]],
                            Field(min_length=1)]] = Field(
         min_length=1, description="[steps][layers][experts] token counts per step")
@@ -113,6 +127,9 @@ class ReplayRequest(ReplayParams):
 
 class PlacementBody(BaseModel):
     """A placement to export: ``phy2log`` [layers][slots]."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"phy2log": [[5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1]]}]})
 
     phy2log: Placement
 
@@ -236,6 +253,27 @@ class ReplayResponse(BaseModel):
                     "window")
     elapsed_ms: float = Field(description="time spent replaying, in milliseconds")
     device: str = Field(description="the torch device the plans were computed on")
+
+
+class ClusterQuery(BaseModel):
+    """A cluster to check, and the experts it must hold (0 when not known yet)."""
+
+    num_replicas: Count
+    num_groups: Count
+    num_nodes: Count
+    num_gpus: Count
+    num_experts: int = Field(0, ge=0, le=2**31 - 1)
+    policy: Literal["auto", "hierarchical", "global"] = "auto"
+
+
+class ClusterCheck(BaseModel):
+    """Whether the cluster can hold the experts: the reason when not; what it means when so."""
+
+    ok: bool
+    problem: str | None = None
+    policy: str | None = None
+    slots_per_gpu: int | None = None
+    gpus_per_node: int | None = None
 
 
 class ErrorResponse(BaseModel):

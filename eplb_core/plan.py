@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .cluster import Cluster
-from .errors import InvariantError, LimitError, LoadError, OptionError
+from .errors import InvariantError, LimitError, LoadError, OptionError, PlacementError
 from .metrics import Scores, active_layers, balancedness_bound, replica_counts, score
 from .metrics import trivial_placement
 from .migration import Moves, count_moves, deploy, validate_placement
@@ -70,8 +70,22 @@ class Plan:
     phy_rank: torch.Tensor | None = None
 
     @classmethod
-    def from_placement(cls, phy2log: torch.Tensor, num_experts: int) -> Plan:
-        """The plan of a placement [layers, slots] (replica counts counted from it)."""
+    def from_placement(cls, phy2log: torch.Tensor, num_experts: int | None = None) -> Plan:
+        """The plan of a placement phy2log [layers, slots] (replica counts counted from it);
+        ``PlacementError`` unless it holds every expert 0 .. num_experts - 1 (by default one
+        more than its largest id, which must name fewer experts than it has slots)."""
+        if phy2log.dim() != 2 or phy2log.numel() == 0:
+            raise PlacementError(f"a placement (phy2log) is 2-D [layers, slots] and not empty, "
+                                 f"got shape {list(phy2log.shape)}")
+        num_layers, num_slots = phy2log.shape
+        if num_experts is None:
+            largest = int(phy2log.max())
+            if largest >= num_slots:
+                raise PlacementError(f"the placement names expert {largest}, but its "
+                                     f"{num_slots} slots hold at most experts 0..{num_slots - 1}")
+            num_experts = largest + 1
+        validate_placement(phy2log, num_layers, num_experts, num_slots)
+        phy2log = phy2log.long()
         return cls(phy2log, replica_counts(phy2log, num_experts))
 
     @cached_property

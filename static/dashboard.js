@@ -279,6 +279,7 @@
     if (state.busy || !validate() || !validateWindow()) return;
     clearError();
     const body = planRequest();
+    body.delete("algorithm");  // a replay runs every algorithm
     body.append("window", String(wholeNumber(windowInput.value)));
     setBusy(true, "Replaying…", replayButton);
     try {
@@ -371,18 +372,18 @@
 
   // ---- downloads ---------------------------------------------------------------------------
 
-  /** The plan as files: the plan and phy2log built here, SGLang's map from the server. */
+  /** The plan as files, each written by the server's export routes (eplb_core.io). */
   async function planFiles(result) {
     const phy2log = result.plan.phy2log;
-    const [mapJson, mapPt] = await Promise.all([
+    const [plan, csv, mapJson, mapPt] = await Promise.all([
+      postForFile("/export/plan.json", { phy2log }),
+      postForFile("/export/phy2log.csv", { phy2log }),
       postForFile("/export/physical_to_logical_map.json", { phy2log }),
       postForFile("/export/physical_to_logical_map.pt", { phy2log }),
     ]);
     return {
-      "download-json": new Blob([JSON.stringify(planFile(result), null, 1)],
-        { type: "application/json" }),
-      "download-csv": new Blob([phy2log.map((row) => row.join(",")).join("\n") + "\n"],
-        { type: "text/csv" }),
+      "download-json": plan,
+      "download-csv": csv,
       "download-map-json": mapJson,
       "download-map-pt": mapPt,
     };
@@ -406,29 +407,6 @@
         link.setAttribute("aria-disabled", "true");
       }
     }
-  }
-
-  function planFile(result) {
-    const { phy2log, log2phy, logcnt, policy, algorithm } = result.plan;
-    return {
-      phy2log, log2phy, logcnt,
-      parameters: result.params,
-      summary: {
-        num_layers: result.num_layers,
-        num_experts: result.num_experts,
-        num_steps: result.num_steps,
-        policy,
-        algorithm,
-        mean_balancedness: { before: result.before.mean_balancedness,
-          after: result.after.mean_balancedness },
-        worst_max_over_mean: { before: result.before.worst_max_over_mean,
-          after: result.after.worst_max_over_mean },
-        baseline: result.baseline,
-        moves: result.moves,
-        elapsed_ms: result.elapsed_ms,
-        device: result.device,
-      },
-    };
   }
 
   // ---- page state --------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""The dashboard page's data: the bundled example, a preview of an upload, a charted plan and a
-charted replay.
+"""The dashboard page's data: the bundled example, a preview of an upload (kept on the server
+for a while, so that each Rebalance or Replay press sends an id instead of the file again), a
+charted plan, a charted replay, and the cluster check behind the form's inline messages.
 
-The routes reuse the REST service's upload reading, rebalancing and replay; they add the
-figures (``app.charts``) that the page draws with ``Plotly.newPlot``. All are plain ``def``
-routes, run in FastAPI's thread pool.
+The routes reuse the service's planning and replay; they add the figures (``app.charts``)
+that the page draws with ``Plotly.newPlot``.
 """
 
 from __future__ import annotations
@@ -11,20 +11,22 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from eplb_core import Cluster
+from eplb_core.errors import EPLBError, LoadError
 from eplb_core.io import format_csv_matrix
 from eplb_core.plan import sum_steps
 from eplb_core.synthetic import zipf_loads
 
-from .. import charts
-from ..config import Settings, get_settings
-from ..schemas import RebalanceParams, RebalanceResponse, ReplayParams, ReplayResponse
-from ..service import rebalance, replay_series
-from ..uploads import read_loads_upload, read_placement_upload
-from .rebalance import ERRORS, MULTIPART, LoadsFile, PlacementFile
+from .. import charts, service
+from ..deps import (MULTIPART, CacheDep, JobDep, LoadFile, PlacementDep, PoolDep, SettingsDep,
+                    known_form_fields, read_loads_file)
+from ..schemas import (ClusterCheck, ClusterQuery, RebalanceParams, RebalanceResponse,
+                       ReplayParams, ReplayResponse)
+from . import answers, dumps, json_response
 
 EXAMPLE_SEED = 2024
 EXAMPLE_FILENAME = "deepseek-v3-example.csv"
@@ -35,6 +37,9 @@ router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 class Preview(BaseModel):
     """What the page shows as soon as a load matrix is loaded."""
 
+    upload_id: str | None = Field(description="send it instead of the file to plan the same "
+                                              "loads again; null when the file is too large to "
+                                              "keep")
     num_layers: int
     num_experts: int
     num_steps: int | None = Field(description="the steps of a time series; null for one window")
@@ -74,31 +79,79 @@ def example() -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{EXAMPLE_FILENAME}"'})
 
 
-@router.post("/preview", responses=ERRORS, dependencies=MULTIPART)
-def preview(file: LoadsFile, settings: Annotated[Settings, Depends(get_settings)]) -> Preview:
-    """The shape, total tokens and a heatmap of an uploaded load file (a series summed)."""
-    weight, num_steps = sum_steps(read_loads_upload(file, settings.max_upload_bytes))
-    num_layers, num_experts = weight.shape
-    return Preview(num_layers=num_layers, num_experts=num_experts, num_steps=num_steps,
-                   total_tokens=float(weight.double().sum()),
-                   figure=charts.load_heatmap(weight.numpy()))
+@router.get("/check", response_model=ClusterCheck)
+def check(params: Annotated[ClusterQuery, Query()]) -> ClusterCheck:
+    """Whether a cluster can hold ``num_experts`` experts, and why not: the core's own rules,
+    for the form's inline messages."""
+    try:
+        cluster = Cluster(params.num_replicas, params.num_groups, params.num_nodes,
+                          params.num_gpus)
+        policy = cluster.check(params.num_experts, params.policy) if params.num_experts else (
+            cluster.auto_policy if params.policy == "auto" else params.policy)
+    except EPLBError as error:
+        return ClusterCheck(ok=False, problem=str(error))
+    return ClusterCheck(ok=True, policy=policy, slots_per_gpu=cluster.slots_per_gpu,
+                        gpus_per_node=cluster.gpus_per_node)
 
 
-@router.post("/rebalance", responses=ERRORS, dependencies=MULTIPART)
-def rebalance_charted(file: LoadsFile, params: Annotated[RebalanceParams, Form()],
-                      settings: Annotated[Settings, Depends(get_settings)],
-                      placement: PlacementFile = None) -> ChartedPlan:
+async def dashboard_loads(settings: SettingsDep, cache: CacheDep, job: JobDep, pool: PoolDep,
+                          file: Annotated[UploadFile | None, File()] = None,
+                          upload_id: Annotated[str | None, Form()] = None) -> LoadFile:
+    """The loads of ``file``, or of a file uploaded before under ``upload_id``."""
+    if upload_id is not None:
+        return cache.get(upload_id)
+    if file is None:
+        raise LoadError("send the loads as the form field file, or the upload_id a preview "
+                        "answered")
+    return await pool.run(job, lambda: read_loads_file(file, settings))
+
+
+DashboardLoads = Annotated[LoadFile, Depends(dashboard_loads)]
+
+
+@router.post("/preview", response_class=Response, responses=answers(Preview),
+             dependencies=[*MULTIPART, Depends(known_form_fields(BaseModel, "file"))])
+async def preview(request: Request, loads: DashboardLoads, cache: CacheDep, job: JobDep,
+                  pool: PoolDep) -> Response:
+    """The shape, total tokens and a heatmap of an uploaded load file (a series summed), and
+    the id to plan it by."""
+
+    def work() -> bytes:
+        weight, num_steps = sum_steps(loads.loads)
+        num_layers, num_experts = weight.shape
+        return dumps({"upload_id": cache.put(loads), "num_layers": num_layers,
+                      "num_experts": num_experts, "num_steps": num_steps,
+                      "total_tokens": float(weight.double().sum()),
+                      "figure": charts.load_heatmap(weight.cpu().numpy())})
+
+    return json_response(await pool.run(job, work, request))
+
+
+@router.post("/rebalance", response_class=Response, responses=answers(ChartedPlan),
+             dependencies=[*MULTIPART, Depends(known_form_fields(
+                 RebalanceParams, "file", "upload_id", "placement"))])
+async def rebalance_charted(request: Request, loads: DashboardLoads,
+                            params: Annotated[RebalanceParams, Form()], current: PlacementDep,
+                            settings: SettingsDep, job: JobDep, pool: PoolDep) -> Response:
     """``POST /rebalance/upload``'s plan, with the dashboard's figures of it."""
-    result = rebalance(read_loads_upload(file, settings.max_upload_bytes), params, settings,
-                       read_placement_upload(placement, settings.max_upload_bytes))
-    return ChartedPlan(result=result.as_dict(), figures=charts.rebalance_figures(result))
+
+    def work() -> bytes:
+        result = service.plan(loads.loads, params, settings, current)
+        return dumps({"result": result.as_dict(), "figures": charts.rebalance_figures(result)})
+
+    return json_response(await pool.run(job, work, request))
 
 
-@router.post("/replay", responses=ERRORS, dependencies=MULTIPART)
-def replay_charted(file: LoadsFile, params: Annotated[ReplayParams, Form()],
-                   settings: Annotated[Settings, Depends(get_settings)],
-                   placement: PlacementFile = None) -> ChartedReplay:
+@router.post("/replay", response_class=Response, responses=answers(ChartedReplay),
+             dependencies=[*MULTIPART, Depends(known_form_fields(
+                 ReplayParams, "file", "upload_id", "placement"))])
+async def replay_charted(request: Request, loads: DashboardLoads,
+                         params: Annotated[ReplayParams, Form()], current: PlacementDep,
+                         settings: SettingsDep, job: JobDep, pool: PoolDep) -> Response:
     """``POST /replay/upload``'s replay, with the dashboard's chart of it."""
-    result = replay_series(read_loads_upload(file, settings.max_upload_bytes), params, settings,
-                           read_placement_upload(placement, settings.max_upload_bytes))
-    return ChartedReplay(result=result.as_dict(), figure=charts.replay_chart(result))
+
+    def work() -> bytes:
+        result = service.replay_series(loads.loads, params, settings, current, job.progress)
+        return dumps({"result": result.as_dict(), "figure": charts.replay_chart(result)})
+
+    return json_response(await pool.run(job, work, request))

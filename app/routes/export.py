@@ -1,44 +1,71 @@
-"""``POST /export/physical_to_logical_map.{json,pt}``: a placement as the file SGLang's
-``--init-expert-location`` reads (``eplb_core.io.map_to_json`` / ``map_to_pt``)."""
+"""``POST /export/...``: a placement as the files engines and users load, all built by
+``eplb_core.io``: SGLang's ``physical_to_logical_map`` (JSON and ``.pt``), the plan file
+(``phy2log``, ``log2phy``, ``logcnt``) and ``phy2log`` as CSV. The dashboard's downloads come
+from here too, so the page and the CLI write the same files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from eplb_core.io import map_to_json, map_to_pt
+from eplb_core import Plan
+from eplb_core.io import format_csv_matrix, map_to_json, map_to_pt, plan_to_json
 
+from ..deps import JSON_BODY, JobDep, JsonBodyDep, PoolDep, SettingsDep, parse_json
 from ..schemas import PlacementBody
-from .rebalance import ERRORS, JSON_BODY
+from . import ERRORS, json_request
 
 router = APIRouter(prefix="/export", tags=["export"])
 
-JSON_NAME = "physical_to_logical_map.json"
-PT_NAME = "physical_to_logical_map.pt"
+FILES: dict[str, tuple[str, Callable[[torch.Tensor], str | bytes]]] = {
+    "physical_to_logical_map.json": ("application/json", map_to_json),
+    "physical_to_logical_map.pt": ("application/octet-stream", map_to_pt),
+    "plan.json": ("application/json", lambda phy2log: plan_to_json(
+        *_plan_tensors(Plan.from_placement(phy2log)))),
+    "phy2log.csv": ("text/csv", format_csv_matrix),
+}
+DESCRIPTIONS = {
+    "physical_to_logical_map.json": '``{"physical_to_logical_map": [[...]]}``: the placement '
+                                    "as SGLang's --init-expert-location reads it.",
+    "physical_to_logical_map.pt": "The same map saved with ``torch.save``: a dict with one int64 "
+                                  "[layers, slots] tensor, loadable with "
+                                  "``torch.load(weights_only=True)``.",
+    "plan.json": "The plan file: ``phy2log``, ``log2phy`` (each expert's slots in slot order, "
+                 "padded with -1) and ``logcnt``, as ``eplb rebalance -o`` writes it.",
+    "phy2log.csv": "``phy2log`` as CSV: a row per layer, a column per slot.",
+}
 
 
-def _file(content: str | bytes, media_type: str, filename: str) -> Response:
-    return Response(content, media_type=media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+def _plan_tensors(plan: Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return plan.phy2log, plan.log2phy, plan.logcnt
 
 
-def _responses(media_type: str) -> dict[int | str, dict[str, Any]]:
-    return {200: {"content": {media_type: {}}, "description": "the file"}, **ERRORS}
+def _route(name: str) -> None:
+    media_type, write = FILES[name]
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {media_type: {}}, "description": "the file"}, **ERRORS}
+
+    async def export(request: Request, body: JsonBodyDep, settings: SettingsDep, job: JobDep,
+                     pool: PoolDep) -> Response:
+        def work() -> str | bytes:
+            phy2log = torch.tensor(parse_json(PlacementBody, body).phy2log)
+            num_layers, num_slots = phy2log.shape
+            settings.limits.check("max_layers", num_layers, "layers")
+            settings.limits.check("max_replicas", num_slots, "slots")
+            return write(Plan.from_placement(phy2log).phy2log)
+
+        return Response(await pool.run(job, work, request), media_type=media_type,
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    export.__doc__ = DESCRIPTIONS[name]
+    router.add_api_route(f"/{name}", export, methods=["POST"], response_class=Response,
+                         responses=responses, dependencies=JSON_BODY,
+                         openapi_extra=json_request(PlacementBody), name=f"export {name}")
 
 
-@router.post(f"/{JSON_NAME}", response_class=Response, dependencies=JSON_BODY,
-             responses=_responses("application/json"))
-def export_json(body: PlacementBody) -> Response:
-    """``{"physical_to_logical_map": [[...]]}``: the placement ``phy2log`` as JSON."""
-    return _file(map_to_json(torch.tensor(body.phy2log)), "application/json", JSON_NAME)
-
-
-@router.post(f"/{PT_NAME}", response_class=Response, dependencies=JSON_BODY,
-             responses=_responses("application/octet-stream"))
-def export_pt(body: PlacementBody) -> Response:
-    """The same map saved with ``torch.save``: a dict with one int64 [layers, slots] tensor,
-    loadable with ``torch.load(weights_only=True)``."""
-    return _file(map_to_pt(torch.tensor(body.phy2log)), "application/octet-stream", PT_NAME)
+for _name in FILES:
+    _route(_name)

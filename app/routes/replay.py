@@ -1,7 +1,7 @@
 """``POST /replay`` (JSON) and ``POST /replay/upload`` (a load file): plan on each window of a
 time series and score on the next, for "none", greedy and hybrid.
 
-Both are plain ``def`` routes: FastAPI runs them in its thread pool, off the event loop.
+The work runs in the pool; a client that goes away stops the replay between windows.
 """
 
 from __future__ import annotations
@@ -9,31 +9,44 @@ from __future__ import annotations
 from typing import Annotated
 
 import torch
-from fastapi import APIRouter, Depends, Form
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
 
-from ..config import Settings, get_settings
+from .. import service
+from ..deps import (JSON_BODY, MULTIPART, JobDep, JsonBodyDep, LoadsDep, PlacementDep, PoolDep,
+                    SettingsDep, parse_json)
 from ..schemas import ReplayParams, ReplayRequest, ReplayResponse
-from ..service import replay_series
-from ..uploads import read_loads_upload, read_placement_upload
-from .rebalance import ERRORS, JSON_BODY, MULTIPART, LoadsFile, PlacementFile
+from . import answers, dumps, json_request, json_response
 
 router = APIRouter(tags=["replay"])
 
 
-@router.post("/replay", responses=ERRORS, dependencies=JSON_BODY)
-def replay_json(body: ReplayRequest,
-                settings: Annotated[Settings, Depends(get_settings)]) -> ReplayResponse:
+@router.post("/replay", response_class=Response, responses=answers(ReplayResponse),
+             dependencies=JSON_BODY, openapi_extra=json_request(ReplayRequest))
+async def replay_json(request: Request, body: JsonBodyDep, settings: SettingsDep, job: JobDep,
+                      pool: PoolDep) -> Response:
     """Replay a JSON time series ``series`` [steps][layers][experts] in windows of ``window``
     steps, starting from the placement in use ``current`` when given."""
-    current = None if body.current is None else torch.tensor(body.current)
-    return replay_series(torch.tensor(body.series, dtype=torch.float64), body.params(), settings,
-                         current).as_dict()
+
+    def work() -> bytes:
+        parsed = parse_json(ReplayRequest, body)
+        current = None if parsed.current is None else torch.tensor(parsed.current)
+        series = torch.tensor(parsed.series, dtype=torch.float64)
+        return dumps(service.replay_series(series, parsed.params(), settings, current,
+                                           job.progress).as_dict())
+
+    return json_response(await pool.run(job, work, request))
 
 
-@router.post("/replay/upload", responses=ERRORS, dependencies=MULTIPART)
-def replay_upload(file: LoadsFile, params: Annotated[ReplayParams, Form()],
-                  settings: Annotated[Settings, Depends(get_settings)],
-                  placement: PlacementFile = None) -> ReplayResponse:
+@router.post("/replay/upload", response_class=Response, responses=answers(ReplayResponse),
+             dependencies=MULTIPART)
+async def replay_upload(request: Request, loads: LoadsDep,
+                        params: Annotated[ReplayParams, Form()], current: PlacementDep,
+                        settings: SettingsDep, job: JobDep, pool: PoolDep) -> Response:
     """Replay an uploaded time series (3-D); the parameters are form fields."""
-    return replay_series(read_loads_upload(file, settings.max_upload_bytes), params, settings,
-                         read_placement_upload(placement, settings.max_upload_bytes)).as_dict()
+
+    def work() -> bytes:
+        return dumps(service.replay_series(loads.loads, params, settings, current,
+                                           job.progress).as_dict())
+
+    return json_response(await pool.run(job, work, request))

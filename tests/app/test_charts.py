@@ -13,7 +13,7 @@ import torch
 from app import charts
 from app.config import Settings
 from app.schemas import RebalanceParams, ReplayParams
-from app.service import rebalance, replay_series
+from app.service import plan, replay_series
 
 
 def values(array: Any) -> np.ndarray:
@@ -105,7 +105,7 @@ def test_rebalance_figures_show_the_result() -> None:
     weight = torch.tensor([[90.0, 10, 10, 10, 5, 5, 5, 5], [1, 1, 1, 1, 1, 1, 1, 60]])
     params = RebalanceParams(num_replicas=12, num_groups=2, num_nodes=2, num_gpus=4,
                              algorithm="greedy")
-    result = rebalance(weight, params, Settings())
+    result = plan(weight, params, Settings())
 
     figures = charts.rebalance_figures(result)
     document = result.as_dict()

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from app.uploads import FORM_OVERHEAD_BYTES
+from app.deps import FORM_OVERHEAD_BYTES
 from tests.app.conftest import MakeClient
 
 LIMITS = {"max_upload_bytes": 4096, "max_layers": 4, "max_experts": 16, "max_replicas": 64}
@@ -67,13 +67,13 @@ CSV_ERRORS = [
                  "the file 'loads.csv': the file is not UTF-8 text (byte 6 is 0xe9); expected "
                  "CSV, JSON or a .pt file", id="not-utf8"),
     pytest.param(upload("1,2\n" * 5), 422,
-                 "too many layers: 5; this server plans at most 4 (EPLB_MAX_LAYERS)",
+                 "the file 'loads.csv': too many layers: 5; this server takes at most 4 (EPLB_MAX_LAYERS)",
                  id="too-many-layers"),
     pytest.param(upload(",".join(["1"] * 17), num_replicas=18), 422,
-                 "too many experts: 17; this server plans at most 16 (EPLB_MAX_EXPERTS)",
+                 "the file 'loads.csv': too many experts: 17; this server takes at most 16 (EPLB_MAX_EXPERTS)",
                  id="too-many-experts"),
     pytest.param(upload("1,2\n", num_replicas=66), 422, "too many slots (num_replicas): 66; this "
-                 "server plans at most 64 (EPLB_MAX_REPLICAS)", id="too-many-slots"),
+                 "server takes at most 64 (EPLB_MAX_REPLICAS)", id="too-many-slots"),
     pytest.param(upload(OVER_THE_CAP), 413, "the file 'loads.csv' is larger than the 4 KiB "
                  "upload limit (EPLB_MAX_UPLOAD_BYTES)", id="file-over-the-cap"),
     pytest.param(upload("1,2\n" * 300000), 413, "the request is larger than the 4 KiB upload "
@@ -117,18 +117,19 @@ JSON_ERRORS = [
     pytest.param(post_json([[1, -4]]), 422,
                  "body.weight.0.1: Input should be greater than or equal to 0", id="negative"),
     pytest.param(post_json([[1, 2]] * 5), 422,
-                 "too many layers: 5; this server plans at most 4 (EPLB_MAX_LAYERS)",
+                 "too many layers: 5; this server takes at most 4 (EPLB_MAX_LAYERS)",
                  id="too-many-layers"),
     pytest.param(post_json([[1] * 17], num_replicas=18), 422,
-                 "too many experts: 17; this server plans at most 16 (EPLB_MAX_EXPERTS)",
+                 "too many experts: 17; this server takes at most 16 (EPLB_MAX_EXPERTS)",
                  id="too-many-experts"),
     pytest.param(post_json([[1, 2]] * 200000), 413, "the request is larger than the 4 KiB upload "
                  "limit (EPLB_MAX_UPLOAD_BYTES)", id="over-the-cap"),
     pytest.param({"content": "weight=1", "headers": {"content-type": "text/plain"}}, 415,
                  "expected a body of type application/json, got 'text/plain'", id="content-type"),
     pytest.param({"content": '{"weight": [[1, 2]', "headers": {"content-type":
-                                                               "application/json"}}, 422,
-                 "body.18: JSON decode error", id="malformed-json"),
+                                                               "application/json"}}, 400,
+                 "the body is not valid JSON: Invalid JSON: EOF while parsing a list",
+                 id="malformed-json"),
     pytest.param(post_json([[1, 2]], num_replicas=1, num_gpus=1), 422, "1 slots cannot hold 2 "
                  "experts: num_replicas must be at least the number of experts",
                  id="replicas-below-experts"),

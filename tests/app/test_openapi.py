@@ -77,7 +77,8 @@ def test_csv_and_health_responses_match_the_schema(readme_request: dict) -> None
     assert response.status_code == 200
 
     health = schema["/healthz"]["GET"].Case().call_and_validate(checks=RESPONSE_CHECKS)
-    assert health.json() == {"status": "ok", "device": str(FUZZ_LIMITS.torch_device)}
+    assert health.json() == {"status": "ok", "device": str(FUZZ_LIMITS.torch_device),
+                             "admitted": 0, "capacity": FUZZ_LIMITS.workers + FUZZ_LIMITS.queue}
 
 
 def test_replay_and_export_responses_match_the_schema() -> None:
@@ -97,12 +98,14 @@ def test_docs_render_from_local_assets(client: TestClient) -> None:
     page = client.get("/docs")
 
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert "SwaggerUIBundle" in page.text and "'/openapi.json'" in page.text
-    assert '"validatorUrl": null' in page.text  # no badge from validator.swagger.io
+    assert "<script>" not in page.text  # no inline code: the CSP allows scripts from here only
+    start = client.get("/static/docs.js").text
+    assert "SwaggerUIBundle" in start and '"/openapi.json"' in start
+    assert "validatorUrl: null" in start  # no badge from validator.swagger.io
     assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
     assert assets, "the page loads no assets"
-    assert not re.search(r"https?://", page.text), "the page names an outside URL"
+    assert not re.search(r"https?://", page.text + start), "the page names an outside URL"
     for url in assets:
-        assert url.startswith("/vendor/swagger-ui/")
+        assert url.startswith(("/vendor/swagger-ui/", "/static/"))
         asset = client.get(url)
         assert asset.status_code == 200 and len(asset.content) > 100, url

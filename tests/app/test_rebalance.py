@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-import app.routes.rebalance as rebalance_routes
+from app import service
 from app.config import Settings
 from app.main import create_app
 from eplb_core.io import format_csv_matrix
@@ -106,10 +106,11 @@ def test_hybrid_is_at_least_as_balanced_as_before_on_skewed_loads(client: TestCl
 
 @pytest.mark.anyio
 async def test_concurrent_requests_all_succeed() -> None:
-    """20 requests at once, through the ASGI app: every one answers with the same plan."""
+    """20 requests at once, through the ASGI app, with room for them all in the queue: every
+    one answers with the same plan."""
     request = {"weight": zipf_loads(layers=4, experts=32, seed=2).tolist(), "num_replicas": 40,
                "num_groups": 4, "num_nodes": 2, "num_gpus": 8, "seed": 3}
-    transport = httpx.ASGITransport(app=create_app(Settings()))
+    transport = httpx.ASGITransport(app=create_app(Settings(workers=2, queue=18)))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         responses = await asyncio.gather(*(http.post("/rebalance", json=request)
                                            for _ in range(20)))
@@ -124,15 +125,15 @@ async def test_planning_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch,
                                                readme_request: dict) -> None:
     """While a plan is being computed, the server still answers /healthz."""
     planning_started, health_answered = threading.Event(), threading.Event()
-    plan = rebalance_routes.rebalance
+    plan = service.plan
 
-    def slow_rebalance(*args: object) -> object:
+    def slow_plan(*args: object) -> object:
         planning_started.set()
         # Run on the event loop, this wait would keep /healthz from being answered.
         assert health_answered.wait(timeout=10), "/healthz was not answered during planning"
         return plan(*args)
 
-    monkeypatch.setattr(rebalance_routes, "rebalance", slow_rebalance)
+    monkeypatch.setattr(service, "plan", slow_plan)
     transport = httpx.ASGITransport(app=create_app(Settings()))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         planning = asyncio.ensure_future(http.post("/rebalance", json=readme_request))

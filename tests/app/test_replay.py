@@ -121,8 +121,8 @@ SERIES_ERRORS = [
                  "a replay needs at least 2 windows of 2 steps; the series has 2 steps",
                  id="one-window"),
     pytest.param({"series": [[[1, 2]], [[3, 4]]] * 6, "window": 1}, 422,
-                 "too many windows: 12 steps make 12 windows of 1; this server replays at most "
-                 "8 (EPLB_MAX_WINDOWS): use a larger window", id="too-many-windows"),
+                 "too many windows of 1 steps in 12 steps: 12; this server takes at most 8 "
+                 "(EPLB_MAX_WINDOWS)", id="too-many-windows"),
     pytest.param({"series": [[[1, 2]], [[3, 4], [5, 6]]], "window": 1}, 422,
                  "body: Value error, every step of series needs the same layers: step 1 has 2, "
                  "step 0 has 1", id="ragged-layers"),
@@ -130,7 +130,7 @@ SERIES_ERRORS = [
                  "body: Value error, every layer of series needs the same experts: step 1, "
                  "layer 0 has 3, step 0, layer 0 has 2", id="ragged-experts"),
     pytest.param({"series": [[1, 2], [3, 4]], "window": 1}, 422,
-                 "body.series.0.0: Input should be a valid list", id="two-dimensional"),
+                 "body.series.0.0: Input should be a valid array", id="two-dimensional"),
     pytest.param({"series": [[[1, -2]], [[3, 4]]], "window": 1}, 422,
                  "body.series.0.0.1: Input should be greater than or equal to 0",
                  id="negative"),
@@ -144,7 +144,7 @@ SERIES_ERRORS = [
                  "the placement has shape [1, 2]; this plan needs [1, 4] (layers, slots)",
                  id="placement-shape"),
     pytest.param({"series": [[[1] * 17]] * 2, "window": 1, "num_replicas": 18}, 422,
-                 "too many experts: 17; this server plans at most 16 (EPLB_MAX_EXPERTS)",
+                 "too many experts: 17; this server takes at most 16 (EPLB_MAX_EXPERTS)",
                  id="too-many-experts"),
 ]
 

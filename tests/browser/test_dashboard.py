@@ -66,11 +66,8 @@ def test_rebalance_draws_charts_summary_and_downloads(
     expect(page.locator("#card-policy .algorithm")).to_have_text(algorithm)
 
     plan = json.loads(fetch_text(page, "#download-json"))
-    assert set(plan) == {"phy2log", "log2phy", "logcnt", "parameters", "summary"}
-    assert plan["parameters"] == {**{k: int(v) for k, v in FORM.items() if k != "algorithm"},
-                                  "algorithm": algorithm, "keep_slots": False,
-                                  "renumber_gpus": False, "policy": "auto"}
-    assert plan["summary"]["mean_balancedness"] == {"before": before, "after": after}
+    # The plan file the CLI writes (eplb rebalance -o), from the server's export route.
+    assert set(plan) == {"phy2log", "log2phy", "logcnt"}
     assert len(plan["phy2log"]) == 58 and {len(row) for row in plan["phy2log"]} == {288}
     for phy2log, logcnt in zip(plan["phy2log"], plan["logcnt"]):
         assert sorted(set(phy2log)) == list(range(256))
@@ -138,7 +135,7 @@ def test_server_refusal_is_shown_next_to_the_form_and_nothing_is_lost(
     page.get_by_role("button", name="Rebalance").click()
 
     error = page.locator("#error")
-    expect(error).to_contain_text("Rebalance failed: too many slots (num_replicas): 8192")
+    expect(error).to_contain_text("Rebalance failed: too many slots (num_replicas): 8,192")
     expect(error).to_contain_text("EPLB_MAX_REPLICAS")
     assert form_values(page) == chosen
     expect(page.locator("#data-shape")).to_have_text("58 layers × 256 experts")
