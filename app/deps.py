@@ -126,9 +126,9 @@ def read_loads_file(file: UploadFile, settings: Settings) -> LoadFile:
     return LoadFile(name, loads)
 
 
-def read_placement_file(file: UploadFile | None, settings: Settings) -> torch.Tensor | None:
-    """The placement in use, phy2log [layers, slots], in an uploaded file, or None."""
-    return None if file is None else _read_upload(file, settings, read_placement)
+def read_placement_file(file: UploadFile, settings: Settings) -> torch.Tensor:
+    """A placement, phy2log [layers, slots], in an uploaded file; runs in the pool."""
+    return _read_upload(file, settings, read_placement)
 
 
 def check_size(loads: torch.Tensor, limits: Limits, name: str = "") -> None:

@@ -211,6 +211,10 @@ class RebalanceResponse(BaseModel):
                                            "trivial layout")
     after: LoadReport = Field(description="the plan")
     moves: Moves = Field(description="slots whose expert the plan changes")
+    speedup: float = Field(description="expected speed-up of the MoE part of a step, from "
+                                       "before to the plan: a layer waits for its busiest GPU, "
+                                       "so the sum over layers of the max GPU load, before / "
+                                       "after")
     bound: list[float] = Field(description="per layer: no plan is more balanced than this")
     idle_layers: list[int] = Field(description="layers without load (dense layers in an "
                                                "engine's dump): planned, and left out of the "
@@ -253,6 +257,63 @@ class ReplayResponse(BaseModel):
                     "window")
     elapsed_ms: float = Field(description="time spent replaying, in milliseconds")
     device: str = Field(description="the torch device the plans were computed on")
+
+
+class ClusterParams(BaseModel):
+    """The cluster a placement runs on, and the policy whose bound is shown."""
+
+    num_replicas: Count = Field(description="physical expert slots per layer (all GPUs)")
+    num_groups: Count = Field(description="expert groups")
+    num_nodes: Count = Field(description="server nodes")
+    num_gpus: Count = Field(description="GPUs")
+    policy: Literal["auto", "hierarchical", "global"] = Field(
+        "auto", description="the policy whose bound is shown (auto: DeepSeek's rule)")
+
+
+class EvaluateRequest(ClusterParams):
+    """``POST /evaluate``: loads, the placement to score, and optionally a second one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "weight": README_EXAMPLE["weight"],
+        "placement": [[5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
+                      [7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1]],
+        "num_replicas": 16, "num_groups": 4, "num_nodes": 2, "num_gpus": 8}]})
+
+    weight: list[Annotated[list[Load], Field(min_length=1)]] = Field(
+        min_length=1, description="[layers][experts] token counts")
+    placement: Placement = Field(description="[layers][slots]: the placement to score (phy2log)")
+    compare: Placement | None = Field(None, description="[layers][slots]: a second placement "
+                                                        "to score beside it")
+
+    @model_validator(mode="after")
+    def _rectangular(self) -> EvaluateRequest:
+        for name in ("weight", "placement", "compare"):
+            _check_rectangular(name, getattr(self, name))
+        return self
+
+    def params(self) -> ClusterParams:
+        return ClusterParams(**self.model_dump(include=set(ClusterParams.model_fields)))
+
+
+class EvaluateResponse(BaseModel):
+    """A placement's figures on the loads, and a second placement's beside them."""
+
+    params: ClusterParams
+    num_layers: int
+    num_steps: int | None
+    mean_balancedness: float = Field(description="the placement's balancedness, mean over the "
+                                                 "layers with load")
+    worst_max_over_mean: float
+    placement: LoadReport
+    compare: LoadReport | None
+    moves: Moves | None = Field(description="slots whose expert differs between compare and "
+                                            "placement")
+    speedup: float | None = Field(description="expected MoE speed-up of placement over compare")
+    bound: list[float]
+    idle_layers: list[int]
+    notes: list[str]
+    elapsed_ms: float
+    device: str
 
 
 class ClusterQuery(BaseModel):

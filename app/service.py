@@ -10,15 +10,15 @@ from collections.abc import Callable
 
 import torch
 
-from eplb_core import Cluster, Limits, PlanOptions, Rebalance, rebalance
+from eplb_core import Cluster, Evaluation, Limits, PlanOptions, Rebalance, evaluate, rebalance
 from eplb_core.errors import LoadError
 from eplb_core.replay import Replay, replay
 
 from .config import Settings
-from .schemas import PlanParams, RebalanceParams, ReplayParams
+from .schemas import ClusterParams, PlanParams, RebalanceParams, ReplayParams
 
 
-def cluster_of(params: PlanParams) -> Cluster:
+def cluster_of(params: PlanParams | ClusterParams) -> Cluster:
     return Cluster(params.num_replicas, params.num_groups, params.num_nodes, params.num_gpus)
 
 
@@ -27,7 +27,8 @@ def options_of(params: PlanParams, algorithm: str = "hybrid") -> PlanOptions:
                        keep_slots=params.keep_slots, renumber_gpus=params.renumber_gpus)
 
 
-def check_request(num_layers: int, num_experts: int, params: PlanParams, limits: Limits) -> None:
+def check_request(num_layers: int, num_experts: int, params: PlanParams | ClusterParams,
+                  limits: Limits) -> None:
     """``LimitError`` when the matrix or the slot count is over what this server plans."""
     limits.check("max_layers", num_layers, "layers")
     limits.check("max_experts", num_experts, "experts")
@@ -60,3 +61,13 @@ def replay_series(series: torch.Tensor, params: ReplayParams, settings: Settings
     device = settings.torch_device
     return replay(series.to(device), params.window, cluster_of(params), options_of(params),
                   current=None if current is None else current.to(device), progress=progress)
+
+
+def score_placement(loads: torch.Tensor, params: ClusterParams, settings: Settings,
+                    placement: torch.Tensor, compare: torch.Tensor | None = None) -> Evaluation:
+    """Score a placement on ``loads`` without planning, and ``compare`` beside it
+    (``eplb_core.plan.evaluate``)."""
+    check_request(loads.shape[-2], loads.shape[-1], params, settings.limits)
+    device = settings.torch_device
+    return evaluate(loads.to(device), cluster_of(params), placement.to(device),
+                    None if compare is None else compare.to(device), params.policy)

@@ -23,7 +23,8 @@ from .metrics import (
     trivial_placement,
 )
 from .packing import ALGORITHMS, balanced_packing, greedy_packing
-from .plan import Plan, PlanOptions, Rebalance, make_plan, rebalance, rebalance_experts
+from .plan import (Evaluation, Plan, PlanOptions, Rebalance, evaluate, make_plan, rebalance,
+                   rebalance_experts)
 from .replication import replicate_experts
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Cluster",
     "ClusterShapeError",
     "EPLBError",
+    "Evaluation",
     "InvariantError",
     "LimitError",
     "Limits",
@@ -49,6 +51,7 @@ __all__ = [
     "balanced_packing",
     "balancedness",
     "balancedness_bound",
+    "evaluate",
     "gpu_loads",
     "greedy_packing",
     "make_plan",

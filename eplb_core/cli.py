@@ -1,7 +1,8 @@
 """Command line: plan a placement from a load file, or replay a load time series.
 
     eplb rebalance LOADS --replicas 288 --groups 8 --nodes 4 --gpus 32 [-o plan.json]
-    eplb replay LOADS --window 100 --replicas 288 --groups 8 --nodes 4 --gpus 32
+    eplb replay LOADS --window 100 --preset deepseek-v3-prefill
+    eplb evaluate LOADS --placement PHY2LOG [--compare PHY2LOG] --preset deepseek-v3-prefill
 
 LOADS is a CSV, JSON or ``.pt`` file (see ``eplb_core.io.read_loads``). Bad input ends the
 command with exit status 1 and one line ``eplb: error: ...``; bad usage with status 2.
@@ -22,7 +23,7 @@ from .cluster import POLICIES, PRESETS, Cluster
 from .errors import EPLBError
 from .io import map_to_json, map_to_pt, plan_to_json, read_loads, read_placement
 from .packing import ALGORITHMS
-from .plan import PlanOptions, Rebalance, rebalance
+from .plan import Evaluation, PlanOptions, Rebalance, evaluate, rebalance
 from .replay import NO_REBALANCING, Replay, replay
 
 PROG = "eplb"
@@ -52,23 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--policy", choices=POLICIES, default="auto",
                         help="auto (default): hierarchical when groups split evenly over "
                              "nodes, else global")
-    common.add_argument("--seed", type=int, default=0, help="seed of the hybrid (default 0)")
-    common.add_argument("--current", type=Path, metavar="PHY2LOG",
-                        help="the placement in use (.json, .csv or .pt) instead of the trivial "
-                             "layout; moves are counted from it")
-    common.add_argument("--keep-slots", action="store_true",
-                        help="keep experts that stay on a GPU in their old slots (fewer moves, "
-                             "same loads)")
-    common.add_argument("--renumber-gpus", action="store_true",
-                        help="renumber nodes and GPUs to keep the most experts where they are "
-                             "(fewer moves, same balancedness; GPUs may swap loads)")
     common.add_argument("--json", nargs="?", const="-", type=str, metavar="OUT.json",
                         help="the API's JSON document, on stdout (no file named) or to a file")
+    planning = _Parser(add_help=False, parents=[common])
+    planning.add_argument("--seed", type=int, default=0, help="seed of the hybrid (default 0)")
+    planning.add_argument("--current", type=Path, metavar="PHY2LOG",
+                          help="the placement in use (.json, .csv or .pt) instead of the "
+                               "trivial layout; moves are counted from it")
+    planning.add_argument("--keep-slots", action="store_true",
+                          help="keep experts that stay on a GPU in their old slots (fewer "
+                               "moves, same loads)")
+    planning.add_argument("--renumber-gpus", action="store_true",
+                          help="renumber nodes and GPUs to keep the most experts where they "
+                               "are (fewer moves, same balancedness; GPUs may swap loads)")
 
     parser = _Parser(prog=PROG, description="Expert-parallelism load balancer for MoE inference.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     rebalance_parser = commands.add_parser(
-        "rebalance", parents=[common], help="plan a placement from a load file",
+        "rebalance", parents=[planning], help="plan a placement from a load file",
         description="Plan a placement; a time series is summed over its steps first.")
     rebalance_parser.add_argument("--algorithm", choices=ALGORITHMS, default="hybrid")
     rebalance_parser.add_argument("-o", "--output", type=Path, metavar="PLAN.json",
@@ -80,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     rebalance_parser.set_defaults(run=_rebalance)
 
     replay_parser = commands.add_parser(
-        "replay", parents=[common], help="plan on each window of a time series, score on the next",
+        "replay", parents=[planning],
+        help="plan on each window of a time series, score on the next",
         description="Plan on each window of W steps and score the plan on the next window.")
     replay_parser.add_argument("--window", type=int, required=True, help="steps per window")
     replay_parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS,
@@ -88,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay_parser.add_argument("--progress", action=argparse.BooleanOptionalAction,
                                help="show a progress bar on stderr (default: when a terminal)")
     replay_parser.set_defaults(run=_replay)
+
+    evaluate_parser = commands.add_parser(
+        "evaluate", parents=[common], help="score a placement on loads, without planning",
+        description="Score a placement (and a second one beside it) on a load file.")
+    evaluate_parser.add_argument("--placement", type=Path, required=True, metavar="PHY2LOG",
+                                 help="the placement to score (.json, .csv or .pt)")
+    evaluate_parser.add_argument("--compare", type=Path, metavar="PHY2LOG",
+                                 help="a second placement: its figures, the moves between the "
+                                      "two and the expected MoE speed-up")
+    evaluate_parser.set_defaults(run=_evaluate)
     return parser
 
 
@@ -156,10 +169,9 @@ def _options(args: argparse.Namespace, algorithm: str = "hybrid") -> PlanOptions
                        keep_slots=args.keep_slots, renumber_gpus=args.renumber_gpus)
 
 
-def _current_placement(args: argparse.Namespace) -> torch.Tensor | None:
-    """The ``--current`` placement (checked against the loads by the pipeline), or None."""
-    return None if args.current is None else read_placement(_read(args.current),
-                                                            args.current.name)
+def _placement(path: Path | None) -> torch.Tensor | None:
+    """A placement file (checked against the loads by the pipeline), or None."""
+    return None if path is None else read_placement(_read(path), path.name)
 
 
 def _emit_json(args: argparse.Namespace, document: dict) -> None:
@@ -174,7 +186,7 @@ def _emit_json(args: argparse.Namespace, document: dict) -> None:
 def _rebalance(args: argparse.Namespace) -> None:
     loads = read_loads(_read(args.loads), args.loads.name)
     result = rebalance(loads, args.cluster, _options(args, args.algorithm),
-                       _current_placement(args))
+                       _placement(args.current))
     if args.json != "-":
         _print_rebalance(result)
     if args.json is not None:
@@ -218,7 +230,7 @@ def _replay(args: argparse.Namespace) -> None:
                         f"holds one window of shape {list(series.shape)}")
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     result = replay(series, args.window, args.cluster, _options(args),
-                    algorithms=args.algorithms, current=_current_placement(args),
+                    algorithms=args.algorithms, current=_placement(args.current),
                     progress=_ProgressBar(sys.stderr) if show_progress else None)
     if args.json != "-":
         _print_replay(result, series.shape)
@@ -239,6 +251,36 @@ def _print_replay(result: Replay, shape: torch.Size) -> None:
               f"{moves:>14.1f}")
     print(f"balancedness is mean over layers of mean/max GPU load; \"{NO_REBALANCING}\" keeps "
           f"the placement in use")
+    for note in result.notes:
+        print(f"note: {note}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    loads = read_loads(_read(args.loads), args.loads.name)
+    placement = read_placement(_read(args.placement), args.placement.name)
+    result = evaluate(loads, args.cluster, placement, _placement(args.compare), args.policy)
+    if args.json != "-":
+        _print_evaluation(result, args)
+    if args.json is not None:
+        _emit_json(args, result.as_dict())
+
+
+def _print_evaluation(result: Evaluation, args: argparse.Namespace) -> None:
+    """The placement's figures, and the second one's beside them."""
+    cluster = result.cluster
+    print(f"cluster: {cluster.num_replicas} slots, {cluster.num_groups} groups, "
+          f"{cluster.num_nodes} nodes, {cluster.num_gpus} GPUs; bound of the {result.policy} "
+          f"policy")
+    rows = [(args.placement.name, result.placement)]
+    if result.compare is not None:
+        rows.append((args.compare.name, result.compare))
+    print(f"{'placement':<24}{'balancedness':>14}{'worst max/mean':>16}")
+    for name, scores in rows:
+        print(f"{name:<24}{scores.mean_balancedness:>14.4f}{scores.worst_max_over_mean:>16.4f}")
+    print(f"{'upper bound':<24}{float(result.bound.mean()):>14.4f}")
+    if result.moves is not None and result.speedup is not None:
+        print(f"moves: {result.moves.total} slots differ; expected MoE speed-up of "
+              f"{args.placement.name} over {args.compare.name}: {result.speedup:.3f}x")
     for note in result.notes:
         print(f"note: {note}")
 

@@ -93,6 +93,15 @@ def _busiest_node_at_least(weight: torch.Tensor, num_groups: int,
     return groups[:, 0] + groups[:, num_groups - groups_per_node + 1:].sum(-1)
 
 
+def moe_speedup(before: Scores, after: Scores, weight: torch.Tensor) -> float:
+    """The expected speed-up of the MoE part of a step from ``before`` to ``after``: a layer
+    waits for its busiest GPU, so the step's MoE time is the sum over layers of the max GPU
+    load (over the layers with load). weight: [layers, experts]."""
+    active = active_layers(weight)
+    slowest = after.gpu_load.amax(-1)[active].sum()
+    return float(before.gpu_load.amax(-1)[active].sum() / slowest) if slowest > 0 else 1.0
+
+
 def trivial_placement(num_layers: int, num_experts: int, num_replicas: int,
                       device: torch.device | str = "cpu") -> torch.Tensor:
     """The layout engines start with before any balancing: slot p holds expert p mod E.

@@ -18,7 +18,8 @@ import torch
 
 from .cluster import Cluster
 from .errors import InvariantError, LimitError, LoadError, OptionError, PlacementError
-from .metrics import Scores, active_layers, balancedness_bound, replica_counts, score
+from .metrics import (Scores, active_layers, balancedness_bound, moe_speedup, replica_counts,
+                      score)
 from .metrics import trivial_placement
 from .migration import Moves, count_moves, deploy, validate_placement
 from .packing import ALGORITHMS
@@ -243,6 +244,7 @@ class Rebalance:
     before: Scores
     after: Scores
     moves: Moves
+    speedup: float  # expected MoE speed-up from before to after (``metrics.moe_speedup``)
     bound: torch.Tensor  # [layers], no plan under the policy is more balanced
     idle_layers: list[int]  # layers without load: planned, left out of the summary figures
     elapsed_ms: float  # planning and deploying
@@ -265,6 +267,7 @@ class Rebalance:
             "before": scores_dict(self.before),
             "after": scores_dict(self.after),
             "moves": {"per_layer": self.moves.per_layer.tolist(), "total": self.moves.total},
+            "speedup": self.speedup,
             "bound": self.bound.tolist(),
             "idle_layers": self.idle_layers,
             "notes": self.notes,
@@ -311,14 +314,85 @@ def rebalance(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = Plan
     elapsed_ms = (time.perf_counter() - started) * 1000
     exact = weight.double()
     idle = (~active_layers(exact)).nonzero().flatten().tolist()
+    scores_before = score(exact, before, cluster)
+    scores_after = score(exact, plan.phy2log, cluster, plan.logcnt)
     return Rebalance(
         cluster=cluster, options=options, policy=policy, num_steps=num_steps, plan=plan,
         baseline="trivial" if current is None else "current", placement_before=before,
-        before=score(exact, before, cluster), after=score(exact, plan.phy2log, cluster,
-                                                          plan.logcnt),
-        moves=count_moves(before, plan.phy2log),
+        before=scores_before, after=scores_after, moves=count_moves(before, plan.phy2log),
+        speedup=moe_speedup(scores_before, scores_after, exact),
         bound=balancedness_bound(exact, cluster, policy),
         idle_layers=idle, elapsed_ms=elapsed_ms, notes=plan_notes(cluster, idle, num_layers))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A placement in use scored on loads, without planning; optionally beside a second one."""
+
+    cluster: Cluster
+    policy: str  # the policy whose bound is shown ("auto" resolved)
+    num_steps: int | None
+    placement: Scores
+    compare: Scores | None  # the second placement's figures
+    moves: Moves | None  # slots whose expert differs between the two
+    speedup: float | None  # expected MoE speed-up of ``placement`` over ``compare``
+    bound: torch.Tensor  # [layers]
+    idle_layers: list[int]
+    elapsed_ms: float
+    device: str
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document of ``POST /evaluate`` and ``eplb evaluate --json``."""
+        num_layers, _ = self.placement.gpu_load.shape
+        return {
+            "params": {**asdict(self.cluster), "policy": self.policy},
+            "num_layers": num_layers,
+            "num_steps": self.num_steps,
+            "mean_balancedness": self.placement.mean_balancedness,
+            "worst_max_over_mean": self.placement.worst_max_over_mean,
+            "placement": scores_dict(self.placement),
+            "compare": None if self.compare is None else scores_dict(self.compare),
+            "moves": None if self.moves is None else {
+                "per_layer": self.moves.per_layer.tolist(), "total": self.moves.total},
+            "speedup": self.speedup,
+            "bound": self.bound.tolist(),
+            "idle_layers": self.idle_layers,
+            "notes": self.notes,
+            "elapsed_ms": self.elapsed_ms,
+            "device": self.device,
+        }
+
+
+def evaluate(loads: torch.Tensor, cluster: Cluster, placement: torch.Tensor,
+             compare: torch.Tensor | None = None, policy: str = "auto") -> Evaluation:
+    """Score ``placement`` (phy2log [layers, slots]) on ``loads`` (one window [layers,
+    experts], or a series summed over its steps), and ``compare`` beside it: the same figures
+    as ``rebalance`` gives a plan, the moves between the two, and the speed-up of the MoE part
+    of a step from ``compare`` to ``placement``."""
+    started = time.perf_counter()
+    weight, num_steps = sum_steps(loads)
+    validate_weight(weight)
+    num_layers, num_experts = weight.shape
+    policy = cluster.check(num_experts, policy)
+    exact = weight.double()
+    device = weight.device
+    scored = []
+    for phy2log in (placement, compare):
+        if phy2log is not None:
+            validate_placement(phy2log, num_layers, num_experts, cluster.num_replicas)
+            scored.append(score(exact, phy2log.to(device, torch.int64), cluster))
+    idle = (~active_layers(exact)).nonzero().flatten().tolist()
+    second = scored[1] if compare is not None else None
+    return Evaluation(
+        cluster=cluster, policy=policy, num_steps=num_steps, placement=scored[0],
+        compare=second,
+        moves=None if compare is None else count_moves(compare.to(device, torch.int64),
+                                                       placement.to(device, torch.int64)),
+        speedup=None if second is None else moe_speedup(second, scored[0], exact),
+        bound=balancedness_bound(exact, cluster, policy), idle_layers=idle,
+        elapsed_ms=(time.perf_counter() - started) * 1000, device=str(device),
+        notes=plan_notes(cluster, idle, num_layers))
 
 
 def plan_notes(cluster: Cluster, idle_layers: list[int], num_layers: int) -> list[str]:

@@ -201,3 +201,30 @@ def test_python_m_runs_the_cli(dump_pt, tmp_path):
     assert done.stdout == ""
     assert done.stderr.startswith("eplb: error: the file is not a .pt file torch.save wrote (")
     assert done.stderr.count("\n") == 1
+
+
+def test_evaluate_scores_a_plan_as_rebalance_did(window_csv, tmp_path, capsys):
+    plan_pt = tmp_path / "plan.pt"
+    assert main(["rebalance", str(window_csv), *CLUSTER, "--algorithm", "greedy",
+                 "--export-pt", str(plan_pt), "--json", str(tmp_path / "plan.json")]) == 0
+    planned = json.loads((tmp_path / "plan.json").read_text())
+    trivial = tmp_path / "trivial.csv"
+    trivial.write_text(format_csv_matrix(torch.arange(24).remainder(16).expand(6, 24)))
+    capsys.readouterr()
+
+    assert main(["evaluate", str(window_csv), *CLUSTER, "--placement", str(plan_pt),
+                 "--compare", str(trivial), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+
+    assert evaluated["placement"] == planned["after"]
+    assert evaluated["compare"] == planned["before"]
+    assert evaluated["moves"] == planned["moves"]
+    assert evaluated["speedup"] == pytest.approx(planned["speedup"])
+
+    assert main(["evaluate", str(window_csv), *CLUSTER, "--placement", str(plan_pt),
+                 "--compare", str(trivial)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].split() == ["plan.pt", f"{planned['after']['mean_balancedness']:.4f}",
+                              f"{planned['after']['worst_max_over_mean']:.4f}"]
+    assert out[-1].startswith(f"moves: {planned['moves']['total']} slots differ; expected MoE "
+                              f"speed-up of plan.pt over trivial.csv: ")
