@@ -240,8 +240,10 @@ def _format_number(value: float, digits: str) -> str:
 # Tab first, then semicolon: a semicolon file may use the comma as its decimal mark.
 _DELIMITERS = ("\t", ";", ",")
 _DELIMITER_NAMES = {"\t": "tabs", ";": "semicolons", ",": "commas"}
-# A header's first cell that names the label column ("layer", "Layer id", "label", "#").
-_LABEL_HEADER = re.compile(r"\s*(?:(?:layers?|labels?|names?)\b|#)", re.IGNORECASE)
+# A header's first cell that names the label column: "layer", "Layer id", "layer_idx", "label",
+# "name", "#"; not "layer 3", a data row's label.
+_LABEL_HEADER = re.compile(r"\s*(?:layers?|labels?|names?|#)(?:[\s_-]*(?:ids?|idx|index|no\.?|"
+                           r"numbers?|names?|#))?\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 _THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(?:([,' _\u00a0\u202f])[0-9]{3})(?:\1[0-9]{3})*"
@@ -368,7 +370,7 @@ def _is_header(cells: list[str]) -> bool:
 
 def _not_a_header(number: int, cells: list[str]) -> str:
     """Why a first row that starts like a label header ("layer") is read as data, or ""."""
-    if len(cells) < 2 or not cells[0] or not _LABEL_HEADER.match(cells[0]):
+    if len(cells) < 2 or not cells[0] or not _LABEL_HEADER.fullmatch(cells[0]):
         return ""
     start = 1 if cells[1] == "1" else 0
     column, cell = next(((column, cell) for column, cell in enumerate(cells[1:], 2)
@@ -385,7 +387,7 @@ def _is_text(cell: str) -> bool:
 
 def _names_label_column(cell: str) -> bool:
     """A header cell over a label column: empty, or "layer", "label", "name", "#"."""
-    return not cell or bool(_LABEL_HEADER.match(cell))
+    return not cell or bool(_LABEL_HEADER.fullmatch(cell))
 
 
 def _is_label(cell: str) -> bool:

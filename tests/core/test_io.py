@@ -247,3 +247,13 @@ def test_a_numeric_row_index_without_a_header_is_read_as_data_with_a_note() -> N
     assert found.notes == (("column 1 holds 0, 1, ..., 2 and is read as the loads of the first "
                            "expert; if it is a row index (pandas' to_csv with header=False), "
                            "remove it or add a header row whose first cell is 'layer'"),)
+
+
+def test_a_first_row_labelled_like_the_rest_is_data_even_when_it_counts_up() -> None:
+    """'layer 0' labels a row; it does not name the label column: row 1 stays data."""
+    assert read_csv_matrix("layer 0,0,1\nlayer 1,5,6\n").tolist() == [[0, 1], [5, 6]]
+
+
+@pytest.mark.parametrize("first_cell", ["layer", "Layer id", "layer_idx", "#", "name"])
+def test_label_headers_name_the_label_column(first_cell: str) -> None:
+    assert read_csv_matrix(f"{first_cell},0,1\n3,5,6\n").tolist() == [[5, 6]]
