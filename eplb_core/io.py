@@ -519,8 +519,8 @@ def _read_pt(data: bytes) -> object:
                               "its sizes cannot be checked before loading; save it again with "
                               "torch.save")
     if not data.startswith(_ZIP_MAGIC):
-        raise LoadFormatError("the file is not a .pt file torch.save wrote: it is not a zip "
-                              "archive")
+        raise LoadFormatError("the file is not a .pt file torch.save wrote (it is not a zip "
+                              "archive)")
     _check_pt_archive(data)
     try:
         return torch.load(BytesIO(data), map_location="cpu", weights_only=True)

@@ -214,10 +214,10 @@ GOOD_PT = _pt(torch.ones(2, 2))
 @pytest.mark.parametrize("read", READERS)
 @pytest.mark.parametrize(("data", "message"), [
     pytest.param(b"", "the file is empty; expected a .pt file torch.save wrote", id="empty"),
-    pytest.param(b"GIF89a\x01\x00", "the file is not a .pt file torch.save wrote: it is not a "
-                                    "zip archive", id="neither-zip-nor-pickle"),
-    pytest.param(b"[[1, 2]]", "the file is not a .pt file torch.save wrote: it is not a zip "
-                              "archive", id="json-named-pt"),
+    pytest.param(b"GIF89a\x01\x00", "the file is not a .pt file torch.save wrote (it is not a "
+                                    "zip archive)", id="neither-zip-nor-pickle"),
+    pytest.param(b"[[1, 2]]", "the file is not a .pt file torch.save wrote (it is not a zip "
+                              "archive)", id="json-named-pt"),
     pytest.param(_legacy_pt(), "found a pickle, not the zip archive torch.save writes: a .pt "
                                "file in torch's legacy format", id="legacy-pickle"),
     pytest.param(b"\x80\x04junk", "found a pickle, not the zip archive", id="other-pickle"),
