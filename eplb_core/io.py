@@ -452,6 +452,7 @@ _NUMBER_DTYPES = frozenset({
     torch.float16, torch.bfloat16, torch.float32, torch.float64,
 })
 _ZIP_MAGIC = b"PK\x03\x04"
+_NOT_TORCH_SAVE = "the file is not a .pt file torch.save wrote"
 
 
 def _file_kind(data: bytes, filename: str) -> str:
@@ -513,14 +514,12 @@ def _read_pt(data: bytes) -> object:
     if not data:
         raise LoadFormatError("the file is empty; expected a .pt file torch.save wrote")
     if data.startswith(b"\x80"):
-        raise LoadFormatError("found a pickle, not the zip archive torch.save writes: a .pt file "
-                              "in torch's legacy format (torch < 1.6, or "
-                              "_use_new_zipfile_serialization=False), which is not read because "
-                              "its sizes cannot be checked before loading; save it again with "
-                              "torch.save")
+        raise LoadFormatError(f"{_NOT_TORCH_SAVE} (a pickle, such as torch's legacy format from "
+                              f"torch < 1.6 or _use_new_zipfile_serialization=False, which is not "
+                              f"read because its sizes cannot be checked before loading); save it "
+                              f"again with torch.save")
     if not data.startswith(_ZIP_MAGIC):
-        raise LoadFormatError("the file is not a .pt file torch.save wrote (it is not a zip "
-                              "archive)")
+        raise LoadFormatError(f"{_NOT_TORCH_SAVE} (it is not a zip archive)")
     _check_pt_archive(data)
     try:
         return torch.load(BytesIO(data), map_location="cpu", weights_only=True)
@@ -533,7 +532,7 @@ def _read_pt(data: bytes) -> object:
                                   f"torch.load(weights_only=True) accepts") from None
         inner = re.search(r"WeightsUnpickler error:\s*(.+)", text)
         reason = inner.group(1) if inner else text.split(". ")[0] or type(error).__name__
-        raise LoadFormatError(f"the file is not a .pt file torch.save wrote ({reason})") from None
+        raise LoadFormatError(f"{_NOT_TORCH_SAVE} ({reason})") from None
 
 
 def _check_pt_archive(data: bytes) -> None:
@@ -544,22 +543,22 @@ def _check_pt_archive(data: bytes) -> None:
         with zipfile.ZipFile(BytesIO(data)) as archive:
             entries = archive.infolist()
     except Exception as error:  # noqa: BLE001 - zipfile refuses a damaged directory many ways
-        raise LoadFormatError(f"the .pt file is a damaged or truncated zip archive ({error}); "
-                              f"expected the file torch.save wrote") from None
+        raise LoadFormatError(f"{_NOT_TORCH_SAVE} (a damaged or truncated zip archive: {error})",
+                              ) from None
     declared = 0
     for entry in entries:
         if entry.compress_type != zipfile.ZIP_STORED:
             method = {zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
                       zipfile.ZIP_LZMA: "lzma"}.get(entry.compress_type,
                                                     f"method {entry.compress_type}")
-            raise LoadFormatError(f"the .pt file's entry {entry.filename!r} is compressed "
-                                  f"({method}, {entry.compress_size:,} bytes that unpack to "
-                                  f"{entry.file_size:,}); torch.save stores its entries "
-                                  f"uncompressed: upload the file torch.save wrote")
+            raise LoadFormatError(f"{_NOT_TORCH_SAVE} (its entry {entry.filename!r} is "
+                                  f"compressed, {method}: {entry.compress_size:,} bytes that "
+                                  f"unpack to {entry.file_size:,}; torch.save stores its entries "
+                                  f"uncompressed): upload the file torch.save wrote")
         declared += entry.file_size
     if declared > len(data):
-        raise LoadFormatError(f"the .pt file's entries declare {declared:,} bytes but the file "
-                              f"holds {len(data):,}; expected the file torch.save wrote")
+        raise LoadFormatError(f"{_NOT_TORCH_SAVE} (its entries declare {declared:,} bytes but "
+                              f"the file holds {len(data):,})")
 
 
 def _expected(kind: str, keys: tuple[str, ...], shapes: str) -> str:

@@ -218,18 +218,21 @@ GOOD_PT = _pt(torch.ones(2, 2))
                                     "zip archive)", id="neither-zip-nor-pickle"),
     pytest.param(b"[[1, 2]]", "the file is not a .pt file torch.save wrote (it is not a zip "
                               "archive)", id="json-named-pt"),
-    pytest.param(_legacy_pt(), "found a pickle, not the zip archive torch.save writes: a .pt "
-                               "file in torch's legacy format", id="legacy-pickle"),
-    pytest.param(b"\x80\x04junk", "found a pickle, not the zip archive", id="other-pickle"),
-    pytest.param(GOOD_PT[:len(GOOD_PT) // 2], "the .pt file is a damaged or truncated zip "
-                                              "archive (File is not a zip file)",
-                 id="truncated-half"),
-    pytest.param(GOOD_PT[:-8], "the .pt file is a damaged or truncated zip archive",
-                 id="truncated-end"),
-    pytest.param(b"PK\x03\x04" + bytes(200), "the .pt file is a damaged or truncated zip archive",
+    pytest.param(_legacy_pt(), "the file is not a .pt file torch.save wrote (a pickle, such as "
+                               "torch's legacy format from torch < 1.6", id="legacy-pickle"),
+    pytest.param(b"\x80\x04junk", "the file is not a .pt file torch.save wrote (a pickle,",
+                 id="other-pickle"),
+    pytest.param(GOOD_PT[:len(GOOD_PT) // 2], "the file is not a .pt file torch.save wrote (a "
+                                              "damaged or truncated zip archive: File is not a "
+                                              "zip file)", id="truncated-half"),
+    pytest.param(GOOD_PT[:-8], "the file is not a .pt file torch.save wrote (a damaged or "
+                               "truncated zip archive", id="truncated-end"),
+    pytest.param(b"PK\x03\x04" + bytes(200), "the file is not a .pt file torch.save wrote (a "
+                                             "damaged or truncated zip archive",
                  id="zip-magic-only"),
-    pytest.param(_deflate_bomb(1), "the .pt file's entry 'archive/data/0' is compressed "
-                                   "(deflate, ", id="compressed-entry"),
+    pytest.param(_deflate_bomb(1), "the file is not a .pt file torch.save wrote (its entry "
+                                   "'archive/data/0' is compressed, deflate: ",
+                 id="compressed-entry"),
 ])
 def test_files_that_are_not_torch_save_archives_are_refused(read, data: bytes,
                                                              message: str) -> None:
@@ -242,8 +245,8 @@ def test_files_that_are_not_torch_save_archives_are_refused(read, data: bytes,
 def test_a_compressed_entry_message_says_what_it_unpacks_to() -> None:
     error = _refusal(read_loads, _deflate_bomb(4), "x.pt")
 
-    assert str(error).endswith("bytes that unpack to 4,194,304); torch.save stores its entries "
-                               "uncompressed: upload the file torch.save wrote")
+    assert str(error).endswith("bytes that unpack to 4,194,304; torch.save stores its entries "
+                               "uncompressed): upload the file torch.save wrote")
 
 
 def _declaring(data: bytes, name_suffix: str, size: int) -> bytes:
@@ -267,9 +270,9 @@ def test_an_entry_that_declares_more_bytes_than_the_file_holds_is_refused(read) 
     error = _refusal(read, data, "x.pt")
 
     assert isinstance(error, LoadFormatError)
-    assert re.fullmatch(rf"the .pt file's entries declare 1,073,74\d,\d{{3}} bytes but the file "
-                        rf"holds {len(data):,}; expected the file torch.save wrote", str(error)), \
-        str(error)
+    assert re.fullmatch(rf"the file is not a \.pt file torch\.save wrote \(its entries declare "
+                        rf"1,073,74\d,\d{{3}} bytes but the file holds {len(data):,}\)",
+                        str(error)), str(error)
 
 
 # --- placements -------------------------------------------------------------------------------
@@ -373,7 +376,8 @@ def test_the_deflate_bomb_is_refused_before_it_inflates(bombs: dict, name: str) 
     result = bombs[name]
 
     assert result["size"] < 150_000
-    assert result["outcome"].startswith("LoadFormatError: the .pt file's entry 'archive/data/0' "
-                                        "is compressed (deflate, ")
-    assert "unpack to 134,217,728)" in result["outcome"]
+    assert result["outcome"].startswith("LoadFormatError: the file is not a .pt file torch.save "
+                                        "wrote (its entry 'archive/data/0' is compressed, "
+                                        "deflate: ")
+    assert "unpack to 134,217,728;" in result["outcome"]
     assert result["grew_mib"] < BOUNDED_MIB
