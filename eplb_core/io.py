@@ -13,8 +13,9 @@ found and what is expected.
 
 CSV: one row per layer, one column per expert; comma, semicolon or tab; an optional header row;
 blank lines anywhere. A leading label column is recognised only when it is unambiguous: the
-header's first cell is empty or names it ("layer", "label", "name", "#"), or every data row starts
-with a label that begins with a letter (``L0``, ``layer_3``, ``model.layers.3.mlp``). Otherwise
+header's first cell is empty or names it ("layer", "Layer id", "layer_idx", "label", "name", "#"),
+or every data row starts with a label that begins with a letter (``L0``, ``layer_3``,
+``model.layers.3.mlp``). Otherwise
 the first column holds loads, and a cell that is not a number is an error naming its row and
 column as a spreadsheet numbers them (1-based, counting the header and blank lines). Numbers are
 written with ASCII digits and a point as the decimal mark; a thousands separator (``1,000``) or a
@@ -26,9 +27,10 @@ float64 (``1e400``, integers of thousands of digits) and nesting too deep to par
 ``.pt`` files are read with ``torch.load(weights_only=True)`` after their zip directory is
 checked: torch.save stores every entry uncompressed, so a compressed entry (which could inflate
 far beyond the file) or sizes beyond the file are refused before loading, and so is torch's
-legacy (pre-zip) format, whose storage sizes cannot be checked first. A tensor must be dense and
-hold integers or 16/32/64-bit floats; its shape is checked before it is converted (a stride-0
-view can declare far more numbers than the file holds).
+legacy (pre-zip) format, whose storage sizes cannot be checked first. A tensor must be dense,
+unquantized and hold integers (any width: exact below 2**53) or 16/32/64-bit floats; it is read
+detached from autograd; its shape is checked before it is converted (a stride-0 view can declare
+far more numbers than the file holds).
 
 SGLang's expert distribution recorder
 -------------------------------------
@@ -52,7 +54,8 @@ Verified in SGLang's source (github.com/sgl-project/sglang, as stored for this p
   "last_physical_to_logical_map": [num_layers, num_physical_experts]}`` (the map at the dump; the
   source notes it may change during recording). Each record is a dict with ``forward_pass_id``,
   ``rank`` and ``gatherer_key``; in ``per_pass`` mode ``global_physical_count``
-  ``[num_layers, num_physical_experts]`` (the tokens this rank routed to each physical slot), in
+  ``[num_layers, num_physical_experts]`` (this rank's share: the tokens it routed to each
+  physical slot, or with DeepEP the tokens its own slots received, zeros elsewhere), in
   ``per_token`` mode ``topk_ids_of_layer`` int32 ``[num_layers, num_tokens, top_k]`` (physical ids
   after ``topk_ids_logical_to_physical``; -1 where no expert) with the batch's ``input_ids``,
   ``positions`` and more. Counts map to logical experts by adding each slot's count to the expert
@@ -80,7 +83,7 @@ import json
 import math
 import re
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO, StringIO
 from pathlib import PurePath
@@ -137,7 +140,7 @@ def read_load_file(data: bytes, filename: str = "", *,
         return LoadFile(loads, notes)
     found = _read_json(data) if kind == "json" else _read_pt(data)
     if isinstance(found, dict) and RECORDS in found and LOGICAL_COUNT not in found:
-        return _read_recorder_records(found, len(data), limits)
+        return _read_recorder_records(found, kind, len(data), limits)
     if isinstance(found, dict):
         _, value = _value_of(found, (LOGICAL_COUNT,), kind, _LOADS_SHAPES)
         loads = _loads_array(value, kind, limits)
@@ -183,11 +186,12 @@ def read_placement(data: bytes, filename: str = "", *,
 def read_csv_matrix(text: str, *, limits: Limits | None = None) -> torch.Tensor:
     """Parse CSV text into a [layers, experts] float32 tensor of non-negative finite loads.
 
-    The first row is a header when it holds no load: every cell after its first is text, or its
-    first cell is empty or names a label column ("layer", "label", "name", "#") and the others
-    are the expert numbers 0..E-1 or 1..E. The first column holds labels when the header's first
-    cell is empty or names it (pandas' ``to_csv`` with its index), or when every data row starts
-    with a label beginning with a letter.
+    The first row is a header when it holds no load: every cell after its first is text (not a
+    number, nor a mistyped one), or its first cell is empty or names a label column ("layer",
+    "Layer id", "label", "name", "#") and the others are the expert numbers 0..E-1 or 1..E.
+    The first column holds labels when the header's first cell is empty or names it (pandas'
+    ``to_csv`` with its index), or when every data row starts with a label beginning with a
+    letter; otherwise it holds loads.
 
     Raises ``LoadFormatError`` naming the row and column of the first bad cell, ``LimitError``
     as soon as the rows or columns pass ``limits``.
@@ -605,7 +609,8 @@ def _placement_array(value: object, kind: str, limits: Limits, key: str | None) 
         raise LoadFormatError(f"{where}{error}") from None
 
 
-def _numbers(value: object, expected: str, check_shape) -> torch.Tensor:
+def _numbers(value: object, expected: str,
+             check_shape: Callable[[tuple[int, ...]], None]) -> torch.Tensor:
     """A tensor or a nested list -> a float64 tensor, after ``check_shape(shape)`` (dims,
     limits) has accepted the shape it declares."""
     if isinstance(value, torch.Tensor):
@@ -790,7 +795,7 @@ def _stat_dump_notes(series: torch.Tensor) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _read_recorder_records(dump: dict, file_bytes: int, limits: Limits) -> LoadFile:
+def _read_recorder_records(dump: dict, kind: str, file_bytes: int, limits: Limits) -> LoadFile:
     """SGLang's per_pass / per_token dump -> loads [passes, layers, experts] counted per logical
     expert with ``last_physical_to_logical_map``, which becomes the placement."""
     records = dump[RECORDS]
@@ -798,7 +803,7 @@ def _read_recorder_records(dump: dict, file_bytes: int, limits: Limits) -> LoadF
         raise LoadFormatError("found SGLang's per_pass / per_token records without "
                               "'last_physical_to_logical_map'; expected the dump as SGLang writes "
                               "it, which maps its physical slots to experts")
-    placement = _placement_array(dump[LAST_PHYSICAL_TO_LOGICAL_MAP], "pt", limits,
+    placement = _placement_array(dump[LAST_PHYSICAL_TO_LOGICAL_MAP], kind, limits,
                                  LAST_PHYSICAL_TO_LOGICAL_MAP)
     if not isinstance(records, list) or not records or not all(
             isinstance(record, dict) for record in records):
@@ -843,7 +848,7 @@ def _read_recorder_records(dump: dict, file_bytes: int, limits: Limits) -> LoadF
     if ranks:
         which = f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks))
         notes.append(f"the file holds the records of {which}: SGLang writes one file per rank, "
-                     f"each counting the tokens its rank routed")
+                     f"each with its rank's share of the tokens")
     return LoadFile(loads, tuple(notes), placement)
 
 

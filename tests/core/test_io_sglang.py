@@ -160,8 +160,8 @@ def test_a_per_pass_dump_counts_each_pass_per_expert_in_pass_order() -> None:
          "experts, each slot's count added to the expert that last_physical_to_logical_map "
          "places there (the map at the dump: passes recorded before a rebalance are counted with "
          "it too)"),
-        ("the file holds the records of rank 0: SGLang writes one file per rank, each counting "
-         "the tokens its rank routed"))
+        ("the file holds the records of rank 0: SGLang writes one file per rank, each with its "
+         "rank's share of the tokens"))
 
 
 def test_records_of_one_pass_from_several_ranks_add_up() -> None:
