@@ -12,7 +12,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import torch
@@ -21,8 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from eplb_core.errors import EPLBError, LoadError
-from eplb_core.io import read_loads, read_placement
-from eplb_core.limits import Limits
+from eplb_core.io import LoadFile, read_load_file, read_placement
 
 from .config import Settings, get_settings
 from .pool import Job, WorkPool
@@ -40,6 +38,7 @@ UPLOAD_CONTENT_TYPES = frozenset({
     "application/zip", "application/x-zip-compressed",  # torch.save writes a zip archive
 })
 Model = TypeVar("Model", bound=BaseModel)
+Read = TypeVar("Read")
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -108,22 +107,12 @@ def parse_json(model: type[Model], body: bytes) -> Model:
                                       for item in errors]) from None
 
 
-@dataclass(frozen=True)
-class LoadFile:
-    """An uploaded file's loads: [layers, experts] or [steps, layers, experts]."""
-
-    name: str
-    loads: torch.Tensor
-
-
 def read_loads_file(file: UploadFile, settings: Settings) -> LoadFile:
-    """The loads in an uploaded CSV, JSON or ``.pt`` file (``eplb_core.io``); runs in the
-    pool. 415 for a content type that is none of those, 413 past ``EPLB_MAX_UPLOAD_BYTES``,
-    422 (naming the file) for content that is not loads or is over the limits."""
-    name = file.filename or ""
-    loads = _read_upload(file, settings, read_loads)
-    check_size(loads, settings.limits, name)
-    return LoadFile(name, loads)
+    """The loads in an uploaded CSV, JSON or ``.pt`` file (``eplb_core.io.read_load_file``,
+    checked against the limits before it is inflated); runs in the pool. 415 for a content
+    type that is none of those, 413 past ``EPLB_MAX_UPLOAD_BYTES``, 422 (naming the file) for
+    content that is not loads or is over the limits."""
+    return _read_upload(file, settings, read_load_file)
 
 
 def read_placement_file(file: UploadFile, settings: Settings) -> torch.Tensor:
@@ -131,19 +120,7 @@ def read_placement_file(file: UploadFile, settings: Settings) -> torch.Tensor:
     return _read_upload(file, settings, read_placement)
 
 
-def check_size(loads: torch.Tensor, limits: Limits, name: str = "") -> None:
-    """Refuse a load array over the element, layer or expert limits."""
-    try:
-        limits.check("max_elements", loads.numel(), "numbers in the loads")
-        if loads.dim() >= 2:
-            limits.check("max_layers", loads.shape[-2], "layers")
-            limits.check("max_experts", loads.shape[-1], "experts")
-    except EPLBError as error:
-        raise type(error)(f"the file {name!r}: {error}" if name else str(error)) from None
-
-
-def _read_upload(file: UploadFile, settings: Settings,
-                 read: Callable[[bytes, str], torch.Tensor]) -> torch.Tensor:
+def _read_upload(file: UploadFile, settings: Settings, read: Callable[..., Read]) -> Read:
     content_type = (file.content_type or "").split(";")[0].strip().lower()
     if content_type and content_type not in UPLOAD_CONTENT_TYPES:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -152,7 +129,7 @@ def _read_upload(file: UploadFile, settings: Settings,
                             f"({', '.join(sorted(UPLOAD_CONTENT_TYPES))})")
     data = _read_capped(file, settings.max_upload_bytes)
     try:
-        return read(data, file.filename or "")
+        return read(data, file.filename or "", limits=settings.limits)
     except EPLBError as error:
         raise type(error)(f"the file {file.filename!r}: {error}") from None
 

@@ -12,6 +12,7 @@ import torch
 
 from eplb_core import Cluster, Evaluation, Limits, PlanOptions, Rebalance, evaluate, rebalance
 from eplb_core.errors import LoadError
+from eplb_core.io import LoadFile
 from eplb_core.replay import Replay, replay
 
 from .config import Settings
@@ -35,21 +36,25 @@ def check_request(num_layers: int, num_experts: int, params: PlanParams | Cluste
     limits.check("max_replicas", params.num_replicas, "slots (num_replicas)")
 
 
-def plan(loads: torch.Tensor, params: RebalanceParams, settings: Settings,
+def plan(loaded: LoadFile, params: RebalanceParams, settings: Settings,
          current: torch.Tensor | None = None) -> Rebalance:
-    """Plan ``loads`` (one window, or a series planned on the sum of its steps) on the
-    cluster ``params`` describes, from ``current`` (``eplb_core.plan.rebalance``)."""
+    """Plan the loads (one window, or a series planned on the sum of its steps) on the
+    cluster ``params`` describes, from ``current`` or the placement the file carries
+    (``eplb_core.plan.rebalance``)."""
+    loads = loaded.loads
     check_request(loads.shape[-2], loads.shape[-1], params, settings.limits)
+    current, notes = loaded.in_use(current)
     device = settings.torch_device
     return rebalance(loads.to(device), cluster_of(params), options_of(params, params.algorithm),
-                     None if current is None else current.to(device))
+                     None if current is None else current.to(device), notes)
 
 
-def replay_series(series: torch.Tensor, params: ReplayParams, settings: Settings,
+def replay_series(loaded: LoadFile, params: ReplayParams, settings: Settings,
                   current: torch.Tensor | None = None,
                   progress: Callable[[int, int], None] | None = None) -> Replay:
-    """Plan on each window of ``series`` [steps, layers, experts] and score on the next, for
+    """Plan on each window of the series [steps, layers, experts] and score on the next, for
     "none" (the placement in use, kept), greedy and hybrid (``eplb_core.replay``)."""
+    series = loaded.loads
     if series.dim() != 3:
         raise LoadError(f"a replay needs a time series [steps, layers, experts]; got one "
                         f"window of shape {list(series.shape)} (plan it with /rebalance)")
@@ -58,16 +63,20 @@ def replay_series(series: torch.Tensor, params: ReplayParams, settings: Settings
     check_request(num_layers, num_experts, params, limits)
     limits.check("max_windows", num_steps // params.window,
                  f"windows of {params.window} steps in {num_steps} steps")
+    current, notes = loaded.in_use(current)
     device = settings.torch_device
     return replay(series.to(device), params.window, cluster_of(params), options_of(params),
-                  current=None if current is None else current.to(device), progress=progress)
+                  current=None if current is None else current.to(device), progress=progress,
+                  notes=notes)
 
 
-def score_placement(loads: torch.Tensor, params: ClusterParams, settings: Settings,
+def score_placement(loaded: LoadFile, params: ClusterParams, settings: Settings,
                     placement: torch.Tensor, compare: torch.Tensor | None = None) -> Evaluation:
-    """Score a placement on ``loads`` without planning, and ``compare`` beside it
+    """Score a placement on the loads without planning, and ``compare`` beside it
     (``eplb_core.plan.evaluate``)."""
+    loads = loaded.loads
     check_request(loads.shape[-2], loads.shape[-1], params, settings.limits)
     device = settings.torch_device
     return evaluate(loads.to(device), cluster_of(params), placement.to(device),
-                    None if compare is None else compare.to(device), params.policy)
+                    None if compare is None else compare.to(device), params.policy,
+                    loaded.notes)

@@ -21,7 +21,7 @@ import torch
 
 from .cluster import POLICIES, PRESETS, Cluster
 from .errors import EPLBError
-from .io import map_to_json, map_to_pt, plan_to_json, read_loads, read_placement
+from .io import LoadFile, map_to_json, map_to_pt, plan_to_json, read_load_file, read_placement
 from .packing import ALGORITHMS
 from .plan import Evaluation, PlanOptions, Rebalance, evaluate, rebalance
 from .replay import NO_REBALANCING, Replay, replay
@@ -183,10 +183,15 @@ def _emit_json(args: argparse.Namespace, document: dict) -> None:
         _write(Path(args.json), text, quiet=True)
 
 
+def _load_file(args: argparse.Namespace) -> LoadFile:
+    return read_load_file(_read(args.loads), args.loads.name)
+
+
 def _rebalance(args: argparse.Namespace) -> None:
-    loads = read_loads(_read(args.loads), args.loads.name)
-    result = rebalance(loads, args.cluster, _options(args, args.algorithm),
-                       _placement(args.current))
+    loaded = _load_file(args)
+    current, notes = loaded.in_use(_placement(args.current))
+    result = rebalance(loaded.loads, args.cluster, _options(args, args.algorithm), current,
+                       notes)
     if args.json != "-":
         _print_rebalance(result)
     if args.json is not None:
@@ -224,14 +229,16 @@ def _print_rebalance(result: Rebalance) -> None:
 
 
 def _replay(args: argparse.Namespace) -> None:
-    series = read_loads(_read(args.loads), args.loads.name)
+    loaded = _load_file(args)
+    series = loaded.loads
     if series.dim() != 3:
         raise EPLBError(f"replay needs a time series [steps, layers, experts]; {args.loads} "
                         f"holds one window of shape {list(series.shape)}")
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    current, notes = loaded.in_use(_placement(args.current))
     result = replay(series, args.window, args.cluster, _options(args),
-                    algorithms=args.algorithms, current=_placement(args.current),
-                    progress=_ProgressBar(sys.stderr) if show_progress else None)
+                    algorithms=args.algorithms, current=current,
+                    progress=_ProgressBar(sys.stderr) if show_progress else None, notes=notes)
     if args.json != "-":
         _print_replay(result, series.shape)
     if args.json is not None:
@@ -256,9 +263,10 @@ def _print_replay(result: Replay, shape: torch.Size) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    loads = read_loads(_read(args.loads), args.loads.name)
+    loaded = _load_file(args)
     placement = read_placement(_read(args.placement), args.placement.name)
-    result = evaluate(loads, args.cluster, placement, _placement(args.compare), args.policy)
+    result = evaluate(loaded.loads, args.cluster, placement, _placement(args.compare),
+                      args.policy, loaded.notes)
     if args.json != "-":
         _print_evaluation(result, args)
     if args.json is not None:

@@ -120,6 +120,15 @@ class LoadFile:
     notes: tuple[str, ...] = ()
     placement: torch.Tensor | None = None
 
+    def in_use(self, given: torch.Tensor | None) -> tuple[torch.Tensor | None, tuple[str, ...]]:
+        """The placement in use: ``given`` when there is one, else the one the file carries;
+        and the notes to show with the figures (the file's, and where the placement came
+        from)."""
+        if given is not None or self.placement is None:
+            return given, self.notes
+        return self.placement, (*self.notes, "the placement in use is the one the dump "
+                                             "carries (last_physical_to_logical_map)")
+
 
 def read_load_file(data: bytes, filename: str = "", *,
                    limits: Limits | None = None) -> LoadFile:

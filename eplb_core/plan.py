@@ -10,6 +10,7 @@ policy's bound and the moves. ``rebalance_experts`` is DeepSeek's drop-in on top
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -297,10 +298,11 @@ def sum_steps(loads: torch.Tensor) -> tuple[torch.Tensor, int | None]:
 
 
 def rebalance(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOptions(),
-              current: torch.Tensor | None = None) -> Rebalance:
+              current: torch.Tensor | None = None, notes: Sequence[str] = ()) -> Rebalance:
     """Plan ``loads`` (one window [layers, experts], or a series [steps, layers, experts] planned
     on the sum of its steps) and score the plan against the placement it replaces: ``current``
-    (phy2log [layers, slots]) or the trivial layout."""
+    (phy2log [layers, slots]) or the trivial layout. ``notes``: what the caller knows about the
+    loads (from reading their file), shown first."""
     weight, num_steps = sum_steps(loads)
     num_layers, num_experts = weight.shape
     policy = cluster.check(num_experts, options.policy)
@@ -322,7 +324,8 @@ def rebalance(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = Plan
         before=scores_before, after=scores_after, moves=count_moves(before, plan.phy2log),
         speedup=moe_speedup(scores_before, scores_after, exact),
         bound=balancedness_bound(exact, cluster, policy),
-        idle_layers=idle, elapsed_ms=elapsed_ms, notes=plan_notes(cluster, idle, num_layers))
+        idle_layers=idle, elapsed_ms=elapsed_ms,
+        notes=[*notes, *plan_notes(cluster, idle, num_layers)])
 
 
 @dataclass(frozen=True)
@@ -365,7 +368,8 @@ class Evaluation:
 
 
 def evaluate(loads: torch.Tensor, cluster: Cluster, placement: torch.Tensor,
-             compare: torch.Tensor | None = None, policy: str = "auto") -> Evaluation:
+             compare: torch.Tensor | None = None, policy: str = "auto",
+             notes: Sequence[str] = ()) -> Evaluation:
     """Score ``placement`` (phy2log [layers, slots]) on ``loads`` (one window [layers,
     experts], or a series summed over its steps), and ``compare`` beside it: the same figures
     as ``rebalance`` gives a plan, the moves between the two, and the speed-up of the MoE part
@@ -392,7 +396,7 @@ def evaluate(loads: torch.Tensor, cluster: Cluster, placement: torch.Tensor,
         speedup=None if second is None else moe_speedup(second, scored[0], exact),
         bound=balancedness_bound(exact, cluster, policy), idle_layers=idle,
         elapsed_ms=(time.perf_counter() - started) * 1000, device=str(device),
-        notes=plan_notes(cluster, idle, num_layers))
+        notes=[*notes, *plan_notes(cluster, idle, num_layers)])
 
 
 def plan_notes(cluster: Cluster, idle_layers: list[int], num_layers: int) -> list[str]:

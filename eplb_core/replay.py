@@ -126,7 +126,8 @@ def window_loads(series: torch.Tensor, window: int) -> torch.Tensor:
 
 def replay(series: torch.Tensor, window: int, cluster: Cluster,
            options: PlanOptions = PlanOptions(), *, algorithms: Sequence[str] = ALGORITHMS,
-           current: torch.Tensor | None = None, progress: Progress | None = None) -> Replay:
+           current: torch.Tensor | None = None, progress: Progress | None = None,
+           notes: Sequence[str] = ()) -> Replay:
     """Plan on each window and score on it and on the next, for "none" and each algorithm.
 
     Parameters:
@@ -142,6 +143,7 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
             trivial layout); "none" keeps it, and the first window's moves start from it
         progress: called with (windows planned, windows to plan) as planning goes; it may raise
             ``errors.CancelledError`` to stop the replay
+        notes: what the caller knows about the series (from reading its file), shown first
 
     Returns the per-window balancedness (mean over the layers with load) in-sample and on the
     next window, and the moves each window's plan costs.
@@ -195,7 +197,7 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
                   window=window, num_windows=num_windows,
                   dropped_steps=trimmed.shape[0] - num_windows * window, strategies=strategies,
                   idle_steps=idle_steps, elapsed_ms=(time.perf_counter() - started) * 1000,
-                  device=str(series.device), notes=_notes(idle_steps))
+                  device=str(series.device), notes=[*notes, *_notes(idle_steps)])
 
 
 def _notes(idle_steps: tuple[int, int]) -> list[str]:

@@ -22,7 +22,9 @@ from eplb_core.plan import sum_steps
 from eplb_core.synthetic import zipf_loads
 
 from .. import charts, service
-from ..deps import (MULTIPART, CacheDep, JobDep, LoadFile, PlacementDep, PoolDep, SettingsDep,
+from eplb_core.io import LoadFile
+
+from ..deps import (MULTIPART, CacheDep, JobDep, PlacementDep, PoolDep, SettingsDep,
                     known_form_fields, read_loads_file)
 from ..schemas import (ClusterCheck, ClusterQuery, RebalanceParams, RebalanceResponse,
                        ReplayParams, ReplayResponse)
@@ -136,7 +138,7 @@ async def rebalance_charted(request: Request, loads: DashboardLoads,
     """``POST /rebalance/upload``'s plan, with the dashboard's figures of it."""
 
     def work() -> bytes:
-        result = service.plan(loads.loads, params, settings, current)
+        result = service.plan(loads, params, settings, current)
         return dumps({"result": result.as_dict(), "figures": charts.rebalance_figures(result)})
 
     return json_response(await pool.run(job, work, request))
@@ -151,7 +153,7 @@ async def replay_charted(request: Request, loads: DashboardLoads,
     """``POST /replay/upload``'s replay, with the dashboard's chart of it."""
 
     def work() -> bytes:
-        result = service.replay_series(loads.loads, params, settings, current, job.progress)
+        result = service.replay_series(loads, params, settings, current, job.progress)
         return dumps({"result": result.as_dict(), "figure": charts.replay_chart(result)})
 
     return json_response(await pool.run(job, work, request))

@@ -10,6 +10,8 @@ import torch
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
+from eplb_core.io import LoadFile
+
 from .. import service
 from ..deps import (JSON_BODY, MULTIPART, JobDep, JsonBodyDep, LoadsDep, PoolDep, SettingsDep,
                     known_form_fields, parse_json, read_placement_file)
@@ -30,8 +32,8 @@ async def evaluate_json(request: Request, body: JsonBodyDep, settings: SettingsD
         parsed = parse_json(EvaluateRequest, body)
         compare = None if parsed.compare is None else torch.tensor(parsed.compare)
         return dumps(service.score_placement(
-            torch.tensor(parsed.weight, dtype=torch.float64), parsed.params(), settings,
-            torch.tensor(parsed.placement), compare).as_dict())
+            LoadFile(torch.tensor(parsed.weight, dtype=torch.float64)), parsed.params(),
+            settings, torch.tensor(parsed.placement), compare).as_dict())
 
     return json_response(await pool.run(job, work, request))
 
@@ -53,7 +55,7 @@ async def evaluate_upload(request: Request, loads: LoadsDep, placement: Placemen
 
     def work() -> bytes:
         second = None if compare is None else read_placement_file(compare, settings)
-        return dumps(service.score_placement(loads.loads, params, settings,
+        return dumps(service.score_placement(loads, params, settings,
                                              read_placement_file(placement, settings),
                                              second).as_dict())
 

@@ -13,6 +13,8 @@ import torch
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from eplb_core.io import LoadFile
+
 from .. import service
 from ..deps import (JSON_BODY, MULTIPART, JobDep, JsonBodyDep, LoadsDep, PlacementDep, PoolDep,
                     SettingsDep, parse_json)
@@ -33,7 +35,8 @@ async def rebalance_json(request: Request, body: JsonBodyDep, settings: Settings
         parsed = parse_json(RebalanceRequest, body)
         current = None if parsed.current is None else torch.tensor(parsed.current)
         weight = torch.tensor(parsed.weight, dtype=torch.float64)
-        return dumps(service.plan(weight, parsed.params(), settings, current).as_dict())
+        return dumps(service.plan(LoadFile(weight), parsed.params(), settings,
+                                  current).as_dict())
 
     return json_response(await pool.run(job, work, request))
 
@@ -51,6 +54,6 @@ async def rebalance_upload(request: Request, loads: LoadsDep,
     """
 
     def work() -> bytes:
-        return dumps(service.plan(loads.loads, params, settings, current).as_dict())
+        return dumps(service.plan(loads, params, settings, current).as_dict())
 
     return json_response(await pool.run(job, work, request))

@@ -12,6 +12,8 @@ import torch
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
+from eplb_core.io import LoadFile
+
 from .. import service
 from ..deps import (JSON_BODY, MULTIPART, JobDep, JsonBodyDep, LoadsDep, PlacementDep, PoolDep,
                     SettingsDep, parse_json)
@@ -32,8 +34,8 @@ async def replay_json(request: Request, body: JsonBodyDep, settings: SettingsDep
         parsed = parse_json(ReplayRequest, body)
         current = None if parsed.current is None else torch.tensor(parsed.current)
         series = torch.tensor(parsed.series, dtype=torch.float64)
-        return dumps(service.replay_series(series, parsed.params(), settings, current,
-                                           job.progress).as_dict())
+        return dumps(service.replay_series(LoadFile(series), parsed.params(), settings,
+                                           current, job.progress).as_dict())
 
     return json_response(await pool.run(job, work, request))
 
@@ -46,7 +48,7 @@ async def replay_upload(request: Request, loads: LoadsDep,
     """Replay an uploaded time series (3-D); the parameters are form fields."""
 
     def work() -> bytes:
-        return dumps(service.replay_series(loads.loads, params, settings, current,
+        return dumps(service.replay_series(loads, params, settings, current,
                                            job.progress).as_dict())
 
     return json_response(await pool.run(job, work, request))

@@ -14,6 +14,7 @@ from app import charts
 from app.config import Settings
 from app.schemas import RebalanceParams, ReplayParams
 from app.service import plan, replay_series
+from eplb_core.io import LoadFile
 
 
 def values(array: Any) -> np.ndarray:
@@ -105,7 +106,7 @@ def test_rebalance_figures_show_the_result() -> None:
     weight = torch.tensor([[90.0, 10, 10, 10, 5, 5, 5, 5], [1, 1, 1, 1, 1, 1, 1, 60]])
     params = RebalanceParams(num_replicas=12, num_groups=2, num_nodes=2, num_gpus=4,
                              algorithm="greedy")
-    result = plan(weight, params, Settings())
+    result = plan(LoadFile(weight), params, Settings())
 
     figures = charts.rebalance_figures(result)
     document = result.as_dict()
@@ -132,7 +133,7 @@ def test_rebalance_figures_show_the_result() -> None:
 def test_replay_chart_draws_next_window_solid_and_in_sample_dashed() -> None:
     series = torch.tensor([[[8.0, 4, 3, 1]], [[1, 8, 4, 3]], [[4, 4, 4, 4]], [[2, 2, 6, 2]]])
     params = ReplayParams(num_replicas=4, num_groups=1, num_nodes=1, num_gpus=2, window=1)
-    result = replay_series(series, params, Settings())
+    result = replay_series(LoadFile(series), params, Settings())
 
     figure = charts.replay_chart(result)
 

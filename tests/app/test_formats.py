@@ -109,8 +109,8 @@ FILE_ERRORS = [
                  EXPECTED_LOADS.format("an object"), id="json-object-without-logical-count"),
     pytest.param(("loads.json", "[[1, 2], [3]]"), "the file 'loads.json': found a list that is "
                  "not a rectangular array of numbers", id="json-ragged"),
-    pytest.param(("loads.json", "[[1, NaN]]"), "the file 'loads.json': found NaN or infinite "
-                 "loads; loads are token counts >= 0", id="json-nan"),
+    pytest.param(("loads.json", "[[1, NaN]]"), "the file 'loads.json': found NaN in the JSON; "
+                 "expected finite numbers", id="json-nan"),
     pytest.param(("loads.json", '"loads"'), "the file 'loads.json': found a value of type str; "
                  "expected a nested list", id="json-string"),
     pytest.param(("loads.json", "[[1, 2]"), "the file 'loads.json': the file is not valid JSON",

@@ -176,8 +176,9 @@ UPLOAD_ERRORS = [
     pytest.param(("series.pt", pt_bytes(torch.ones(4, 1, 2)), "application/octet-stream"),
                  ("in-use.json", b'{"placement": [[0, 1, 0, 1]]}', "application/json"), 422,
                  "the file 'in-use.json': found an object with keys 'placement'; expected a "
-                 "nested list [layers, slots] of expert ids, or an object with a 'phy2log' or "
-                 "'physical_to_logical_map' key holding one", id="placement-without-key"),
+                 "nested list [layers, slots] of expert ids, or an object with a 'phy2log', "
+                 "'physical_to_logical_map' or 'last_physical_to_logical_map' key holding one",
+                 id="placement-without-key"),
     pytest.param(("series.png", b"\x89PNG", "image/png"), None, 415,
                  "the file 'series.png' has content type 'image/png'; expected CSV, JSON or a "
                  ".pt file", id="content-type"),

@@ -118,6 +118,10 @@ def test_replay_of_an_sglang_dump(dump_pt, series, tmp_path, capsys):
     written = json.loads(out_json.read_text())
     document = json.loads(json.dumps(expected.as_dict()))
     assert written.pop("elapsed_ms") > 0 and document.pop("elapsed_ms") > 0
+    # The file's own notes come first (what the reader recognised), then the replay's.
+    notes, replay_notes = written.pop("notes"), document.pop("notes")
+    assert notes[0] == "SGLang expert distribution dump (stat mode): 40 steps x 6 layers x 16 experts"
+    assert notes[len(notes) - len(replay_notes):] == replay_notes
     assert written == document
 
 
