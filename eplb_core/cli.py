@@ -19,12 +19,13 @@ from typing import NoReturn, TextIO
 
 import torch
 
-from .cluster import POLICIES, PRESETS, Cluster
+from .cluster import DEEPSEEK_V3_EXPERT_BYTES, POLICIES, PRESETS, Cluster
 from .errors import EPLBError
 from .io import LoadFile, map_to_json, map_to_pt, plan_to_json, read_load_file, read_placement
 from .packing import ALGORITHMS
 from .plan import Evaluation, PlanOptions, Rebalance, evaluate, rebalance
 from .replay import NO_REBALANCING, Replay, replay
+from .sweep import Sweep, sweep
 
 PROG = "eplb"
 _BAR_WIDTH = 30
@@ -37,8 +38,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``eplb`` parser with its ``rebalance`` and ``replay`` commands."""
+def _common(*, several_replicas: bool = False) -> _Parser:
+    """The options every command takes: the loads, the cluster, the policy, --json."""
     common = _Parser(add_help=False)
     common.add_argument("loads", type=Path, help="load file: .csv, .json or .pt")
     cluster = common.add_argument_group(
@@ -46,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--preset", choices=sorted(PRESETS),
                          help="a named cluster: " + "; ".join(
                              f"{name}: {preset.description}" for name, preset in PRESETS.items()))
-    cluster.add_argument("--replicas", type=int, help="physical slots per layer")
+    if several_replicas:
+        cluster.add_argument("--replicas", type=int, nargs="+", metavar="SLOTS",
+                             help="the slot counts to compare (default: the fewest that hold "
+                                  "every expert, plus 0, 1, 2, 4, 8 per GPU)")
+    else:
+        cluster.add_argument("--replicas", type=int, help="physical slots per layer")
     cluster.add_argument("--groups", type=int, help="expert groups")
     cluster.add_argument("--nodes", type=int, help="server nodes")
     cluster.add_argument("--gpus", type=int, help="GPUs in all")
@@ -55,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "nodes, else global")
     common.add_argument("--json", nargs="?", const="-", type=str, metavar="OUT.json",
                         help="the API's JSON document, on stdout (no file named) or to a file")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eplb`` parser with its ``rebalance``, ``replay``, ``evaluate`` and ``sweep``
+    commands."""
+    common = _common()
     planning = _Parser(add_help=False, parents=[common])
     planning.add_argument("--seed", type=int, default=0, help="seed of the hybrid (default 0)")
     planning.add_argument("--current", type=Path, metavar="PHY2LOG",
@@ -101,6 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="a second placement: its figures, the moves between the "
                                       "two and the expected MoE speed-up")
     evaluate_parser.set_defaults(run=_evaluate)
+
+    sweep_parser = commands.add_parser(
+        "sweep", parents=[_common(several_replicas=True)],
+        help="compare slot counts (and rebalance windows): balance, memory, moves",
+        description="Plan for each slot count; with --windows, replay a time series for each "
+                    "window too (how often to rebalance).")
+    sweep_parser.add_argument("--windows", type=int, nargs="+", metavar="STEPS",
+                              help="steps between rebalances to replay (a time series only)")
+    sweep_parser.add_argument("--algorithm", choices=ALGORITHMS, default="hybrid")
+    sweep_parser.add_argument("--seed", type=int, default=0, help="seed of the hybrid")
+    sweep_parser.add_argument("--expert-bytes", type=int, default=DEEPSEEK_V3_EXPERT_BYTES,
+                              help="one expert's weights in one layer (default DeepSeek-V3 "
+                                   "FP8: %(default)s)")
+    sweep_parser.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                              help="show a progress bar on stderr (default: when a terminal)")
+    sweep_parser.set_defaults(run=_sweep)
     return parser
 
 
@@ -128,7 +157,9 @@ def _cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Clust
     """The cluster of ``--preset`` and the four counts (the counts win); usage error when one
     is missing, input error (exit 1) when the counts do not make a cluster."""
     base = PRESETS[args.preset].cluster if args.preset else None
-    counts = {"num_replicas": args.replicas, "num_groups": args.groups,
+    # A sweep's cluster is its first slot count (each point has its own).
+    replicas = args.replicas[0] if isinstance(args.replicas, list) else args.replicas
+    counts = {"num_replicas": replicas, "num_groups": args.groups,
               "num_nodes": args.nodes, "num_gpus": args.gpus}
     if base is not None:
         counts = {name: getattr(base, name) if value is None else value
@@ -293,17 +324,57 @@ def _print_evaluation(result: Evaluation, args: argparse.Namespace) -> None:
         print(f"note: {note}")
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    loaded = _load_file(args)
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    result = sweep(loaded.loads, args.cluster,
+                   PlanOptions(algorithm=args.algorithm, seed=args.seed, policy=args.policy),
+                   num_replicas=args.replicas, windows=args.windows,
+                   expert_bytes=args.expert_bytes,
+                   progress=_ProgressBar(sys.stderr, "plans") if show_progress else None,
+                   notes=loaded.notes)
+    if args.json != "-":
+        _print_sweep(result)
+    if args.json is not None:
+        _emit_json(args, result.as_dict())
+
+
+def _print_sweep(result: Sweep) -> None:
+    """One line per point: slots, memory, balance in-sample and (replayed) on the next window,
+    and what rebalancing costs."""
+    print(f"loads: {result.num_layers} layers x {result.num_experts} experts; "
+          f"{result.options.algorithm}, policy {result.options.policy}")
+    print(f"{'slots':>6}{'per GPU':>8}{'extra GiB/GPU':>14}{'balancedness':>13}{'bound':>8}"
+          f"{'window':>8}{'next window':>12}{'moves/1k':>10}{'GiB/1k':>9}")
+
+    def figure(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    for point in result.points:
+        print(f"{point.num_replicas:>6}{point.slots_per_gpu:>8}"
+              f"{point.extra_memory_per_gpu_bytes / (1 << 30):>14.2f}"
+              f"{point.mean_balancedness:>13.4f}{point.bound:>8.4f}"
+              f"{figure(point.window, 'd'):>8}{figure(point.next_window, '.4f'):>12}"
+              f"{figure(point.moves_per_1000_steps, '.0f'):>10}"
+              f"{figure(point.gib_per_1000_steps, '.1f'):>9}")
+    print("balancedness: the plan of all the loads on them; next window: each window's plan "
+          "on the one after it; per 1k: per 1,000 steps")
+    for note in result.notes:
+        print(f"note: {note}")
+
+
 class _ProgressBar:
     """A text progress bar redrawn in place on a stream: ``planning [####....] 8/38 windows``."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, unit: str = "windows") -> None:
         self.stream = stream
+        self.unit = unit
 
     def __call__(self, done: int, total: int) -> None:
         filled = _BAR_WIDTH * done // total
         bar = "#" * filled + "." * (_BAR_WIDTH - filled)
         end = "\n" if done == total else ""
-        self.stream.write(f"\rplanning [{bar}] {done}/{total} windows{end}")
+        self.stream.write(f"\rplanning [{bar}] {done}/{total} {self.unit}{end}")
         self.stream.flush()
 
 

@@ -90,6 +90,10 @@ class Cluster:
         return resolved
 
 
+# One DeepSeek-V3 routed expert in one layer, FP8: gate, up and down projections, 7168 x 2048.
+DEEPSEEK_V3_EXPERT_BYTES = 3 * 7168 * 2048
+
+
 @dataclass(frozen=True)
 class Preset:
     """A real model and cluster: the shape its loads have and the cluster it is served on."""
