@@ -1,6 +1,6 @@
 """The price of each placement policy: balance on the next window against inter-node traffic.
 
-    python -m benchmarks.policies [--drift 0.3] [--windows 16] [--algorithm hybrid] [--json out.json]
+    python -m benchmarks.policies [--drift 0.3] [--windows 16] [--algorithm hybrid] [--json OUT]
 
 For each workload of ``eplb_core.synthetic.WORKLOADS`` (58 layers x 256 experts: Zipf-skewed, a
 few hot experts, near uniform) on DeepSeek-V3's prefill cluster (288 slots, 8 groups, 4 nodes,
@@ -28,6 +28,7 @@ import json
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 
@@ -88,9 +89,8 @@ def measure(workload: str, args: argparse.Namespace) -> list[Row]:
     following = drifted(weight, args.drift, args.windows, args.seed)
     rows = []
     for label, options in POLICIES.items():
-        def run() -> tuple[torch.Tensor, ...]:
-            return rebalance_experts(weight, *shape, algorithm=args.algorithm, seed=args.seed,
-                                     **options)
+        run = partial(rebalance_experts, weight, *shape, algorithm=args.algorithm,
+                      seed=args.seed, **options)
         phy2log, _, logcnt = run()
         next_window = [score(loads, phy2log, PREFILL, logcnt).mean_balancedness
                        for loads in following]

@@ -8,6 +8,12 @@ replica of a hot expert of a busy node instead. That replica takes its share of 
 load off the busy node. Every expert keeps at least one replica on its home node, and a GPU
 holds at most ``spill_slots`` replicas of experts from other nodes.
 
+The budget: a node's slots hold one replica of each of its own experts first, so it can host at
+most ``min(spill_slots * GPUs per node, slots per node - its experts)`` replicas from other
+nodes (DeepSeek-V3 prefill: 8, one per GPU, whatever ``spill_slots >= 1``), and each one takes
+the place of one of its spare replicas (the one it misses least). The groups' homes are the
+hierarchical plan's.
+
 Which replicas: the load a token sends across nodes grows with the load spilled, so the policy
 spills no more than balance needs. The target of every node is the mean node load (or more,
 when the heaviest replica keeps the GPUs above that anyway); each step moves one replica, from
@@ -17,10 +23,15 @@ moved) and, on the receiving node, the spare replica whose loss costs the least 
 whose load per replica rises the least, among those with two or more replicas and none on
 other nodes).
 
+The nodes that changed are packed again: their other nodes' replicas, with their lightest
+replicas, fill ``spill_slots`` seats per GPU first, then the rest are packed around them.
+
 Whether a layer spills: only when the spilled plan's balancedness on the planned loads beats
 the hierarchical plan's by at least ``MIN_GAIN``; every other layer keeps its hierarchical plan
 exactly. Near-uniform loads leave every node close to the mean, so they rarely spill: a small
-in-sample gain would be paid in traffic on every later window and is mostly noise.
+in-sample gain would be paid in traffic on every later window and is mostly noise (without the
+threshold, near-uniform loads spilled a few layers for +0.0003 on the planned window and lost
+up to 0.0007 on the next; ``benchmarks/policies.py``).
 """
 
 from __future__ import annotations
@@ -192,7 +203,7 @@ def _place_on_gpus(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tens
     plus a constant larger than twice the node's load, so that any packing that minimises the
     heaviest GPU gives each GPU exactly one stand-in.
     """
-    num_layers, num_experts, num_nodes = on_node.shape
+    num_experts, num_nodes = on_node.shape[1:]
     gpus = cluster.gpus_per_node
     slots_per_node = cluster.num_replicas // num_nodes
     seats = gpus * spill_slots

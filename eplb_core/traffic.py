@@ -112,9 +112,9 @@ def nodes_per_token(phy2log: torch.Tensor, weight: torch.Tensor, cluster: Cluste
 @lru_cache(maxsize=32)
 def _subset_lattice(num_groups: int, chosen: int) -> list[tuple[torch.Tensor, ...]]:
     """The subsets of 1 .. ``chosen`` groups, level by level (on the CPU): for each level, its
-    membership [subsets, groups] (0 or 1, float64), and every way to reach one of its subsets by adding a
-    group to a subset of the level below: (parent subset, group added, child subset), each
-    [transitions]."""
+    membership [subsets, groups] (0 or 1, float64), and every way to reach one of its subsets
+    by adding a group to a subset of the level below: (parent subset, group added, child
+    subset), each [transitions]."""
     levels = []
     below = {(): 0}
     for size in range(1, chosen + 1):
