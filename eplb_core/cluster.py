@@ -3,7 +3,8 @@
 GPU g holds slots ``g*R/G .. (g+1)*R/G - 1``; node n holds GPUs ``n*G/N .. (n+1)*G/N - 1``.
 The policy, as DeepSeek's EPLB chooses it ("auto"): hierarchical when the expert groups split
 evenly over the nodes (a group's replicas stay on one node), else global (groups and nodes do
-not constrain the plan).
+not constrain the plan). "spill" (asked for by name) keeps each group on a home node like the
+hierarchical policy, and lets each GPU hold a few replicas of other nodes' experts.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Literal
 
 from .errors import ClusterShapeError, OptionError
 
-Policy = Literal["auto", "hierarchical", "global"]
-POLICIES: tuple[str, ...] = ("auto", "hierarchical", "global")
+Policy = Literal["auto", "hierarchical", "global", "spill"]
+POLICIES: tuple[str, ...] = ("auto", "hierarchical", "global", "spill")
 COUNT_FIELDS = ("num_replicas", "num_groups", "num_nodes", "num_gpus")
 
 
@@ -59,16 +60,21 @@ class Cluster:
         """DeepSeek's rule: "hierarchical" when groups split evenly over nodes, else "global"."""
         return "hierarchical" if self.num_groups % self.num_nodes == 0 else "global"
 
-    def check(self, num_experts: int, policy: str = "auto") -> str:
+    def check(self, num_experts: int, policy: str = "auto", spill_slots: int = 0) -> str:
         """The policy a plan of ``num_experts`` experts uses here ("auto" resolved), or
         ``ClusterShapeError`` saying why the cluster cannot hold them under it.
 
-        Every policy needs at least one slot per expert. The hierarchical one also needs the
-        experts to split evenly into groups and the GPUs over the nodes; the global one needs
-        nothing more (groups and nodes do not constrain it).
+        Every policy needs at least one slot per expert. The hierarchical and spill ones also
+        need the groups to split evenly over the nodes, the experts into groups and the GPUs
+        over the nodes; the global one needs nothing more (groups and nodes do not constrain
+        it). ``spill_slots`` (slots per GPU that may hold other nodes' experts) is at most the
+        slots of a GPU, whatever the policy (``OptionError``).
         """
         if policy not in POLICIES:
             raise OptionError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+        if spill_slots > self.slots_per_gpu:
+            raise OptionError(f"spill_slots {spill_slots} is more than the "
+                              f"{self.slots_per_gpu} slots of a GPU")
         if num_experts <= 0:
             raise ClusterShapeError(f"there are no experts to place ({num_experts})")
         if self.num_replicas < num_experts:
@@ -76,8 +82,8 @@ class Cluster:
                                     f"experts: num_replicas must be at least the number of "
                                     f"experts")
         resolved = self.auto_policy if policy == "auto" else policy
-        if resolved == "hierarchical":
-            why = "" if policy == "auto" else " (the hierarchical policy)"
+        if resolved in ("hierarchical", "spill"):
+            why = "" if policy == "auto" else f" (the {resolved} policy)"
             if self.num_groups % self.num_nodes:
                 raise ClusterShapeError(f"{self.num_groups} groups cannot be split evenly over "
                                         f"{self.num_nodes} nodes{why}")

@@ -13,6 +13,7 @@ import torch
 
 from .cluster import Cluster
 from .replication import replicate_experts
+from .traffic import nodes_per_token  # noqa: F401  (the traffic figure, shown beside these)
 
 
 def slot_loads(weight: torch.Tensor, phy2log: torch.Tensor,

@@ -43,6 +43,7 @@ class PlanOptions:
     renumber_gpus: bool = False
     num_candidates: int | None = None  # the hybrid's search; None: packing's defaults
     num_rounds: int | None = None
+    spill_slots: int = 1  # the spill policy's slots per GPU for other nodes' experts
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -55,6 +56,9 @@ class PlanOptions:
             raise OptionError(f"num_candidates must be at least 1, got {self.num_candidates}")
         if self.num_rounds is not None and self.num_rounds < 0:
             raise OptionError(f"num_rounds must be at least 0, got {self.num_rounds}")
+        if isinstance(self.spill_slots, bool) or not isinstance(self.spill_slots, int) or (
+                self.spill_slots < 0):
+            raise OptionError(f"spill_slots must be an integer >= 0, got {self.spill_slots!r}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ def check_request(weight: torch.Tensor, cluster: Cluster, options: PlanOptions,
     policy, the placement in use. Returns the resolved policy."""
     validate_weight(weight)
     num_layers, num_experts = weight.shape
-    policy = cluster.check(num_experts, options.policy)
+    policy = cluster.check(num_experts, options.policy, options.spill_slots)
     if current is not None:
         validate_placement(current, num_layers, num_experts, cluster.num_replicas)
     return policy
@@ -171,7 +175,8 @@ def make_plan(weight: torch.Tensor, cluster: Cluster, options: PlanOptions = Pla
     generator = torch.Generator(device=weight.device).manual_seed(options.seed)
     phy2log, phy_rank, logcnt = place(weight, cluster, policy, algorithm=options.algorithm,
                                       generator=generator, num_candidates=options.num_candidates,
-                                      num_rounds=options.num_rounds)
+                                      num_rounds=options.num_rounds,
+                                      spill_slots=options.spill_slots)
     plan = Plan(phy2log, logcnt, phy_rank)
     if current is not None:
         return deploy_plan(plan, current.to(phy2log.device, torch.int64), cluster, policy,
@@ -185,9 +190,9 @@ def deploy_plan(plan: Plan, current: torch.Tensor, cluster: Cluster, policy: str
     """The plan as it goes over the placement in use ``current`` [layers, slots], with the
     options' ``renumber_gpus`` and ``keep_slots`` (neither changes the balance); checked."""
     if options.renumber_gpus or options.keep_slots:
-        # Under the hierarchical policy a node's groups move as a whole; otherwise any GPU
-        # may take any other's place.
-        nodes = cluster.num_nodes if policy == "hierarchical" else 1
+        # Under the hierarchical and spill policies a node's groups move as a whole;
+        # otherwise any GPU may take any other's place.
+        nodes = cluster.num_nodes if policy in ("hierarchical", "spill") else 1
         plan = Plan(deploy(current, plan.phy2log, plan.logcnt, cluster.num_gpus, nodes,
                            renumber_gpus=options.renumber_gpus,
                            keep_old_slots=options.keep_slots), plan.logcnt)
@@ -198,7 +203,7 @@ def deploy_plan(plan: Plan, current: torch.Tensor, cluster: Cluster, policy: str
 def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
                       num_gpus: int, *, algorithm: str = "hybrid", seed: int = 0,
                       current: torch.Tensor | None = None, policy: str = "auto",
-                      num_candidates: int | None = None,
+                      spill_slots: int = 1, num_candidates: int | None = None,
                       num_rounds: int | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DeepSeek's ``eplb.rebalance_experts``: replicate and place every layer's experts.
@@ -214,7 +219,11 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
         current: [layers, slots], the placement in use; the plan is deployed over it with the
             fewest moves at the same balance (nodes and GPUs renumbered, slots kept)
         policy: "auto" (DeepSeek's rule: hierarchical when groups split evenly over nodes,
-            else global), "hierarchical" or "global"
+            else global), "hierarchical", "global" or "spill" (groups stay on a home node;
+            up to ``spill_slots`` slots per GPU may hold other nodes' experts:
+            ``eplb_core.spill``)
+        spill_slots: the spill policy's slots per GPU for other nodes' experts, 0 .. slots
+            per GPU (0 gives the hierarchical plan)
         num_candidates, num_rounds: the hybrid's search size; None picks the defaults of
             ``eplb_core.packing`` (128 candidates on CUDA, 2 on a CPU; rounds by pack count)
 
@@ -225,7 +234,8 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
     """
     options = PlanOptions(algorithm=algorithm, seed=seed, policy=policy,
                           keep_slots=current is not None, renumber_gpus=current is not None,
-                          num_candidates=num_candidates, num_rounds=num_rounds)
+                          num_candidates=num_candidates, num_rounds=num_rounds,
+                          spill_slots=spill_slots)
     plan = make_plan(weight, Cluster(num_replicas, num_groups, num_nodes, num_gpus), options,
                      current)
     return plan.phy2log, plan.log2phy, plan.logcnt
@@ -257,7 +267,8 @@ class Rebalance:
             "params": {**asdict(self.cluster), "seed": self.options.seed,
                        "keep_slots": self.options.keep_slots,
                        "renumber_gpus": self.options.renumber_gpus,
-                       "algorithm": self.options.algorithm, "policy": self.options.policy},
+                       "algorithm": self.options.algorithm, "policy": self.options.policy,
+                       "spill_slots": self.options.spill_slots},
             "num_layers": self.plan.phy2log.shape[0],
             "num_experts": self.plan.logcnt.shape[1],
             "num_steps": self.num_steps,

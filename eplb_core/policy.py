@@ -1,4 +1,4 @@
-"""Placement policies: hierarchical (groups to nodes, then replicas to GPUs) and global.
+"""Placement policies: hierarchical (groups to nodes, then replicas to GPUs), global, spill.
 
 ``place`` is the stage of the pipeline (``eplb_core.plan``) that turns loads into a placement;
 with the greedy packing its plans are DeepSeek's published ones. Everything stays on
@@ -7,19 +7,16 @@ with the greedy packing its plans are DeepSeek's published ones. Everything stay
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from .cluster import Cluster
 from .errors import LoadError
 from .packing import balanced_packing
 from .replication import replicate_experts
+from .spill import Pack, spill
 
 # Plans add loads up in float32 (as DeepSeek's does): a layer's total must stay well inside it.
 MAX_LAYER_LOAD = 1e38
-
-Pack = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 def validate_weight(weight: torch.Tensor) -> None:
@@ -46,13 +43,15 @@ def validate_weight(weight: torch.Tensor) -> None:
 
 def place(weight: torch.Tensor, cluster: Cluster, policy: str, *, algorithm: str,
           generator: torch.Generator, num_candidates: int | None = None,
-          num_rounds: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+          num_rounds: int | None = None,
+          spill_slots: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replicate and place every layer's experts under a resolved policy.
 
     Parameters:
         weight: [layers, experts], float32, checked (``validate_weight``, ``Cluster.check``)
-        policy: "hierarchical" or "global" (the global policy is the hierarchical one with one
-            group and one node, as in DeepSeek's EPLB)
+        policy: "hierarchical", "global" (the hierarchical policy with one group and one
+            node, as in DeepSeek's EPLB) or "spill" (the hierarchical plan, then up to
+            ``spill_slots`` replicas per GPU of other nodes' experts: ``eplb_core.spill``)
         algorithm, num_candidates, num_rounds: the packing (``packing.balanced_packing``)
         generator: every random draw of the hybrid, on weight's device
 
@@ -65,13 +64,15 @@ def place(weight: torch.Tensor, cluster: Cluster, policy: str, *, algorithm: str
         return balanced_packing(w, num_packs, algorithm=algorithm, num_candidates=num_candidates,
                                 num_rounds=num_rounds, generator=generator)
 
-    groups, nodes = ((cluster.num_groups, cluster.num_nodes) if policy == "hierarchical"
-                     else (1, 1))
+    groups, nodes = ((cluster.num_groups, cluster.num_nodes)
+                     if policy in ("hierarchical", "spill") else (1, 1))
     # Inference mode spares the many small ops their autograd bookkeeping; the clones hand
     # back ordinary tensors that callers may modify in place.
     with torch.inference_mode():
-        phy2log, phy_rank, logcnt = _hierarchical(weight, cluster.num_replicas, groups, nodes,
-                                                  cluster.num_gpus, pack)
+        plan = _hierarchical(weight, cluster.num_replicas, groups, nodes, cluster.num_gpus, pack)
+        if policy == "spill":
+            plan = spill(weight, plan, cluster, spill_slots, pack)
+        phy2log, phy_rank, logcnt = plan
     return phy2log.clone(), phy_rank.clone(), logcnt.clone()
 
 
