@@ -31,9 +31,14 @@ class PlanParams(BaseModel):
     renumber_gpus: bool = Field(False, description="renumber nodes, and GPUs within a node, to "
                                                    "keep the most experts where they are: fewer "
                                                    "moves, the same balancedness")
-    policy: Literal["auto", "hierarchical", "global"] = Field(
+    policy: Literal["auto", "hierarchical", "global", "spill"] = Field(
         "auto", description='"auto": hierarchical when groups split evenly over nodes, else '
-                            'global (DeepSeek\'s rule); or either one explicitly')
+                            'global (DeepSeek\'s rule); "hierarchical" or "global" explicitly; '
+                            '"spill": hierarchical, plus up to spill_slots slots per GPU for '
+                            "other nodes' experts where they buy balance")
+    spill_slots: int = Field(1, ge=0, le=2**31 - 1,
+                             description="the spill policy's slots per GPU for other nodes' "
+                                         "experts (at most the slots per GPU)")
 
 
 class RebalanceParams(PlanParams):
@@ -169,7 +174,7 @@ class Plan(BaseModel):
     log2phy: list[list[list[int]]] = Field(
         description="[layers][experts][max replicas]: each expert's slots, padded with -1")
     logcnt: list[list[int]] = Field(description="[layers][experts]: replicas of each expert")
-    policy: Literal["hierarchical", "global"]
+    policy: Literal["hierarchical", "global", "spill"]
     algorithm: Literal["hybrid", "greedy"]
 
 
@@ -181,8 +186,14 @@ class LoadReport(BaseModel):
         description="[layers][nodes]; null when the GPUs do not split evenly over the nodes "
                     "(the notes say so)")
     balancedness: list[float] = Field(description="per layer: mean GPU load / max GPU load")
-    mean_balancedness: float = Field(description="balancedness averaged over layers")
+    mean_balancedness: float = Field(description="balancedness averaged over the layers with "
+                                                 "load")
     worst_max_over_mean: float = Field(description="the largest max/mean GPU load of a layer")
+    nodes_per_token: list[float] | None = Field(
+        description="per layer: the expected nodes a token reaches under group-limited routing "
+                    "(4 of the groups, then 8 experts, by load); null where the nodes or the "
+                    "groups do not split evenly")
+    mean_nodes_per_token: float | None = Field(description="its mean over the layers with load")
 
 
 Baseline = Literal["current", "trivial"]
@@ -266,7 +277,7 @@ class ClusterParams(BaseModel):
     num_groups: Count = Field(description="expert groups")
     num_nodes: Count = Field(description="server nodes")
     num_gpus: Count = Field(description="GPUs")
-    policy: Literal["auto", "hierarchical", "global"] = Field(
+    policy: Literal["auto", "hierarchical", "global", "spill"] = Field(
         "auto", description="the policy whose bound is shown (auto: DeepSeek's rule)")
 
 
@@ -324,7 +335,8 @@ class ClusterQuery(BaseModel):
     num_nodes: Count
     num_gpus: Count
     num_experts: int = Field(0, ge=0, le=2**31 - 1)
-    policy: Literal["auto", "hierarchical", "global"] = "auto"
+    policy: Literal["auto", "hierarchical", "global", "spill"] = "auto"
+    spill_slots: int = Field(1, ge=0, le=2**31 - 1)
 
 
 class ClusterCheck(BaseModel):

@@ -25,7 +25,8 @@ def cluster_of(params: PlanParams | ClusterParams) -> Cluster:
 
 def options_of(params: PlanParams, algorithm: str = "hybrid") -> PlanOptions:
     return PlanOptions(algorithm=algorithm, seed=params.seed, policy=params.policy,
-                       keep_slots=params.keep_slots, renumber_gpus=params.renumber_gpus)
+                       spill_slots=params.spill_slots, keep_slots=params.keep_slots,
+                       renumber_gpus=params.renumber_gpus)
 
 
 def check_request(num_layers: int, num_experts: int, params: PlanParams | ClusterParams,

@@ -58,7 +58,11 @@ def _common(*, several_replicas: bool = False) -> _Parser:
     cluster.add_argument("--gpus", type=int, help="GPUs in all")
     common.add_argument("--policy", choices=POLICIES, default="auto",
                         help="auto (default): hierarchical when groups split evenly over "
-                             "nodes, else global")
+                             "nodes, else global; spill: hierarchical plus --spill-slots per "
+                             "GPU for other nodes' experts")
+    common.add_argument("--spill-slots", type=int, default=1,
+                        help="the spill policy's slots per GPU for other nodes' experts "
+                             "(default 1)")
     common.add_argument("--json", nargs="?", const="-", type=str, metavar="OUT.json",
                         help="the API's JSON document, on stdout (no file named) or to a file")
     return common
@@ -197,7 +201,8 @@ def _write(path: Path, data: bytes | str, *, quiet: bool = False) -> None:
 
 def _options(args: argparse.Namespace, algorithm: str = "hybrid") -> PlanOptions:
     return PlanOptions(algorithm=algorithm, seed=args.seed, policy=args.policy,
-                       keep_slots=args.keep_slots, renumber_gpus=args.renumber_gpus)
+                       spill_slots=args.spill_slots, keep_slots=args.keep_slots,
+                       renumber_gpus=args.renumber_gpus)
 
 
 def _placement(path: Path | None) -> torch.Tensor | None:
@@ -244,12 +249,12 @@ def _print_rebalance(result: Rebalance) -> None:
     print(f"loads: {num_layers} layers x {num_experts} experts{steps}")
     print(f"cluster: {cluster.num_replicas} slots, {cluster.num_groups} groups, "
           f"{cluster.num_nodes} nodes, {cluster.num_gpus} GPUs; policy {result.policy}")
-    rows = [(result.baseline, result.before.mean_balancedness, result.before.worst_max_over_mean),
-            (result.options.algorithm, result.after.mean_balancedness,
-             result.after.worst_max_over_mean)]
-    print(f"{'placement':<12}{'balancedness':>14}{'worst max/mean':>16}")
-    for name, mean, worst in rows:
-        print(f"{name:<12}{mean:>14.4f}{worst:>16.4f}")
+    rows = [(result.baseline, result.before), (result.options.algorithm, result.after)]
+    print(f"{'placement':<12}{'balancedness':>14}{'worst max/mean':>16}{'nodes/token':>13}")
+    for name, scores in rows:
+        traffic = scores.mean_nodes_per_token
+        print(f"{name:<12}{scores.mean_balancedness:>14.4f}{scores.worst_max_over_mean:>16.4f}"
+              f"{'-' if traffic is None else format(traffic, '.3f'):>13}")
     print(f"{'upper bound':<12}{float(result.bound.mean()):>14.4f}")
     kept = [name for name, asked in (("GPUs renumbered", result.options.renumber_gpus),
                                      ("slots kept", result.options.keep_slots)) if asked]
@@ -328,7 +333,8 @@ def _sweep(args: argparse.Namespace) -> None:
     loaded = _load_file(args)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     result = sweep(loaded.loads, args.cluster,
-                   PlanOptions(algorithm=args.algorithm, seed=args.seed, policy=args.policy),
+                   PlanOptions(algorithm=args.algorithm, seed=args.seed, policy=args.policy,
+                               spill_slots=args.spill_slots),
                    num_replicas=args.replicas, windows=args.windows,
                    expert_bytes=args.expert_bytes,
                    progress=_ProgressBar(sys.stderr, "plans") if show_progress else None,

@@ -13,7 +13,7 @@ import torch
 
 from .cluster import Cluster
 from .replication import replicate_experts
-from .traffic import nodes_per_token  # noqa: F401  (the traffic figure, shown beside these)
+from .traffic import nodes_per_token
 
 
 def slot_loads(weight: torch.Tensor, phy2log: torch.Tensor,
@@ -126,6 +126,10 @@ class Scores:
     balancedness: torch.Tensor  # [layers], GPU level
     mean_balancedness: float  # over the layers with load
     worst_max_over_mean: float  # the largest max/mean GPU load over the layers with load
+    # Expected nodes a token reaches (``traffic.nodes_per_token``), per layer and its mean
+    # over the layers with load; None where the nodes or the groups do not split evenly.
+    nodes_per_token: torch.Tensor | None = None
+    mean_nodes_per_token: float | None = None
 
 
 def active_layers(weight: torch.Tensor) -> torch.Tensor:
@@ -141,10 +145,15 @@ def score(weight: torch.Tensor, phy2log: torch.Tensor, cluster: Cluster,
     gpu = gpu_loads(weight, phy2log, cluster.num_gpus, logcnt)
     per_layer = balancedness(gpu)
     active = active_layers(weight)
+    traffic = None
+    if cluster.has_nodes and weight.shape[1] % cluster.num_groups == 0:
+        traffic = nodes_per_token(phy2log, weight, cluster)
     return Scores(
         gpu_load=gpu,
         node_load=node_loads(gpu, cluster.num_nodes) if cluster.has_nodes else None,
         balancedness=per_layer,
         mean_balancedness=float(per_layer[active].mean()),
         worst_max_over_mean=float(max_over_mean(gpu)[active].max()),
+        nodes_per_token=traffic,
+        mean_nodes_per_token=None if traffic is None else float(traffic[active].mean()),
     )

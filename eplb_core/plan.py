@@ -294,7 +294,10 @@ def scores_dict(scores: Scores) -> dict[str, Any]:
             "node_load": None if scores.node_load is None else scores.node_load.tolist(),
             "balancedness": scores.balancedness.tolist(),
             "mean_balancedness": scores.mean_balancedness,
-            "worst_max_over_mean": scores.worst_max_over_mean}
+            "worst_max_over_mean": scores.worst_max_over_mean,
+            "nodes_per_token": None if scores.nodes_per_token is None
+            else scores.nodes_per_token.tolist(),
+            "mean_nodes_per_token": scores.mean_nodes_per_token}
 
 
 def sum_steps(loads: torch.Tensor) -> tuple[torch.Tensor, int | None]:

@@ -78,7 +78,8 @@ class Replay:
         return {
             "params": {**asdict(self.cluster), "seed": options.seed,
                        "keep_slots": options.keep_slots, "renumber_gpus": options.renumber_gpus,
-                       "policy": options.policy, "window": self.window},
+                       "policy": options.policy, "spill_slots": options.spill_slots,
+                       "window": self.window},
             "num_steps": self.num_steps,
             "num_layers": self.num_layers,
             "num_experts": self.num_experts,

@@ -88,8 +88,9 @@ def check(params: Annotated[ClusterQuery, Query()]) -> ClusterCheck:
     try:
         cluster = Cluster(params.num_replicas, params.num_groups, params.num_nodes,
                           params.num_gpus)
-        policy = cluster.check(params.num_experts, params.policy) if params.num_experts else (
-            cluster.auto_policy if params.policy == "auto" else params.policy)
+        policy = cluster.check(params.num_experts, params.policy, params.spill_slots) if (
+            params.num_experts) else (cluster.auto_policy if params.policy == "auto"
+                                      else params.policy)
     except EPLBError as error:
         return ClusterCheck(ok=False, problem=str(error))
     return ClusterCheck(ok=True, policy=policy, slots_per_gpu=cluster.slots_per_gpu,

@@ -34,7 +34,8 @@ def test_readme_vector_gives_the_published_plan(client: TestClient, readme_examp
     assert plan["policy"] == "hierarchical" and plan["algorithm"] == "greedy"
     assert body["params"] == {"num_replicas": 16, "num_groups": 4, "num_nodes": 2,
                               "num_gpus": 8, "algorithm": "greedy", "seed": 0,
-                              "keep_slots": False, "renumber_gpus": False, "policy": "auto"}
+                              "keep_slots": False, "renumber_gpus": False, "policy": "auto",
+                              "spill_slots": 1}
     assert (body["num_layers"], body["num_experts"]) == (2, 12)
     assert body["device"] == str(Settings().torch_device) and body["elapsed_ms"] >= 0
     for layer, slots in enumerate(plan["phy2log"]):  # log2phy inverts phy2log
@@ -144,3 +145,33 @@ async def test_planning_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch,
 
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert response.status_code == 200, response.text
+
+
+def test_the_spill_policy_and_the_traffic_figure(client: TestClient) -> None:
+    weight = zipf_loads(layers=4, experts=64, seed=5).tolist()
+    cluster = {"num_replicas": 80, "num_groups": 8, "num_nodes": 2, "num_gpus": 8,
+               "algorithm": "greedy"}
+
+    hierarchical = client.post("/rebalance", json={"weight": weight, **cluster,
+                                                   "policy": "hierarchical"}).json()
+    spill = client.post("/rebalance", json={"weight": weight, **cluster, "policy": "spill",
+                                            "spill_slots": 1})
+
+    assert spill.status_code == 200, spill.text
+    body = spill.json()
+    assert body["plan"]["policy"] == "spill"
+    assert body["params"]["policy"] == "spill" and body["params"]["spill_slots"] == 1
+    # The spill plan is never less balanced in-sample than the hierarchical one it starts from.
+    assert body["after"]["mean_balancedness"] >= hierarchical["after"]["mean_balancedness"]
+    for report in (body["before"], body["after"]):
+        assert len(report["nodes_per_token"]) == 4
+        assert 1 <= report["mean_nodes_per_token"] <= 2  # 2 nodes
+
+
+def test_spill_slots_above_the_slots_per_gpu_are_refused(client: TestClient) -> None:
+    response = client.post("/rebalance", json={
+        "weight": [[1, 2, 3, 4]], "num_replicas": 8, "num_groups": 2, "num_nodes": 2,
+        "num_gpus": 4, "policy": "spill", "spill_slots": 3})
+
+    assert response.status_code == 422
+    assert "spill_slots" in response.json()["detail"]

@@ -49,7 +49,8 @@ def test_replay_figures_match_a_hand_computation(client: TestClient) -> None:
     assert (body["window"], body["num_windows"], body["dropped_steps"]) == (2, 3, 1)
     assert body["baseline"] == "trivial"
     assert body["params"] == {**CLUSTER, "window": 2, "seed": 0, "keep_slots": True,
-                              "renumber_gpus": False, "policy": "auto"}
+                              "renumber_gpus": False, "policy": "auto",
+                              "spill_slots": 1}
     none = body["strategies"]["none"]
     assert none["in_sample"] == pytest.approx([8 / 12, 8 / 9])
     assert none["next_window"] == pytest.approx([8 / 9, 1.0])
