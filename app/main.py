@@ -17,7 +17,8 @@ from .config import Settings, get_settings
 from .deps import FORM_OVERHEAD_BYTES, UploadCache, size_text
 from .middleware import Guard
 from .pool import WorkPool
-from .routes import dashboard, docs, evaluate, export, health, pages, rebalance, replay
+from .routes import (dashboard, docs, evaluate, export, health, pages, rebalance, replay,
+                     sweep)
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_JS_DIR = Path(plotly.__file__).parent / "package_data"
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.mount(docs.SWAGGER_UI_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR),
                       name="swagger-ui")
     for router in (pages.router, dashboard.router, rebalance.router, replay.router,
-                   evaluate.router, export.router, health.router, docs.router):
+                   evaluate.router, sweep.router, export.router, health.router, docs.router):
         application.include_router(router)
     return application
 

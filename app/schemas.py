@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from eplb_core.cluster import DEEPSEEK_V3_EXPERT_BYTES
 from eplb_core.io import FLOAT32_MAX
 
 Count = Annotated[int, Field(gt=0, le=2**31 - 1)]
@@ -112,16 +113,7 @@ class ReplayRequest(ReplayParams):
 
     @model_validator(mode="after")
     def _rectangular(self) -> ReplayRequest:
-        num_layers, num_experts = len(self.series[0]), len(self.series[0][0])
-        for step, matrix in enumerate(self.series):
-            if len(matrix) != num_layers:
-                raise ValueError(f"every step of series needs the same layers: step {step} has "
-                                 f"{len(matrix)}, step 0 has {num_layers}")
-            for layer, row in enumerate(matrix):
-                if len(row) != num_experts:
-                    raise ValueError(f"every layer of series needs the same experts: step "
-                                     f"{step}, layer {layer} has {len(row)}, step 0, layer 0 "
-                                     f"has {num_experts}")
+        _check_series(self.series)
         _check_rectangular("current", self.current)
         return self
 
@@ -154,6 +146,21 @@ def _depth(value: object) -> int:
     while isinstance(value, list) and value:
         depth, value = depth + 1, value[0]
     return depth
+
+
+def _check_series(series: Sequence[Sequence[Sequence[object]]]) -> None:
+    """``ValueError`` unless every step has the layers, and every layer the experts, of the
+    first."""
+    num_layers, num_experts = len(series[0]), len(series[0][0])
+    for step, matrix in enumerate(series):
+        if len(matrix) != num_layers:
+            raise ValueError(f"every step of series needs the same layers: step {step} has "
+                             f"{len(matrix)}, step 0 has {num_layers}")
+        for layer, row in enumerate(matrix):
+            if len(row) != num_experts:
+                raise ValueError(f"every layer of series needs the same experts: step "
+                                 f"{step}, layer {layer} has {len(row)}, step 0, layer 0 "
+                                 f"has {num_experts}")
 
 
 def _check_rectangular(name: str, rows: Sequence[Sequence[object]] | None) -> None:
@@ -347,6 +354,96 @@ class ClusterCheck(BaseModel):
     policy: str | None = None
     slots_per_gpu: int | None = None
     gpus_per_node: int | None = None
+
+
+PolicyChoice = Annotated[str, Field(
+    pattern=r"^(auto|hierarchical|global|spill)(:[0-9]{1,9})?$",
+    description="a policy, and for spill its slots per GPU: auto, hierarchical, global, "
+                "spill:1, ...")]
+
+
+class SweepParams(BaseModel):
+    """What a sweep compares: slot counts, rebalance windows (a series only) and policies."""
+
+    num_replicas: list[Count] | None = Field(
+        None, min_length=1, description="slot counts to compare; default the fewest that hold "
+                                        "every expert plus 0, 1, 2, 4, 8 per GPU")
+    num_groups: Count = Field(description="expert groups")
+    num_nodes: Count = Field(description="server nodes")
+    num_gpus: Count = Field(description="GPUs")
+    windows: list[Count] | None = Field(
+        None, min_length=1, description="steps between rebalances to replay (a time series "
+                                        "only): each point's next-window balancedness and moves")
+    policies: list[PolicyChoice] | None = Field(
+        None, min_length=1, description="policies to compare; default policy and spill_slots")
+    algorithm: Literal["hybrid", "greedy"] = "hybrid"
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    policy: Literal["auto", "hierarchical", "global", "spill"] = "auto"
+    spill_slots: int = Field(1, ge=0, le=2**31 - 1)
+    expert_bytes: int = Field(DEEPSEEK_V3_EXPERT_BYTES, ge=0, le=2**50,
+                              description="one expert's weights in one layer (default "
+                                          "DeepSeek-V3 FP8, 3 x 7168 x 2048 bytes)")
+
+
+class SweepRequest(SweepParams):
+    """``POST /sweep``: one window ``weight`` or a time series ``series``, and the choices."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "weight": README_EXAMPLE["weight"], "num_replicas": [12, 16, 24], "num_groups": 4,
+        "num_nodes": 2, "num_gpus": 4, "algorithm": "greedy"}]})
+
+    weight: list[Annotated[list[Load], Field(min_length=1)]] | None = Field(
+        None, min_length=1, description="[layers][experts]: one window")
+    series: list[Annotated[list[Annotated[list[Load], Field(min_length=1)]],
+                           Field(min_length=1)]] | None = Field(
+        None, min_length=1, description="[steps][layers][experts]: a time series")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SweepRequest:
+        if (self.weight is None) == (self.series is None):
+            raise ValueError("give the loads as weight (one window) or series (a time series), "
+                             "one of them")
+        _check_rectangular("weight", self.weight)
+        if self.series is not None:
+            _check_series(self.series)
+        return self
+
+    def params(self) -> SweepParams:
+        return SweepParams(**self.model_dump(exclude={"weight", "series"}))
+
+
+class SweepPointReport(BaseModel):
+    """One choice's figures."""
+
+    policy: str
+    spill_slots: int
+    num_replicas: int
+    window: int | None = Field(description="steps between rebalances; null without windows")
+    slots_per_gpu: int
+    extra_slots_per_gpu: float
+    extra_memory_per_gpu_bytes: int = Field(description="expert_bytes x layers x extra slots "
+                                                        "per GPU")
+    mean_balancedness: float = Field(description="in-sample: the plan of the whole loads on "
+                                                 "them, as /rebalance's after.mean_balancedness")
+    mean_nodes_per_token: float | None
+    bound: float = Field(description="the policy's bound, mean over the layers with load")
+    next_window: float | None = Field(description="the replay's mean next-window "
+                                                  "balancedness; null without a window")
+    moves_per_1000_steps: float | None
+    gib_per_1000_steps: float | None
+
+
+class SweepResponse(BaseModel):
+    """The sweep's points, in the order asked (policies, then slot counts, then windows)."""
+
+    params: dict[str, object]
+    num_layers: int
+    num_experts: int
+    num_steps: int | None
+    points: list[SweepPointReport]
+    notes: list[str]
+    elapsed_ms: float
+    device: str
 
 
 class ErrorResponse(BaseModel):

@@ -14,9 +14,10 @@ from eplb_core import Cluster, Evaluation, Limits, PlanOptions, Rebalance, evalu
 from eplb_core.errors import LoadError
 from eplb_core.io import LoadFile
 from eplb_core.replay import Replay, replay
+from eplb_core.sweep import Sweep, check_sweep, default_replicas, sweep
 
 from .config import Settings
-from .schemas import ClusterParams, PlanParams, RebalanceParams, ReplayParams
+from .schemas import ClusterParams, PlanParams, RebalanceParams, ReplayParams, SweepParams
 
 
 def cluster_of(params: PlanParams | ClusterParams) -> Cluster:
@@ -29,12 +30,12 @@ def options_of(params: PlanParams, algorithm: str = "hybrid") -> PlanOptions:
                        renumber_gpus=params.renumber_gpus)
 
 
-def check_request(num_layers: int, num_experts: int, params: PlanParams | ClusterParams,
-                  limits: Limits) -> None:
-    """``LimitError`` when the matrix or the slot count is over what this server plans."""
-    limits.check("max_layers", num_layers, "layers")
-    limits.check("max_experts", num_experts, "experts")
-    limits.check("max_replicas", params.num_replicas, "slots (num_replicas)")
+def check_request(loads: torch.Tensor, num_replicas: int, limits: Limits) -> None:
+    """``LimitError`` when the loads [..., layers, experts] or the slot count are over what
+    this server plans."""
+    limits.check("max_layers", loads.shape[-2], "layers")
+    limits.check("max_experts", loads.shape[-1], "experts")
+    limits.check("max_replicas", num_replicas, "slots (num_replicas)")
 
 
 def plan(loaded: LoadFile, params: RebalanceParams, settings: Settings,
@@ -43,7 +44,7 @@ def plan(loaded: LoadFile, params: RebalanceParams, settings: Settings,
     cluster ``params`` describes, from ``current`` or the placement the file carries
     (``eplb_core.plan.rebalance``)."""
     loads = loaded.loads
-    check_request(loads.shape[-2], loads.shape[-1], params, settings.limits)
+    check_request(loads, params.num_replicas, settings.limits)
     current, notes = loaded.in_use(current)
     device = settings.torch_device
     return rebalance(loads.to(device), cluster_of(params), options_of(params, params.algorithm),
@@ -59,9 +60,9 @@ def replay_series(loaded: LoadFile, params: ReplayParams, settings: Settings,
     if series.dim() != 3:
         raise LoadError(f"a replay needs a time series [steps, layers, experts]; got one "
                         f"window of shape {list(series.shape)} (plan it with /rebalance)")
-    num_steps, num_layers, num_experts = series.shape
+    num_steps = series.shape[0]
     limits = settings.limits
-    check_request(num_layers, num_experts, params, limits)
+    check_request(series, params.num_replicas, limits)
     limits.check("max_windows", num_steps // params.window,
                  f"windows of {params.window} steps in {num_steps} steps")
     current, notes = loaded.in_use(current)
@@ -76,8 +77,44 @@ def score_placement(loaded: LoadFile, params: ClusterParams, settings: Settings,
     """Score a placement on the loads without planning, and ``compare`` beside it
     (``eplb_core.plan.evaluate``)."""
     loads = loaded.loads
-    check_request(loads.shape[-2], loads.shape[-1], params, settings.limits)
+    check_request(loads, params.num_replicas, settings.limits)
     device = settings.torch_device
     return evaluate(loads.to(device), cluster_of(params), placement.to(device),
                     None if compare is None else compare.to(device), params.policy,
                     loaded.notes)
+
+
+def sweep_loads(loaded: LoadFile, params: SweepParams, settings: Settings,
+                progress: Callable[[int, int], None] | None = None) -> Sweep:
+    """Compare slot counts, windows and policies on the loads (``eplb_core.sweep``), within
+    the server's limits on points, slots and windows."""
+    cluster, options, counts, policies = check_sweep_request(loaded, params, settings)
+    return sweep(loaded.loads.to(settings.torch_device), cluster, options, num_replicas=counts,
+                 windows=params.windows, policies=policies, expert_bytes=params.expert_bytes,
+                 progress=progress, notes=loaded.notes)
+
+
+def check_sweep_request(loaded: LoadFile, params: SweepParams, settings: Settings
+                        ) -> tuple[Cluster, PlanOptions, list[int], list[tuple[str, int]] | None]:
+    """Every check of a sweep before any plan (the server's limits, then the core's): the
+    cluster, options, slot counts and policies it runs with."""
+    loads = loaded.loads
+    limits = settings.limits
+    counts = params.num_replicas or default_replicas(loads.shape[-1], params.num_gpus,
+                                                     limits.max_replicas)
+    check_request(loads, max(counts), limits)
+    points = len(counts) * len(params.windows or [None]) * len(params.policies or [None])
+    limits.check("max_sweep_points", points, "sweep points")
+    if loads.dim() == 3:
+        for window in params.windows or []:
+            limits.check("max_windows", loads.shape[0] // window,
+                         f"windows of {window} steps in {loads.shape[0]} steps")
+    policies = None if params.policies is None else [
+        (name, int(slots) if slots else params.spill_slots)
+        for name, _, slots in (choice.partition(":") for choice in params.policies)]
+    cluster = Cluster(counts[0], params.num_groups, params.num_nodes, params.num_gpus)
+    options = PlanOptions(algorithm=params.algorithm, seed=params.seed, policy=params.policy,
+                          spill_slots=params.spill_slots)
+    check_sweep(loads, cluster, options, num_replicas=counts, windows=params.windows,
+                policies=policies or (), expert_bytes=params.expert_bytes)
+    return cluster, options, counts, policies

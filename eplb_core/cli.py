@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "window too (how often to rebalance).")
     sweep_parser.add_argument("--windows", type=int, nargs="+", metavar="STEPS",
                               help="steps between rebalances to replay (a time series only)")
+    sweep_parser.add_argument("--policies", type=_policy_choice, nargs="+",
+                              metavar="POLICY[:SPILL_SLOTS]",
+                              help="policies to compare, e.g. hierarchical spill:1 global "
+                                   "(default: --policy)")
     sweep_parser.add_argument("--algorithm", choices=ALGORITHMS, default="hybrid")
     sweep_parser.add_argument("--seed", type=int, default=0, help="seed of the hybrid")
     sweep_parser.add_argument("--expert-bytes", type=int, default=DEEPSEEK_V3_EXPERT_BYTES,
@@ -335,7 +339,7 @@ def _sweep(args: argparse.Namespace) -> None:
     result = sweep(loaded.loads, args.cluster,
                    PlanOptions(algorithm=args.algorithm, seed=args.seed, policy=args.policy,
                                spill_slots=args.spill_slots),
-                   num_replicas=args.replicas, windows=args.windows,
+                   num_replicas=args.replicas, windows=args.windows, policies=args.policies,
                    expert_bytes=args.expert_bytes,
                    progress=_ProgressBar(sys.stderr, "plans") if show_progress else None,
                    notes=loaded.notes)
@@ -345,22 +349,33 @@ def _sweep(args: argparse.Namespace) -> None:
         _emit_json(args, result.as_dict())
 
 
+def _policy_choice(text: str) -> tuple[str, int]:
+    """``spill:2`` -> ("spill", 2); ``global`` -> ("global", 1)."""
+    name, _, slots = text.partition(":")
+    if name not in POLICIES or (slots and not slots.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected POLICY[:SPILL_SLOTS] with POLICY one of "
+                                         f"{', '.join(POLICIES)}, got {text!r}")
+    return name, int(slots) if slots else 1
+
+
 def _print_sweep(result: Sweep) -> None:
-    """One line per point: slots, memory, balance in-sample and (replayed) on the next window,
-    and what rebalancing costs."""
+    """One line per point: policy, slots, memory, balance in-sample and (replayed) on the next
+    window, traffic, and what rebalancing costs."""
     print(f"loads: {result.num_layers} layers x {result.num_experts} experts; "
-          f"{result.options.algorithm}, policy {result.options.policy}")
-    print(f"{'slots':>6}{'per GPU':>8}{'extra GiB/GPU':>14}{'balancedness':>13}{'bound':>8}"
-          f"{'window':>8}{'next window':>12}{'moves/1k':>10}{'GiB/1k':>9}")
+          f"{result.options.algorithm}")
+    print(f"{'policy':<14}{'slots':>6}{'per GPU':>8}{'extra GiB/GPU':>14}{'balancedness':>13}"
+          f"{'bound':>8}{'nodes/token':>12}{'window':>8}{'next window':>12}{'moves/1k':>10}"
+          f"{'GiB/1k':>9}")
 
     def figure(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
     for point in result.points:
-        print(f"{point.num_replicas:>6}{point.slots_per_gpu:>8}"
+        policy = point.policy + (f":{point.spill_slots}" if point.policy == "spill" else "")
+        print(f"{policy:<14}{point.num_replicas:>6}{point.slots_per_gpu:>8}"
               f"{point.extra_memory_per_gpu_bytes / (1 << 30):>14.2f}"
               f"{point.mean_balancedness:>13.4f}{point.bound:>8.4f}"
-              f"{figure(point.window, 'd'):>8}{figure(point.next_window, '.4f'):>12}"
+              f"{figure(point.mean_nodes_per_token, '.3f'):>12}{figure(point.window, 'd'):>8}{figure(point.next_window, '.4f'):>12}"
               f"{figure(point.moves_per_1000_steps, '.0f'):>10}"
               f"{figure(point.gib_per_1000_steps, '.1f'):>9}")
     print("balancedness: the plan of all the loads on them; next window: each window's plan "

@@ -11,15 +11,17 @@ Each point of a sweep is the pipeline's own figures for one choice, so a point e
 - the costs: the extra expert memory each GPU holds for its redundant slots, and for a series
   the expert copies (and bytes) a rebalance every ``window`` steps moves per 1,000 steps.
 
-Points are the product of the slot counts and the windows asked, in the order asked (slots
-outer). Every point is checked before any is planned, so a sweep is refused as a whole.
+Points are the product of the policies, the slot counts and the windows asked, in the order
+asked (policies outer, windows inner), so a page can draw balance against slots, against
+moves, or against the traffic each policy costs (``mean_nodes_per_token``). Every point is
+checked before any is planned, so a sweep is refused as a whole.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -27,7 +29,7 @@ import torch
 from .cluster import DEEPSEEK_V3_EXPERT_BYTES, Cluster
 from .errors import ClusterShapeError, OptionError
 from .metrics import active_layers
-from .plan import PlanOptions, rebalance, sum_steps
+from .plan import PlanOptions, Rebalance, rebalance, sum_steps
 from .policy import validate_weight
 from .replay import replay, trim_idle_steps
 
@@ -41,12 +43,15 @@ Progress = Callable[[int, int], None]
 class SweepPoint:
     """The figures of one choice of slots (and rebalance window)."""
 
+    policy: str  # as asked ("auto" stays "auto")
+    spill_slots: int
     num_replicas: int
     window: int | None  # steps between rebalances; None when no replay was asked
     slots_per_gpu: int
     extra_slots_per_gpu: float  # (slots - experts) / GPUs
     extra_memory_per_gpu_bytes: int  # expert_bytes x layers x extra slots per GPU
     mean_balancedness: float  # in-sample, the plan of the whole loads on them
+    mean_nodes_per_token: float | None  # the plan's traffic on the whole loads
     bound: float  # mean over the layers with load
     next_window: float | None  # the replay's mean next-window balancedness
     moves_per_1000_steps: float | None
@@ -59,6 +64,7 @@ class Sweep:
 
     cluster: Cluster  # the groups, nodes and GPUs (its slot count is not used)
     options: PlanOptions
+    policies: list[tuple[str, int]]  # (policy, spill_slots), in the order asked
     replicas: list[int]  # the slot counts, in the order asked
     windows: list[int] | None  # the replay windows, in the order asked
     num_layers: int
@@ -76,8 +82,10 @@ class Sweep:
         del cluster["num_replicas"]
         return {
             "params": {**cluster, "num_replicas": self.replicas, "windows": self.windows,
+                       "policies": [{"policy": policy, "spill_slots": spill}
+                                    for policy, spill in self.policies],
                        "algorithm": self.options.algorithm, "seed": self.options.seed,
-                       "policy": self.options.policy, "expert_bytes": self.expert_bytes},
+                       "expert_bytes": self.expert_bytes},
             "num_layers": self.num_layers,
             "num_experts": self.num_experts,
             "num_steps": self.num_steps,
@@ -99,15 +107,17 @@ def default_replicas(num_experts: int, num_gpus: int,
 
 def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOptions(), *,
           num_replicas: Sequence[int] | None = None, windows: Sequence[int] | None = None,
+          policies: Sequence[tuple[str, int]] | None = None,
           expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES, progress: Progress | None = None,
           notes: Sequence[str] = ()) -> Sweep:
-    """Plan ``loads`` for each slot count (and replay a series for each window).
+    """Plan ``loads`` for each policy and slot count (and replay a series for each window).
 
     Parameters:
         loads: [layers, experts], or a series [steps, layers, experts]
-        cluster: the groups, nodes and GPUs; its ``num_replicas`` is the default slot count
+        cluster: the groups, nodes and GPUs (its slot count is not used)
         options: as for ``plan.rebalance``
         num_replicas: the slot counts to compare (default ``default_replicas``)
+        policies: (policy, spill_slots) pairs to compare (default: the options' own)
         windows: steps per window of the replays (a series only); None: no replay
         expert_bytes: one expert's weights in one layer, for the memory and traffic figures
         progress: called with (plans made, plans to make); it may raise
@@ -116,11 +126,14 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
     started = time.perf_counter()
     weight, num_steps = sum_steps(loads)
     num_layers, num_experts = weight.shape
+    choices = list(policies or [(options.policy, options.spill_slots)])
     clusters, steps_with_load = check_sweep(loads, cluster, options, num_replicas=num_replicas,
-                                            windows=windows, expert_bytes=expert_bytes)
+                                            windows=windows, policies=choices,
+                                            expert_bytes=expert_bytes)
     counts = [each.num_replicas for each in clusters]
     replays = list(windows) if windows else [None]
-    total = len(clusters) * (1 + sum(_windows_planned(steps_with_load, w) for w in replays))
+    total = len(choices) * len(clusters) * (
+        1 + sum(_windows_planned(steps_with_load, w) for w in replays))
     done = 0
 
     def advance(count: int) -> None:
@@ -131,16 +144,17 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
 
     points = []
     active = active_layers(weight.double())
-    for each in clusters:
-        planned = rebalance(loads, each, options)
-        advance(1)
-        bound = float(planned.bound[active].mean())
-        for window in replays:
-            points.append(_point(planned.after.mean_balancedness, bound, each, num_experts,
-                                 num_layers, expert_bytes, window,
-                                 None if window is None else _replay(loads, window, each,
-                                                                     options, advance)))
-    return Sweep(cluster=cluster, options=options, replicas=counts,
+    for policy, spill_slots in choices:
+        chosen = replace(options, policy=policy, spill_slots=spill_slots)
+        for each in clusters:
+            planned = rebalance(loads, each, chosen)
+            advance(1)
+            for window in replays:
+                replayed = None if window is None else _replay(loads, window, each, chosen,
+                                                               advance)
+                points.append(_point(planned, chosen, float(planned.bound[active].mean()),
+                                     expert_bytes, window, replayed))
+    return Sweep(cluster=cluster, options=options, policies=choices, replicas=counts,
                  windows=None if windows is None else list(windows), num_layers=num_layers,
                  num_experts=num_experts, num_steps=num_steps, expert_bytes=expert_bytes,
                  points=points, elapsed_ms=(time.perf_counter() - started) * 1000,
@@ -149,9 +163,11 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
 
 def check_sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions, *,
                 num_replicas: Sequence[int] | None = None, windows: Sequence[int] | None = None,
+                policies: Sequence[tuple[str, int]] = (),
                 expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES) -> tuple[list[Cluster], int | None]:
-    """Every check of a sweep, before any plan: the cluster of each slot count, and the steps
-    with load of a series that every window can replay (None without windows)."""
+    """Every check of a sweep, before any plan: the cluster of each slot count under each
+    policy, and the steps with load of a series that every window can replay (None without
+    windows)."""
     weight, _ = sum_steps(loads)
     validate_weight(weight)
     if isinstance(expert_bytes, bool) or not isinstance(expert_bytes, int) or expert_bytes < 0:
@@ -162,18 +178,24 @@ def check_sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions, *,
                   else num_replicas)
     if not counts:
         raise OptionError("num_replicas is empty: give at least one slot count")
-    clusters = [_cluster(cluster, count, num_experts, options.policy) for count in counts]
+    clusters = [_cluster(cluster, count) for count in counts]
+    for policy, spill_slots in policies or [(options.policy, options.spill_slots)]:
+        replace(options, policy=policy, spill_slots=spill_slots)  # checks the option values
+        for each in clusters:
+            try:
+                each.check(num_experts, policy, spill_slots)
+            except ClusterShapeError as error:
+                raise ClusterShapeError(f"num_replicas {each.num_replicas}, policy {policy}: "
+                                        f"{error}") from None
     return clusters, None if windows is None else _check_windows(loads, windows)
 
 
-def _cluster(base: Cluster, num_replicas: int, num_experts: int, policy: str) -> Cluster:
-    """The cluster with ``num_replicas`` slots, checked, its refusal naming the point."""
+def _cluster(base: Cluster, num_replicas: int) -> Cluster:
+    """The cluster with ``num_replicas`` slots, its refusal naming the point."""
     try:
-        cluster = Cluster(num_replicas, base.num_groups, base.num_nodes, base.num_gpus)
-        cluster.check(num_experts, policy)
+        return Cluster(num_replicas, base.num_groups, base.num_nodes, base.num_gpus)
     except ClusterShapeError as error:
         raise ClusterShapeError(f"num_replicas {num_replicas!r}: {error}") from None
-    return cluster
 
 
 def _check_windows(loads: torch.Tensor, windows: Sequence[int]) -> int:
@@ -214,16 +236,19 @@ def _replay(loads: torch.Tensor, window: int, cluster: Cluster, options: PlanOpt
     return figures.mean_next_window, figures.total_moves / (len(figures.moves) * window)
 
 
-def _point(mean_balancedness: float, bound: float, cluster: Cluster, num_experts: int,
-           num_layers: int, expert_bytes: int, window: int | None,
-           replayed: tuple[float, float] | None) -> SweepPoint:
+def _point(planned: Rebalance, options: PlanOptions, bound: float, expert_bytes: int,
+           window: int | None, replayed: tuple[float, float] | None) -> SweepPoint:
+    cluster = planned.cluster
+    num_layers, num_experts = planned.plan.logcnt.shape
     extra = (cluster.num_replicas - num_experts) / cluster.num_gpus
     moves = None if replayed is None else replayed[1] * 1000
     return SweepPoint(
+        policy=options.policy, spill_slots=options.spill_slots,
         num_replicas=cluster.num_replicas, window=window, slots_per_gpu=cluster.slots_per_gpu,
         extra_slots_per_gpu=extra,
         extra_memory_per_gpu_bytes=round(expert_bytes * num_layers * extra),
-        mean_balancedness=mean_balancedness, bound=bound,
+        mean_balancedness=planned.after.mean_balancedness,
+        mean_nodes_per_token=planned.after.mean_nodes_per_token, bound=bound,
         next_window=None if replayed is None else replayed[0],
         moves_per_1000_steps=moves,
         gib_per_1000_steps=None if moves is None else moves * expert_bytes / GIB)

@@ -232,3 +232,22 @@ def test_evaluate_scores_a_plan_as_rebalance_did(window_csv, tmp_path, capsys):
                               f"{planned['after']['worst_max_over_mean']:.4f}"]
     assert out[-1].startswith(f"moves: {planned['moves']['total']} slots differ; expected MoE "
                               f"speed-up of plan.pt over trivial.csv: ")
+
+
+def test_sweep_prints_each_point_and_the_json_document(dump_pt, capsys):
+    assert main(["sweep", str(dump_pt), *CLUSTER[2:], "--replicas", "16", "24",
+                 "--windows", "10", "--policies", "hierarchical", "global",
+                 "--algorithm", "greedy", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines[2:6]]
+    assert [(row[0], row[1], row[7]) for row in rows] == [
+        ("hierarchical", "16", "10"), ("hierarchical", "24", "10"), ("global", "16", "10"),
+        ("global", "24", "10")]
+
+    assert main(["sweep", str(dump_pt), *CLUSTER[2:], "--replicas", "16", "24",
+                 "--algorithm", "greedy", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [point["num_replicas"] for point in document["points"]] == [16, 24]
+    # The in-sample figure does not depend on the window: the table printed it to 4 places.
+    assert document["points"][0]["mean_balancedness"] == pytest.approx(float(rows[0][4]),
+                                                                        abs=5e-5)
