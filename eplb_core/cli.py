@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from io import BytesIO
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -21,11 +22,13 @@ import torch
 
 from .cluster import DEEPSEEK_V3_EXPERT_BYTES, POLICIES, PRESETS, Cluster
 from .errors import EPLBError
-from .io import LoadFile, map_to_json, map_to_pt, plan_to_json, read_load_file, read_placement
+from .io import (LoadFile, format_csv_matrix, map_to_json, map_to_pt, plan_to_json,
+                 read_load_file, read_placement)
 from .packing import ALGORITHMS
 from .plan import Evaluation, PlanOptions, Rebalance, evaluate, rebalance
 from .replay import NO_REBALANCING, Replay, replay
 from .sweep import Sweep, sweep
+from .synthetic import EXAMPLE_SEED, sglang_dump, zipf_loads
 
 PROG = "eplb"
 _BAR_WIDTH = 30
@@ -138,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--progress", action=argparse.BooleanOptionalAction,
                               help="show a progress bar on stderr (default: when a terminal)")
     sweep_parser.set_defaults(run=_sweep)
+
+    example_parser = commands.add_parser(
+        "example", help="write an example load file to try the other commands on",
+        description="A .csv is one window of 58 x 256 DeepSeek-V3 shaped loads (the "
+                    "dashboard's example); a .pt is a time series shaped like SGLang's "
+                    "expert distribution dump (61 hidden layers, the 3 dense ones all zero).")
+    example_parser.add_argument("output", type=Path, metavar="FILE.csv|FILE.pt")
+    example_parser.add_argument("--steps", type=int, default=1000,
+                                help="steps of a .pt time series (default 1000)")
+    example_parser.add_argument("--seed", type=int, default=0)
+    example_parser.set_defaults(run=_example, cluster=None)
     return parser
 
 
@@ -147,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        args.cluster = _cluster(args, parser)
+        if args.command != "example":
+            args.cluster = _cluster(args, parser)
     except SystemExit as stop:
         return int(stop.code or 0)
     try:
@@ -296,8 +311,8 @@ def _print_replay(result: Replay, shape: torch.Size) -> None:
         moves = figures.total_moves / len(figures.moves)
         print(f"{name:<10}{figures.mean_in_sample:>11.4f}{figures.mean_next_window:>13.4f}"
               f"{moves:>14.1f}")
-    print(f"balancedness is mean over layers of mean/max GPU load; \"{NO_REBALANCING}\" keeps "
-          f"the placement in use")
+    print(f"balancedness: mean/max GPU load, averaged over the layers with load; "
+          f"\"{NO_REBALANCING}\" keeps the placement in use")
     for note in result.notes:
         print(f"note: {note}")
 
@@ -382,6 +397,21 @@ def _print_sweep(result: Sweep) -> None:
           "on the one after it; per 1k: per 1,000 steps")
     for note in result.notes:
         print(f"note: {note}")
+
+
+def _example(args: argparse.Namespace) -> None:
+    suffix = args.output.suffix.lower()
+    if suffix == ".csv":
+        _write(args.output, format_csv_matrix(zipf_loads(seed=EXAMPLE_SEED + args.seed)))
+    elif suffix in (".pt", ".pth"):
+        if args.steps < 1:
+            raise EPLBError(f"--steps must be at least 1, got {args.steps}")
+        buffer = BytesIO()
+        torch.save(sglang_dump(args.steps, seed=args.seed), buffer)
+        _write(args.output, buffer.getvalue())
+    else:
+        raise EPLBError(f"name the example .csv (one window) or .pt (an SGLang dump), got "
+                        f"{args.output.name!r}")
 
 
 class _ProgressBar:

@@ -10,6 +10,7 @@ import torch
 DEEPSEEK_V3_LAYERS = 58
 DEEPSEEK_V3_EXPERTS = 256
 TOKENS_PER_LAYER = 8 * 4096 * 8  # tokens x top-8 routing, per layer and window
+EXAMPLE_SEED = 2024  # the dashboard's and ``eplb example``'s sample
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -68,3 +69,19 @@ def drifting_series(steps: int, layers: int = DEEPSEEK_V3_LAYERS,
     walk = drift * torch.randn(steps, layers, experts, generator=gen).cumsum(0)
     probs = torch.softmax(base + walk, -1)
     return torch.poisson(probs * tokens_per_step, generator=gen)
+
+
+DEEPSEEK_V3_HIDDEN_LAYERS = 61  # SGLang's maps and dumps have a row per hidden layer
+DEEPSEEK_V3_DENSE_LAYERS = 3  # the first layers have no experts: all-zero rows
+
+
+def sglang_dump(steps: int, seed: int = 0, experts: int = DEEPSEEK_V3_EXPERTS,
+                hidden_layers: int = DEEPSEEK_V3_HIDDEN_LAYERS,
+                dense_layers: int = DEEPSEEK_V3_DENSE_LAYERS) -> dict[str, object]:
+    """A dump shaped like SGLang's expert distribution recorder in ``stat`` mode (what
+    ``/dump_expert_distribution_record`` writes on rank 0): ``logical_count`` int32
+    ``[steps, hidden layers, experts]`` of drifting counts, the dense layers' rows all zero."""
+    counts = torch.zeros(steps, hidden_layers, experts, dtype=torch.int32)
+    counts[:, dense_layers:] = drifting_series(steps, hidden_layers - dense_layers, experts,
+                                               seed=seed).to(torch.int32)
+    return {"rank": 0, "logical_count": counts, "average_utilization_rate_over_window": None}

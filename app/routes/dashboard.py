@@ -19,7 +19,7 @@ from eplb_core import Cluster
 from eplb_core.errors import EPLBError, LoadError
 from eplb_core.io import format_csv_matrix
 from eplb_core.plan import sum_steps
-from eplb_core.synthetic import zipf_loads
+from eplb_core.synthetic import EXAMPLE_SEED, zipf_loads
 
 from .. import charts, service
 from eplb_core.io import LoadFile
@@ -30,7 +30,6 @@ from ..schemas import (ClusterCheck, ClusterQuery, RebalanceParams, RebalanceRes
                        ReplayParams, ReplayResponse)
 from . import answers, dumps, json_response
 
-EXAMPLE_SEED = 2024
 EXAMPLE_FILENAME = "deepseek-v3-example.csv"
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])

@@ -8,16 +8,13 @@ on CI (``CI=true``), where they must run: there a missing Chromium fails them.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
+
+from tests.server import start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -29,39 +26,12 @@ MAX_REPLICAS = 4096
 VIEWPORT = {"width": 1440, "height": 900}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
     """``python -m app`` (uvicorn with the service's settings) in a subprocess, answering
     /healthz."""
-    port = free_port()
-    env = {**os.environ, "EPLB_MAX_REPLICAS": str(MAX_REPLICAS), "EPLB_HOST": "127.0.0.1",
-           "EPLB_PORT": str(port)}
-    server = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
-                              stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"uvicorn exited with status {server.returncode} before answering")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("uvicorn did not answer /healthz within 60 s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with start_server({"EPLB_MAX_REPLICAS": str(MAX_REPLICAS)}) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

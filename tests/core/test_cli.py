@@ -13,10 +13,10 @@ import torch
 
 from eplb_core import Cluster, rebalance_experts
 from eplb_core.cli import main
-from eplb_core.io import format_csv_matrix
+from eplb_core.io import format_csv_matrix, read_csv_matrix
 from eplb_core.metrics import score
 from eplb_core.replay import replay
-from eplb_core.synthetic import drifting_series, zipf_loads
+from eplb_core.synthetic import EXAMPLE_SEED, drifting_series, zipf_loads
 
 CLUSTER = ["--replicas", "24", "--groups", "4", "--nodes", "2", "--gpus", "8"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,3 +251,21 @@ def test_sweep_prints_each_point_and_the_json_document(dump_pt, capsys):
     # The in-sample figure does not depend on the window: the table printed it to 4 places.
     assert document["points"][0]["mean_balancedness"] == pytest.approx(float(rows[0][4]),
                                                                         abs=5e-5)
+
+
+def test_example_writes_files_the_other_commands_read(tmp_path, capsys):
+    csv, dump = tmp_path / "loads.csv", tmp_path / "dump.pt"
+    assert main(["example", str(csv)]) == 0
+    assert main(["example", str(dump), "--steps", "20"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"wrote {csv}", f"wrote {dump}"]
+
+    assert torch.equal(read_csv_matrix(csv.read_text()), zipf_loads(seed=EXAMPLE_SEED))
+    counts = torch.load(dump, weights_only=True)["logical_count"]
+    assert (counts.dtype, tuple(counts.shape)) == (torch.int32, (20, 61, 256))
+    assert int(counts[:, :3].abs().sum()) == 0 and bool((counts[:, 3:].sum(-1) > 0).all())
+
+    assert main(["rebalance", str(dump), "--preset", "deepseek-v3-prefill", "--algorithm",
+                 "greedy"]) == 0
+    out = capsys.readouterr().out
+    assert "3 of 61 layers carry no load" in out
+    assert main(["example", str(tmp_path / "x.txt")]) == 1
