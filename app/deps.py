@@ -44,7 +44,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_pool(request: Request) -> WorkPool:
-    return request.app.state.pool
+    pool: WorkPool = request.app.state.pool
+    return pool
 
 
 PoolDep = Annotated[WorkPool, Depends(get_pool)]
@@ -228,7 +229,8 @@ def _nbytes(loaded: LoadFile) -> int:
 
 
 def get_cache(request: Request) -> UploadCache:
-    return request.app.state.upload_cache
+    cache: UploadCache = request.app.state.upload_cache
+    return cache
 
 
 CacheDep = Annotated[UploadCache, Depends(get_cache)]

@@ -9,11 +9,12 @@ client that goes away cancels the job, and work that checks its job stops early.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from eplb_core.errors import CancelledError, EPLBError
 
 T = TypeVar("T")
+logger = logging.getLogger("app")
 DISCONNECT_POLL_SECONDS = 0.25
 
 
@@ -38,7 +40,11 @@ class Job:
 
     def __init__(self) -> None:
         self._cancelled = threading.Event()
-        self._listener: Callable[[int, int], None] | None = None
+        self._listener: Callable[[int, int], object] | None = None
+
+    def listen(self, listener: Callable[[int, int], object]) -> None:
+        """Call ``listener(done, total)`` on each progress report (from the worker thread)."""
+        self._listener = listener
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -108,22 +114,20 @@ class WorkPool:
         "detail"}}``. Closing the stream (the client went away) cancels the job."""
         loop = asyncio.get_running_loop()
         updates: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
-        job._listener = lambda done, total: loop.call_soon_threadsafe(updates.put_nowait,
-                                                                     (done, total))
+        job.listen(lambda done, total: loop.call_soon_threadsafe(updates.put_nowait,
+                                                                 (done, total)))
         future = loop.run_in_executor(self._executor, work)
         try:
             while not future.done():
                 waiter = asyncio.ensure_future(updates.get())
-                await asyncio.wait({future, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                pending: list[asyncio.Future[Any]] = [future, waiter]
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 if waiter.done():
                     done, total = waiter.result()
                     yield orjson.dumps({"progress": {"done": done, "total": total}}) + b"\n"
                 else:
                     waiter.cancel()
-            try:
-                yield b'{"result": ' + future.result() + b"}\n"
-            except EPLBError as error:
-                yield orjson.dumps({"error": {"status": 422, "detail": str(error)}}) + b"\n"
+            yield _last_line(future)
         finally:
             job.cancel()  # a no-op once the work is done
             if not future.done():
@@ -133,3 +137,17 @@ class WorkPool:
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
+
+
+def _last_line(future: asyncio.Future[bytes]) -> bytes:
+    """The stream's last line: the result, or the error that ended the work."""
+    try:
+        return b'{"result": ' + future.result() + b"}\n"
+    except EPLBError as error:
+        return orjson.dumps({"error": {"status": 422, "detail": str(error)}}) + b"\n"
+    except CancelledError as error:
+        return orjson.dumps({"error": {"status": 499, "detail": str(error)}}) + b"\n"
+    except Exception as error:
+        logger.error("internal error in streamed work", exc_info=error)
+        return orjson.dumps({"error": {"status": 500, "detail": "internal error (logged)"}}) + (
+            b"\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from eplb_core.cluster import DEEPSEEK_V3_EXPERT_BYTES
 from eplb_core.io import FLOAT32_MAX
@@ -58,7 +58,7 @@ class ReplayParams(PlanParams):
 
 
 # DeepSeek's EPLB README example: what /docs offers to try.
-README_EXAMPLE = {
+README_EXAMPLE: dict[str, JsonValue] = {
     "weight": [[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
                [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]],
     "num_replicas": 16, "num_groups": 4, "num_nodes": 2, "num_gpus": 8, "algorithm": "greedy",

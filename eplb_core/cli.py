@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 import torch
 
@@ -229,7 +229,7 @@ def _placement(path: Path | None) -> torch.Tensor | None:
     return None if path is None else read_placement(_read(path), path.name)
 
 
-def _emit_json(args: argparse.Namespace, document: dict) -> None:
+def _emit_json(args: argparse.Namespace, document: dict[str, Any]) -> None:
     """``--json``: the document on stdout, or written to the file named."""
     text = json.dumps(document)
     if args.json == "-":

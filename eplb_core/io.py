@@ -87,6 +87,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO, StringIO
 from pathlib import PurePath
+from typing import Any
 
 import torch
 
@@ -581,7 +582,7 @@ def _expected(kind: str, keys: tuple[str, ...], shapes: str) -> str:
     return f"expected {whole} {shapes}, or {mapping} with a {key_names} key holding one"
 
 
-def _value_of(found: dict, keys: tuple[str, ...], kind: str, shapes: str,
+def _value_of(found: dict[object, object], keys: tuple[str, ...], kind: str, shapes: str,
               ) -> tuple[str, object]:
     """The first of ``keys`` in a JSON object or a ``.pt`` dict, and its value."""
     key = next((key for key in keys if key in found), None)
@@ -654,7 +655,7 @@ def _plain_tensor(tensor: torch.Tensor, expected: str) -> torch.Tensor:
     return tensor.detach()
 
 
-def _list_shape(value: list) -> tuple[int, ...]:
+def _list_shape(value: list[Any]) -> tuple[int, ...]:
     """The shape a nested list declares along its first elements."""
     shape = []
     while isinstance(value, list):
@@ -665,9 +666,9 @@ def _list_shape(value: list) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _check_rectangular(value: list, shape: tuple[int, ...], expected: str) -> None:
+def _check_rectangular(value: list[Any], shape: tuple[int, ...], expected: str) -> None:
     """Every list at depth d has ``shape[d]`` items, and the innermost hold only numbers."""
-    level: list = [value]
+    level: list[Any] = [value]
     for depth in range(len(shape)):
         for position, item in enumerate(level):
             if not isinstance(item, list) or len(item) != shape[depth]:
@@ -804,7 +805,7 @@ def _stat_dump_notes(series: torch.Tensor) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _read_recorder_records(dump: dict, kind: str, file_bytes: int, limits: Limits) -> LoadFile:
+def _read_recorder_records(dump: dict[object, object], kind: str, file_bytes: int, limits: Limits) -> LoadFile:
     """SGLang's per_pass / per_token dump -> loads [passes, layers, experts] counted per logical
     expert with ``last_physical_to_logical_map``, which becomes the placement."""
     records = dump[RECORDS]

@@ -88,7 +88,7 @@ def balancedness_bound(weight: torch.Tensor, cluster: Cluster,
 def _busiest_node_at_least(weight: torch.Tensor, num_groups: int,
                            groups_per_node: int) -> torch.Tensor:
     """A lower bound on the busiest node's load when whole groups go to nodes: [layers]."""
-    groups = weight.unflatten(-1, (num_groups, -1)).sum(-1).sort(-1, descending=True).values
+    groups = weight.view(*weight.shape[:-1], num_groups, -1).sum(-1).sort(-1, descending=True).values
     if groups_per_node == 2:
         return (groups + groups.flip(-1)).amax(-1)
     return groups[:, 0] + groups[:, num_groups - groups_per_node + 1:].sum(-1)

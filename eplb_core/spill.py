@@ -75,7 +75,7 @@ def spill(weight: torch.Tensor, hierarchical: tuple[torch.Tensor, torch.Tensor, 
     num_layers, num_experts = weight.shape
     num_nodes = cluster.num_nodes
     slots_per_node = cluster.num_replicas // num_nodes
-    spill_per_node = min(cluster.gpus_per_node * spill_slots,
+    spill_per_node = min((cluster.num_gpus // cluster.num_nodes) * spill_slots,
                          slots_per_node - num_experts // num_nodes)
     if spill_per_node == 0:
         return hierarchical
@@ -119,7 +119,7 @@ def _move_replicas(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tens
     """
     num_layers, num_experts, num_nodes = on_node.shape
     home_experts = num_experts // num_nodes
-    gpus_per_node = cluster.gpus_per_node
+    gpus_per_node = (cluster.num_gpus // cluster.num_nodes)
     device = weight.device
     layer = torch.arange(num_layers, device=device)
     node = torch.arange(num_nodes, device=device)
@@ -204,7 +204,7 @@ def _place_on_gpus(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tens
     heaviest GPU gives each GPU exactly one stand-in.
     """
     num_experts, num_nodes = on_node.shape[1:]
-    gpus = cluster.gpus_per_node
+    gpus = (cluster.num_gpus // cluster.num_nodes)
     slots_per_node = cluster.num_replicas // num_nodes
     seats = gpus * spill_slots
     device = weight.device

@@ -115,11 +115,11 @@ def _subset_lattice(num_groups: int, chosen: int) -> list[tuple[torch.Tensor, ..
     membership [subsets, groups] (0 or 1, float64), and every way to reach one of its subsets
     by adding a group to a subset of the level below: (parent subset, group added, child
     subset), each [transitions]."""
-    levels = []
-    below = {(): 0}
+    levels: list[tuple[torch.Tensor, ...]] = []
+    below: dict[tuple[int, ...], int] = {(): 0}
     for size in range(1, chosen + 1):
         subsets = list(itertools.combinations(range(num_groups), size))
-        index = {subset: i for i, subset in enumerate(subsets)}
+        index: dict[tuple[int, ...], int] = {subset: i for i, subset in enumerate(subsets)}
         parent, added, child = [], [], []
         for subset in subsets:
             for group in subset:
