@@ -53,8 +53,10 @@ class ChartedPlan(BaseModel):
 
     result: RebalanceResponse
     figures: dict[str, dict[str, Any] | None] = Field(
-        description="Plotly figures: gpu and node (before/after heatmaps; node is null when "
-                    "the GPUs do not split evenly over the nodes), balancedness")
+        description="Plotly figures (app.charts): gpu and node, before/after heatmaps in two "
+                    'views, {"views": {"tokens": figure, "ratio": figure}, "view": the one '
+                    "that shows the imbalance left} (node is null when the GPUs do not split "
+                    "evenly over the nodes); balancedness, a figure")
 
 
 class ChartedReplay(BaseModel):

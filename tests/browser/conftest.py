@@ -12,12 +12,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Route,
+    sync_playwright,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -35,13 +43,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
-    """``python -m app`` (uvicorn with the service's settings) in a subprocess, answering
-    /healthz."""
+@contextmanager
+def serve(**settings: str) -> Iterator[str]:
+    """``python -m app`` (uvicorn with the service's settings, ``EPLB_<NAME>`` for each of
+    ``settings``) in a subprocess, answering /healthz; its URL."""
     port = free_port()
     env = {**os.environ, "EPLB_MAX_REPLICAS": str(MAX_REPLICAS), "EPLB_HOST": "127.0.0.1",
-           "EPLB_PORT": str(port)}
+           "EPLB_PORT": str(port), **{f"EPLB_{name.upper()}": value
+                                      for name, value in settings.items()}}
     server = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
                               stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -62,6 +71,13 @@ def server_url() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """The app with the test settings, shared by the browser tests."""
+    with serve() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -92,12 +108,44 @@ def outside_requests() -> list[str]:
     return []
 
 
+OpenPage = Callable[[str], Page]
+
+
 @pytest.fixture
-def page(browser: Browser, server_url: str, console_errors: list[str],
-         outside_requests: list[str]) -> Iterator[Page]:
-    """A fresh 1440x900 tab on the dashboard, offline but for the app, recording console
-    errors."""
-    context = browser.new_context(viewport=VIEWPORT, base_url=server_url)
+def open_page(browser: Browser, console_errors: list[str],
+              outside_requests: list[str]) -> Iterator[OpenPage]:
+    """``open_page(server_url)``: a fresh 1440x900 tab on that server's dashboard, offline but
+    for the app, recording console errors."""
+    contexts = []
+
+    def open_on(server_url: str) -> Page:
+        context = browser.new_context(viewport=VIEWPORT, base_url=server_url)
+        contexts.append(context)
+        return _dashboard_tab(context, server_url, console_errors, outside_requests)
+
+    yield open_on
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(open_page: OpenPage, server_url: str) -> Page:
+    """A fresh 1440x900 tab on the dashboard (see ``open_page``)."""
+    return open_page(server_url)
+
+
+# Records what the Content-Security-Policy blocks (the init script itself runs outside it).
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (event) => window.cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`));
+"""
+
+
+def _dashboard_tab(context: BrowserContext, server_url: str, console_errors: list[str],
+                   outside_requests: list[str]) -> Page:
+    """The dashboard in a new tab of ``context``: requests outside the app refused and
+    recorded, console errors and CSP violations recorded."""
 
     def app_only(route: Route) -> None:
         url = route.request.url
@@ -108,6 +156,7 @@ def page(browser: Browser, server_url: str, console_errors: list[str],
             route.abort()
 
     context.route("**/*", app_only)
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
     tab = context.new_page()
 
     def record(message: ConsoleMessage) -> None:
@@ -117,8 +166,15 @@ def page(browser: Browser, server_url: str, console_errors: list[str],
     tab.on("console", record)
     tab.on("pageerror", lambda error: console_errors.append(str(error)))
     tab.goto("/")
-    yield tab
-    context.close()
+    return tab
+
+
+def downloaded(page: Page, selector: str) -> tuple[str, bytes]:
+    """Press a download button: the name and the bytes of the file the browser saves."""
+    with page.expect_download() as info:
+        page.click(selector)
+    download = info.value
+    return download.suggested_filename, Path(download.path()).read_bytes()
 
 
 @pytest.fixture(scope="session")
