@@ -46,11 +46,12 @@ BEFORE_COLOUR = "#E69F00"
 AFTER_COLOUR = "#0072B2"
 BOUND_COLOUR = "#000000"
 # One colour and marker per replay strategy: keeping the placement (the "before" orange),
-# greedy, hybrid; greedy is drawn wider, under hybrid, so that both show where they coincide.
+# greedy, hybrid; greedy's lines are drawn wider, under hybrid's, so that both show where they
+# coincide. Widths: the next-window line, then the in-sample one.
 STRATEGY_STYLES = {
-    "none": {"color": BEFORE_COLOUR, "width": 2, "symbol": "circle", "size": 6},
-    "greedy": {"color": "#CC79A7", "width": 5, "symbol": "square", "size": 10},
-    "hybrid": {"color": AFTER_COLOUR, "width": 2, "symbol": "diamond", "size": 7},
+    "none": {"color": BEFORE_COLOUR, "widths": (2, 1.5), "symbol": "circle", "size": 6},
+    "greedy": {"color": "#CC79A7", "widths": (5, 4), "symbol": "square", "size": 10},
+    "hybrid": {"color": AFTER_COLOUR, "widths": (2, 1.5), "symbol": "diamond", "size": 7},
 }
 TRIVIAL_TITLE = "Before: slot p holds expert p mod E"
 CURRENT_TITLE = "Before: the placement in use"
@@ -158,16 +159,17 @@ def replay_chart(result: Replay) -> Figure:
     lines = []
     for name, figures in result.strategies.items():
         style = STRATEGY_STYLES[name]
+        next_width, in_sample_width = style["widths"]
         lines.append({
             "type": "scatter", "x": windows, "y": figures.next_window,
             "name": f"{name}, next window", "mode": "lines+markers", "legendgroup": name,
-            "line": {"color": style["color"], "width": style["width"]},
+            "line": {"color": style["color"], "width": next_width},
             "marker": {"symbol": style["symbol"], "size": style["size"]},
             "customdata": figures.moves, "hovertemplate": "%{y:.3f} (%{customdata:,} moves)"})
         lines.append({
             "type": "scatter", "x": windows, "y": figures.in_sample,
             "name": f"{name}, in-sample", "mode": "lines", "legendgroup": name,
-            "line": {"color": style["color"], "width": 1.5, "dash": "dash"},
+            "line": {"color": style["color"], "width": in_sample_width, "dash": "dash"},
             "hovertemplate": "%{y:.3f}"})
     layout = _layout(height=360)
     layout["xaxis"] = _axis("window scored (planned on the window before)",

@@ -231,12 +231,14 @@ def test_replay_chart_draws_next_window_solid_and_in_sample_dashed() -> None:
         assert in_sample["line"]["dash"] == "dash"
         assert honest["line"]["color"] == in_sample["line"]["color"]
     honest = [lines[f"{name}, next window"] for name in ("none", "greedy", "hybrid")]
-    # Lines that coincide stay apart: each strategy its colour and marker, and greedy, drawn
-    # before hybrid, wider than it.
+    # Lines that coincide stay apart: each strategy its colour and marker, and greedy's
+    # lines, drawn before hybrid's, wider than them.
     assert len({line["line"]["color"] for line in honest}) == 3
     assert len({line["marker"]["symbol"] for line in honest}) == 3
-    assert honest[1]["line"]["width"] > honest[2]["line"]["width"]
-    assert figure["data"].index(honest[1]) < figure["data"].index(honest[2])
+    for score in ("next window", "in-sample"):
+        greedy, hybrid = lines[f"greedy, {score}"], lines[f"hybrid, {score}"]
+        assert greedy["line"]["width"] > hybrid["line"]["width"]
+        assert figure["data"].index(greedy) < figure["data"].index(hybrid)
     assert figure["layout"]["yaxis"]["range"] == [0, 1.05]
     assert figure["layout"]["xaxis"]["dtick"] == 1
 

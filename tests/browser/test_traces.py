@@ -60,6 +60,7 @@ def test_a_pt_time_series_replays_with_its_chart(
     expect(chart.locator(".scatterlayer .trace")).to_have_count(6)  # 3 strategies x 2 scores
     expect(chart.locator(".legendtext").first).to_have_text("none, next window")
     expect(page.locator("#replay-stale")).to_be_hidden()
+    chart.screenshot(path=artifacts / "replay-chart.png")
     response = httpx.post(f"{server_url}/replay/upload", data={**PREFILL, "window": "10"},
                           files={"file": (sglang_dump.name, sglang_dump.read_bytes())},
                           timeout=60)
