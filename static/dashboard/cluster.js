@@ -106,12 +106,15 @@ export function initCluster(store, { onRebalance }) {
     const problem = problemOf(state);
     $("validation").hidden = problem === null;
     $("validation").textContent = problem ?? "";
-    $("shape-hint").textContent = problem === null ? meaningOf(state) : "";
+    const meaning = problem === null ? meaningOf(state) : "";
+    $("shape-hint").textContent = meaning;
+    $("shape-hint").hidden = meaning === "";
     const { fields } = state.form;
     const matched = presets.find((option) =>
       SHAPE_FIELDS.every((name) => option.dataset[camel(name)] === fields[name]));
     presetSelect.value = matched ? matched.value : "";
     $("preset-description").textContent = matched ? matched.dataset.description : "";
+    $("preset-description").hidden = !matched;
     const running = state.busy && state.busy.task === "rebalance";
     button.classList.toggle("busy", Boolean(running));
     button.querySelector(".label").textContent = running ? state.busy.label : "Rebalance";
