@@ -3,7 +3,7 @@ for a while, so that each Rebalance or Replay press sends an id instead of the f
 charted plan, a charted replay, and the cluster check behind the form's inline messages.
 
 The routes reuse the service's planning and replay; they add the figures (``app.charts``)
-that the page draws with ``Plotly.newPlot``.
+that the page draws with Plotly (``static/dashboard/charts.js``).
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ export function initReplay(store, config, cluster) {
   const results = $("replay-results");
 
   /** How the window cuts the loaded series: a problem, or what it makes. */
-  function cut({ loads, window }) {
+  function cut({ loads, window: text }) {
     const steps = loads.numSteps;
-    const size = /^\d+$/.test(window) ? Number(window) : NaN;
+    const size = /^\d+$/.test(text) ? Number(text) : NaN;
     if (!(size >= 1)) return { problem: "Window must be a whole number of steps, at least 1." };
     const windows = Math.floor(steps / size);
     if (windows < 2) {
