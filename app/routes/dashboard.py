@@ -3,7 +3,7 @@ for a while, so that each Rebalance or Replay press sends an id instead of the f
 charted plan, a charted replay, and the cluster check behind the form's inline messages.
 
 The routes reuse the service's planning and replay; they add the figures (``app.charts``)
-that the page draws with ``Plotly.newPlot``.
+that the page draws with Plotly (``static/dashboard/charts.js``).
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ class ChartedPlan(BaseModel):
 
     result: RebalanceResponse
     figures: dict[str, dict[str, Any] | None] = Field(
-        description="Plotly figures: gpu and node (before/after heatmaps; node is null when "
-                    "the GPUs do not split evenly over the nodes), balancedness")
+        description="Plotly figures (app.charts): gpu and node, before/after heatmaps in two "
+                    'views, {"views": {"tokens": figure, "ratio": figure}, "view": the one '
+                    "that shows the imbalance left} (node is null when the GPUs do not split "
+                    "evenly over the nodes); balancedness, a figure")
 
 
 class ChartedReplay(BaseModel):

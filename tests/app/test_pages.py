@@ -3,7 +3,9 @@ preview, and a charted plan that is the REST service's plan."""
 
 from __future__ import annotations
 
+import html
 import io
+import json
 import re
 
 import pytest
@@ -11,8 +13,10 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.routes.dashboard import EXAMPLE_SEED
+from eplb_core import ALGORITHMS, POLICIES, PRESETS
 from eplb_core.io import format_csv_matrix, read_csv_matrix
 from eplb_core.synthetic import drifting_series, zipf_loads
+from tests.app.conftest import MakeClient
 
 from .test_charts import values
 
@@ -33,11 +37,45 @@ def test_page_has_the_form_the_api_names(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
-    for name in ("num_replicas", "num_groups", "num_nodes", "num_gpus", "algorithm", "seed"):
+    for name in ("num_replicas", "num_groups", "num_nodes", "num_gpus", "algorithm", "policy",
+                 "seed", "keep_slots", "renumber_gpus"):
         assert f'name="{name}"' in page
     assert re.search(r'<button type="submit"[^>]*>.*Rebalance</span>', page, re.DOTALL)
     assert 'type="file"' in page
     assert '<script src="/vendor/plotly/plotly.min.js">' in page
+    assert '<script type="module" src="/static/dashboard/main.js">' in page
+
+
+def test_page_takes_presets_names_and_limits_from_the_server(make_client: MakeClient) -> None:
+    page = make_client(max_upload_bytes=64 * 1024 * 1024, max_windows=50).get("/").text
+
+    for preset in PRESETS.values():
+        option = re.search(rf'<option value="{preset.name}"[^>]*>', page)
+        assert option, preset.name
+        attributes = dict(re.findall(r'data-([\w-]+)="([^"]*)"', option.group(0)))
+        cluster = preset.cluster
+        assert [int(attributes[f"num-{field}"]) for field in
+                ("replicas", "groups", "nodes", "gpus")] == \
+            [cluster.num_replicas, cluster.num_groups, cluster.num_nodes, cluster.num_gpus]
+        assert preset.description in html.unescape(attributes["description"])
+    for field, names in (("algorithm", ALGORITHMS), ("policy", POLICIES)):
+        select = re.search(rf'<select name="{field}">(.*?)</select>', page, re.DOTALL).group(1)
+        assert re.findall(r'<option value="([^"]+)"', select) == list(names)
+    assert re.search(r'<option value="hybrid" selected>', page)  # the API's defaults
+    assert re.search(r'<option value="auto" selected>', page)
+    config = json.loads(re.search(
+        r'<script type="application/json" id="page-config">(.*?)</script>', page).group(1))
+    assert config == {"max_upload_bytes": 64 * 1024 * 1024, "max_upload_text": "64 MiB",
+                      "max_windows": 50}
+    assert "up to 64 MiB, 1,024 × 4,096" in " ".join(page.split())  # the drop zone says so
+
+
+def test_page_has_no_inline_script(client: TestClient) -> None:
+    """script-src 'self': every script is a file of the app, or data that never runs."""
+    page = client.get("/").text
+
+    for tag in re.findall(r"<script[^>]*>", page):
+        assert 'src="/' in tag or 'type="application/json"' in tag, tag
 
 
 def test_page_works_offline_every_asset_is_served_here(client: TestClient) -> None:
@@ -49,8 +87,25 @@ def test_page_works_offline_every_asset_is_served_here(client: TestClient) -> No
         response = client.get(url)
         assert response.status_code == 200, url
         assert response.content, url
-    assert {"/static/dashboard.js", "/static/dashboard.css",
+    assert {"/static/dashboard/main.js", "/static/dashboard.css",
             "/vendor/plotly/plotly.min.js"} <= set(assets)
+
+
+def test_every_module_the_page_imports_is_served_as_javascript(client: TestClient) -> None:
+    pending, served = ["main.js"], set()
+    while pending:
+        name = pending.pop()
+        if name in served:
+            continue
+        response = client.get(f"/static/dashboard/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["content-type"].startswith("text/javascript"), name
+        served.add(name)
+        imports = re.findall(r'^import .* from "([^"]+)";$', response.text, re.MULTILINE)
+        assert all(path.startswith("./") for path in imports), name  # no outside module
+        pending += [path[2:] for path in imports]
+    assert {"main.js", "api.js", "store.js", "loads.js", "cluster.js", "results.js",
+            "replay.js", "downloads.js", "charts.js"} <= served
 
 
 def test_example_is_a_deterministic_deepseek_v3_matrix(client: TestClient) -> None:
@@ -106,9 +161,27 @@ def test_charted_rebalance_is_the_rest_plan_with_its_figures(client: TestClient)
     for key in ("params", "num_layers", "num_experts", "plan", "before", "after", "bound"):
         assert result[key] == rest[key], key
     assert set(body["figures"]) == {"gpu", "node", "balancedness"}
-    gpu_before, gpu_after = body["figures"]["gpu"]["data"]
+    gpu = body["figures"]["gpu"]
+    assert set(gpu["views"]) == {"tokens", "ratio"} and gpu["view"] in gpu["views"]
+    gpu_before, gpu_after = gpu["views"]["tokens"]["data"]
     assert values(gpu_after["z"]).tolist() == result["after"]["gpu_load"]
     assert values(gpu_before["z"]).tolist() == result["before"]["gpu_load"]
+    _, ratio_after = gpu["views"]["ratio"]["data"]
+    for ratios, loads in zip(values(ratio_after["z"]).tolist(), result["after"]["gpu_load"]):
+        mean = sum(loads) / len(loads)
+        assert ratios == pytest.approx([load / mean for load in loads], abs=1e-4)
+
+
+def test_charted_rebalance_without_per_node_figures_says_so(client: TestClient) -> None:
+    form = {**SMALL_FORM, "num_nodes": "3", "policy": "global"}
+
+    response = client.post("/dashboard/rebalance", files=csv_file(SMALL), data=form)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["figures"]["node"] is None
+    assert body["result"]["after"]["node_load"] is None
+    assert any("no per-node figures" in note for note in body["result"]["notes"])
 
 
 def test_charted_rebalance_says_why_a_shape_is_impossible(client: TestClient) -> None:
@@ -189,8 +262,9 @@ def test_charted_rebalance_starts_from_the_placement_in_use(client: TestClient) 
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["result"]["baseline"] == "current"
-    gpu_before, _ = body["figures"]["gpu"]["data"]
+    tokens = body["figures"]["gpu"]["views"]["tokens"]
+    gpu_before, _ = tokens["data"]
     # GPU 0 holds slots 0..2: experts 0, 1, 2 in layer 0 and 1, 2, 3 in layer 1.
     assert values(gpu_before["customdata"])[:, 0].tolist() == ["0, 1, 2", "1, 2, 3"]
-    titles = [note["text"] for note in body["figures"]["gpu"]["layout"]["annotations"]]
+    titles = [note["text"] for note in tokens["layout"]["annotations"]]
     assert titles == ["Before: the placement in use", "After: the plan"]

@@ -8,11 +8,19 @@ on CI (``CI=true``), where they must run: there a missing Chromium fails them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Route,
+    sync_playwright,
+)
 
 from tests.server import start_server
 
@@ -26,12 +34,21 @@ MAX_REPLICAS = 4096
 VIEWPORT = {"width": 1440, "height": 900}
 
 
+@contextmanager
+def serve(**settings: str) -> Iterator[str]:
+    """``python -m app`` with the test settings and ``EPLB_<NAME>`` for each of ``settings``,
+    answering /healthz; its URL."""
+    env = {"EPLB_MAX_REPLICAS": str(MAX_REPLICAS),
+           **{f"EPLB_{name.upper()}": value for name, value in settings.items()}}
+    with start_server(env) as server:
+        yield server.url
+
+
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
-    """``python -m app`` (uvicorn with the service's settings) in a subprocess, answering
-    /healthz."""
-    with start_server({"EPLB_MAX_REPLICAS": str(MAX_REPLICAS)}) as server:
-        yield server.url
+    """The app with the test settings, shared by the browser tests."""
+    with serve() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -62,12 +79,44 @@ def outside_requests() -> list[str]:
     return []
 
 
+OpenPage = Callable[[str], Page]
+
+
 @pytest.fixture
-def page(browser: Browser, server_url: str, console_errors: list[str],
-         outside_requests: list[str]) -> Iterator[Page]:
-    """A fresh 1440x900 tab on the dashboard, offline but for the app, recording console
-    errors."""
-    context = browser.new_context(viewport=VIEWPORT, base_url=server_url)
+def open_page(browser: Browser, console_errors: list[str],
+              outside_requests: list[str]) -> Iterator[OpenPage]:
+    """``open_page(server_url)``: a fresh 1440x900 tab on that server's dashboard, offline but
+    for the app, recording console errors."""
+    contexts = []
+
+    def open_on(server_url: str) -> Page:
+        context = browser.new_context(viewport=VIEWPORT, base_url=server_url)
+        contexts.append(context)
+        return _dashboard_tab(context, server_url, console_errors, outside_requests)
+
+    yield open_on
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(open_page: OpenPage, server_url: str) -> Page:
+    """A fresh 1440x900 tab on the dashboard (see ``open_page``)."""
+    return open_page(server_url)
+
+
+# Records what the Content-Security-Policy blocks (the init script itself runs outside it).
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (event) => window.cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`));
+"""
+
+
+def _dashboard_tab(context: BrowserContext, server_url: str, console_errors: list[str],
+                   outside_requests: list[str]) -> Page:
+    """The dashboard in a new tab of ``context``: requests outside the app refused and
+    recorded, console errors and CSP violations recorded."""
 
     def app_only(route: Route) -> None:
         url = route.request.url
@@ -78,6 +127,7 @@ def page(browser: Browser, server_url: str, console_errors: list[str],
             route.abort()
 
     context.route("**/*", app_only)
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
     tab = context.new_page()
 
     def record(message: ConsoleMessage) -> None:
@@ -87,8 +137,15 @@ def page(browser: Browser, server_url: str, console_errors: list[str],
     tab.on("console", record)
     tab.on("pageerror", lambda error: console_errors.append(str(error)))
     tab.goto("/")
-    yield tab
-    context.close()
+    return tab
+
+
+def downloaded(page: Page, selector: str) -> tuple[str, bytes]:
+    """Press a download button: the name and the bytes of the file the browser saves."""
+    with page.expect_download() as info:
+        page.click(selector)
+    download = info.value
+    return download.suggested_filename, Path(download.path()).read_bytes()
 
 
 @pytest.fixture(scope="session")

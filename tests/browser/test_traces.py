@@ -3,7 +3,6 @@ placement in use with its moves, and SGLang's map downloaded as a .pt."""
 
 from __future__ import annotations
 
-import base64
 import io
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from playwright.sync_api import Page, expect
 from eplb_core import rebalance_experts
 from eplb_core.io import format_csv_matrix
 from eplb_core.synthetic import drifting_series, zipf_loads
+from tests.browser.conftest import downloaded
 
 pytestmark = pytest.mark.browser
 
@@ -31,16 +31,6 @@ def sglang_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("dump") / "expert_distribution_recorder_1700000000.pt"
     torch.save({"rank": 0, "logical_count": counts}, path)
     return path
-
-
-def page_bytes(page: Page, selector: str) -> bytes:
-    """What a download link serves, fetched inside the page, as bytes."""
-    encoded = page.evaluate(
-        "async (selector) => { const buffer = await (await fetch("
-        "document.querySelector(selector).href)).arrayBuffer();"
-        " let text = ''; for (const byte of new Uint8Array(buffer)) text += "
-        "String.fromCharCode(byte); return btoa(text); }", selector)
-    return base64.b64decode(encoded)
 
 
 def test_a_pt_time_series_replays_with_its_chart(
@@ -69,6 +59,8 @@ def test_a_pt_time_series_replays_with_its_chart(
     expect(chart.locator("svg.main-svg").first).to_be_visible()
     expect(chart.locator(".scatterlayer .trace")).to_have_count(6)  # 3 strategies x 2 scores
     expect(chart.locator(".legendtext").first).to_have_text("none, next window")
+    expect(page.locator("#replay-stale")).to_be_hidden()
+    chart.screenshot(path=artifacts / "replay-chart.png")
     response = httpx.post(f"{server_url}/replay/upload", data={**PREFILL, "window": "10"},
                           files={"file": (sglang_dump.name, sglang_dump.read_bytes())},
                           timeout=60)
@@ -88,6 +80,10 @@ def test_a_pt_time_series_replays_with_its_chart(
     expect(page.locator("#results")).to_have_attribute("data-drawn-ms", timeout=60_000)
     expect(page.locator("#card-policy .note")).to_contain_text(f"{STEPS} steps summed")
     expect(page.locator("#replay-results")).to_be_visible()
+    expect(page.locator("#replay-stale")).to_be_hidden()  # the algorithm is not the replay's
+    page.fill("#replay-window", "12")
+    expect(page.locator("#replay-stale")).to_be_visible()
+    expect(page.locator("#results-stale")).to_be_hidden()  # the window is not the plan's
 
     assert console_errors == [] and outside_requests == []
     page.screenshot(path=artifacts / "dashboard-replay.png", full_page=True)
@@ -129,7 +125,9 @@ def test_placement_in_use_counts_moves_and_exports_the_sglang_map(
     expect(page.locator("#chart-gpu")).to_contain_text("Before: the placement in use")
 
     page.screenshot(path=artifacts / "dashboard-moves.png", full_page=True)
-    exported = torch.load(io.BytesIO(page_bytes(page, "#download-map-pt")), weights_only=True)
+    name, content = downloaded(page, "#download-map-pt")
+    assert name == "physical_to_logical_map.pt"
+    exported = torch.load(io.BytesIO(content), weights_only=True)
     assert list(exported) == ["physical_to_logical_map"]
     placement = exported["physical_to_logical_map"]
     assert placement.dtype == torch.int64 and list(placement.shape) == [4, 288]
@@ -137,7 +135,8 @@ def test_placement_in_use_counts_moves_and_exports_the_sglang_map(
 
     page.get_by_role("button", name="Remove").click()
     expect(page.locator("#placement-chosen")).to_be_hidden()
-    expect(page.locator("#results")).to_be_hidden()
+    expect(page.locator("#results-stale")).to_be_visible()  # planned from the removed one
+    expect(page.locator("#download-map-pt")).to_be_disabled()
     page.get_by_role("button", name="Rebalance").click()
     expect(page.locator("#results")).to_have_attribute("data-drawn-ms", timeout=60_000)
     expect(moves).to_be_hidden()  # nothing in use to move from
