@@ -206,7 +206,7 @@ def test_rebalance_figures_have_no_node_pair_when_gpus_do_not_split_over_nodes()
     params = RebalanceParams(num_replicas=12, num_groups=2, num_nodes=3, num_gpus=4,
                              algorithm="greedy", policy="global")
 
-    figures = charts.rebalance_figures(plan(weight, params, Settings()))
+    figures = charts.rebalance_figures(plan(LoadFile(weight), params, Settings()))
 
     assert figures["node"] is None
     assert figures["gpu"] is not None
