@@ -19,7 +19,7 @@ from fastapi import Depends, File, HTTPException, Request, UploadFile, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from eplb_core.errors import EPLBError, LoadError
+from eplb_core.errors import EPLBError
 from eplb_core.io import LoadFile, read_load_file, read_placement
 
 from .config import Settings, get_settings
@@ -178,6 +178,16 @@ LoadsDep = Annotated[LoadFile, Depends(uploaded_loads)]
 PlacementDep = Annotated[torch.Tensor | None, Depends(uploaded_placement)]
 
 
+class UploadExpired(HTTPException):
+    """410: the upload id names no file the server keeps (it expired, or the server
+    restarted); send the file again."""
+
+    def __init__(self) -> None:
+        super().__init__(status.HTTP_410_GONE, "the uploaded file is no longer kept on the "
+                                               "server (it expired or the server restarted): "
+                                               "send the file again")
+
+
 class UploadCache:
     """Loaded files the dashboard plans again and again, by id: kept ``max_age`` seconds
     since last use, the least recently used dropped first past ``max_bytes``."""
@@ -205,14 +215,13 @@ class UploadCache:
         return upload_id
 
     def get(self, upload_id: str) -> LoadFile:
-        """The file kept under ``upload_id``; ``LoadError`` when it has expired."""
+        """The file kept under ``upload_id``; ``UploadExpired`` (410) when it is not kept."""
         with self._lock:
             now = time.monotonic()
             self._expire(now)
             entry = self._entries.get(upload_id)
             if entry is None:
-                raise LoadError("the uploaded file is no longer kept on the server (it expired "
-                                "or the server restarted): load it again")
+                raise UploadExpired()
             self._entries[upload_id] = (entry[0], now)
             self._entries.move_to_end(upload_id)
             return entry[0]

@@ -178,8 +178,9 @@ class Plan(BaseModel):
     """Where every expert's replicas go."""
 
     phy2log: list[list[int]] = Field(description="[layers][slots]: the expert in each slot")
-    log2phy: list[list[list[int]]] = Field(
-        description="[layers][experts][max replicas]: each expert's slots, padded with -1")
+    log2phy: list[list[list[int]]] | None = Field(
+        None, description="[layers][experts][max replicas]: each expert's slots, padded with "
+                          "-1 (left out of the dashboard's answers)")
     logcnt: list[list[int]] = Field(description="[layers][experts]: replicas of each expert")
     policy: Literal["hierarchical", "global", "spill"]
     algorithm: Literal["hybrid", "greedy"]
@@ -344,6 +345,8 @@ class ClusterQuery(BaseModel):
     num_experts: int = Field(0, ge=0, le=2**31 - 1)
     policy: Literal["auto", "hierarchical", "global", "spill"] = "auto"
     spill_slots: int = Field(1, ge=0, le=2**31 - 1)
+    window: int = Field(0, ge=0, le=2**31 - 1, description="a replay window to check (0: none)")
+    num_steps: int = Field(0, ge=0, le=2**31 - 1, description="the steps of the series")
 
 
 class ClusterCheck(BaseModel):
@@ -380,6 +383,8 @@ class SweepParams(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     policy: Literal["auto", "hierarchical", "global", "spill"] = "auto"
     spill_slots: int = Field(1, ge=0, le=2**31 - 1)
+    window: int = Field(0, ge=0, le=2**31 - 1, description="a replay window to check (0: none)")
+    num_steps: int = Field(0, ge=0, le=2**31 - 1, description="the steps of the series")
     expert_bytes: int = Field(DEEPSEEK_V3_EXPERT_BYTES, ge=0, le=2**50,
                               description="one expert's weights in one layer (default "
                                           "DeepSeek-V3 FP8, 3 x 7168 x 2048 bytes)")

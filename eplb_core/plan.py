@@ -261,8 +261,9 @@ class Rebalance:
     elapsed_ms: float  # planning and deploying
     notes: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON document of ``POST /rebalance`` and ``eplb rebalance --json``."""
+    def as_dict(self, *, log2phy: bool = True) -> dict[str, Any]:
+        """The JSON document of ``POST /rebalance`` and ``eplb rebalance --json``; without
+        ``log2phy`` (which the others derive from ``phy2log``) where a page needs none."""
         return {
             "params": {**asdict(self.cluster), "seed": self.options.seed,
                        "keep_slots": self.options.keep_slots,
@@ -272,7 +273,8 @@ class Rebalance:
             "num_layers": self.plan.phy2log.shape[0],
             "num_experts": self.plan.logcnt.shape[1],
             "num_steps": self.num_steps,
-            "plan": {"phy2log": self.plan.phy2log.tolist(), "log2phy": self.plan.log2phy.tolist(),
+            "plan": {"phy2log": self.plan.phy2log.tolist(),
+                     **({"log2phy": self.plan.log2phy.tolist()} if log2phy else {}),
                      "logcnt": self.plan.logcnt.tolist(), "policy": self.policy,
                      "algorithm": self.options.algorithm},
             "baseline": self.baseline,
@@ -419,9 +421,11 @@ def plan_notes(cluster: Cluster, idle_layers: list[int], num_layers: int) -> lis
     notes = []
     if idle_layers and len(idle_layers) < num_layers:
         listed = ", ".join(map(str, idle_layers[:8])) + (", ..." if len(idle_layers) > 8 else "")
-        notes.append(f"{len(idle_layers)} of {num_layers} layers carry no load (layers "
-                     f"{listed}; dense layers in an engine's dump): they are planned, and left "
-                     f"out of the mean balancedness and the worst max/mean")
+        which = "layer" if len(idle_layers) == 1 else "layers"
+        carry = "carries" if len(idle_layers) == 1 else "carry"
+        notes.append(f"{len(idle_layers)} of {num_layers} layers {carry} no load ({which} "
+                     f"{listed}; dense layers in an engine's dump): planned, and left out of "
+                     f"the mean balancedness and the worst max/mean")
     if not cluster.has_nodes:
         notes.append(f"no per-node figures: {cluster.num_gpus} GPUs do not split evenly over "
                      f"{cluster.num_nodes} nodes (the global policy does not need them to)")

@@ -8,10 +8,11 @@ that the page draws with Plotly (``static/dashboard/charts.js``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -26,13 +27,17 @@ from eplb_core.io import LoadFile
 
 from ..deps import (MULTIPART, CacheDep, JobDep, PlacementDep, PoolDep, SettingsDep,
                     known_form_fields, read_loads_file)
-from ..schemas import (ClusterCheck, ClusterQuery, RebalanceParams, RebalanceResponse,
+from ..schemas import (ClusterCheck, ClusterQuery, ErrorResponse, RebalanceParams,
+                       RebalanceResponse,
                        ReplayParams, ReplayResponse)
 from . import answers, dumps, json_response
 
 EXAMPLE_FILENAME = "deepseek-v3-example.csv"
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
+GONE: dict[int | str, dict[str, Any]] = {status.HTTP_410_GONE: {
+    "model": ErrorResponse, "description": "upload_id names no file the server keeps: send "
+                                           "the file again"}}
 
 
 class Preview(BaseModel):
@@ -52,7 +57,8 @@ class Preview(BaseModel):
 class ChartedPlan(BaseModel):
     """A rebalance result and the Plotly figures that show it."""
 
-    result: RebalanceResponse
+    result: RebalanceResponse = Field(description="the /rebalance answer, without log2phy")
+    upload_id: str | None = Field(description="the id to send instead of the file next time")
     figures: dict[str, dict[str, Any] | None] = Field(
         description="Plotly figures (app.charts): gpu and node, before/after heatmaps in two "
                     'views, {"views": {"tokens": figure, "ratio": figure}, "view": the one '
@@ -64,6 +70,7 @@ class ChartedReplay(BaseModel):
     """A replay and the Plotly figure that shows it."""
 
     result: ReplayResponse
+    upload_id: str | None = Field(description="the id to send instead of the file next time")
     figure: dict[str, Any] = Field(description="Plotly figure: balancedness per window, on the "
                                                "next window and in-sample, per strategy")
 
@@ -83,10 +90,15 @@ def example() -> Response:
 
 
 @router.get("/check", response_model=ClusterCheck)
-def check(params: Annotated[ClusterQuery, Query()]) -> ClusterCheck:
-    """Whether a cluster can hold ``num_experts`` experts, and why not: the core's own rules,
-    for the form's inline messages."""
+def check(params: Annotated[ClusterQuery, Query()], settings: SettingsDep) -> ClusterCheck:
+    """Whether a cluster can hold ``num_experts`` experts, and why not: the core's own rules
+    and this server's limits, for the form's inline messages."""
     try:
+        limits = settings.limits
+        limits.check("max_replicas", params.num_replicas, "slots (num_replicas)")
+        if params.window and params.num_steps:
+            limits.check("max_windows", params.num_steps // params.window,
+                         f"windows of {params.window} steps in {params.num_steps} steps")
         cluster = Cluster(params.num_replicas, params.num_groups, params.num_nodes,
                           params.num_gpus)
         policy = cluster.check(params.num_experts, params.policy, params.spill_slots) if (
@@ -98,19 +110,29 @@ def check(params: Annotated[ClusterQuery, Query()]) -> ClusterCheck:
                         gpus_per_node=cluster.gpus_per_node)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """The loads a page sent, and the id the server keeps them under (None: too large)."""
+
+    loaded: LoadFile
+    upload_id: str | None
+
+
 async def dashboard_loads(settings: SettingsDep, cache: CacheDep, job: JobDep, pool: PoolDep,
                           file: Annotated[UploadFile | None, File()] = None,
-                          upload_id: Annotated[str | None, Form()] = None) -> LoadFile:
-    """The loads of ``file``, or of a file uploaded before under ``upload_id``."""
+                          upload_id: Annotated[str | None, Form()] = None) -> Upload:
+    """The loads of ``file`` (kept under a new id), or of a file kept under ``upload_id``
+    (410 when it is no longer kept)."""
     if upload_id is not None:
-        return cache.get(upload_id)
+        return Upload(cache.get(upload_id), upload_id)
     if file is None:
         raise LoadError("send the loads as the form field file, or the upload_id a preview "
                         "answered")
-    return await pool.run(job, lambda: read_loads_file(file, settings))
+    loaded = await pool.run(job, lambda: read_loads_file(file, settings))
+    return Upload(loaded, cache.put(loaded))
 
 
-DashboardLoads = Annotated[LoadFile, Depends(dashboard_loads)]
+DashboardLoads = Annotated[Upload, Depends(dashboard_loads)]
 
 
 @router.post("/preview", response_class=Response, responses=answers(Preview),
@@ -121,9 +143,9 @@ async def preview(request: Request, loads: DashboardLoads, cache: CacheDep, job:
     the id to plan it by."""
 
     def work() -> bytes:
-        weight, num_steps = sum_steps(loads.loads)
+        weight, num_steps = sum_steps(loads.loaded.loads)
         num_layers, num_experts = weight.shape
-        return dumps({"upload_id": cache.put(loads), "num_layers": num_layers,
+        return dumps({"upload_id": loads.upload_id, "num_layers": num_layers,
                       "num_experts": num_experts, "num_steps": num_steps,
                       "total_tokens": float(weight.double().sum()),
                       "figure": charts.load_heatmap(weight.cpu().numpy())})
@@ -131,7 +153,7 @@ async def preview(request: Request, loads: DashboardLoads, cache: CacheDep, job:
     return json_response(await pool.run(job, work, request))
 
 
-@router.post("/rebalance", response_class=Response, responses=answers(ChartedPlan),
+@router.post("/rebalance", response_class=Response, responses={**answers(ChartedPlan), **GONE},
              dependencies=[*MULTIPART, Depends(known_form_fields(
                  RebalanceParams, "file", "upload_id", "placement"))])
 async def rebalance_charted(request: Request, loads: DashboardLoads,
@@ -140,13 +162,14 @@ async def rebalance_charted(request: Request, loads: DashboardLoads,
     """``POST /rebalance/upload``'s plan, with the dashboard's figures of it."""
 
     def work() -> bytes:
-        result = service.plan(loads, params, settings, current)
-        return dumps({"result": result.as_dict(), "figures": charts.rebalance_figures(result)})
+        result = service.plan(loads.loaded, params, settings, current)
+        return dumps({"result": result.as_dict(log2phy=False), "upload_id": loads.upload_id,
+                      "figures": charts.rebalance_figures(result)})
 
     return json_response(await pool.run(job, work, request))
 
 
-@router.post("/replay", response_class=Response, responses=answers(ChartedReplay),
+@router.post("/replay", response_class=Response, responses={**answers(ChartedReplay), **GONE},
              dependencies=[*MULTIPART, Depends(known_form_fields(
                  ReplayParams, "file", "upload_id", "placement"))])
 async def replay_charted(request: Request, loads: DashboardLoads,
@@ -155,7 +178,8 @@ async def replay_charted(request: Request, loads: DashboardLoads,
     """``POST /replay/upload``'s replay, with the dashboard's chart of it."""
 
     def work() -> bytes:
-        result = service.replay_series(loads, params, settings, current, job.progress)
-        return dumps({"result": result.as_dict(), "figure": charts.replay_chart(result)})
+        result = service.replay_series(loads.loaded, params, settings, current, job.progress)
+        return dumps({"result": result.as_dict(), "upload_id": loads.upload_id,
+                      "figure": charts.replay_chart(result)})
 
     return json_response(await pool.run(job, work, request))

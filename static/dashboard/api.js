@@ -10,8 +10,8 @@ export class RequestError extends Error {
   }
 }
 
-// What the server says when an upload_id is no longer kept (app.deps.UploadCache.get).
-const EXPIRED_UPLOAD = "the uploaded file is no longer kept";
+// The status the server answers when an upload_id is no longer kept (app.deps.UploadExpired).
+const GONE = 410;
 
 /** The server's "detail" in words: its sentence, or FastAPI's list of failed fields, each named
  *  by ``label(field name)``. */
@@ -58,9 +58,9 @@ export async function postForFile(url, json) {
   return { blob: await response.blob(), filename: named ? named[1] : url.split("/").pop() };
 }
 
-/** POST the loads with the placement in use and ``fields``: by the id the preview answered when
- *  the server keeps the file, else the file itself. When the server no longer keeps it, the
- *  file goes again. Resolves to the answer and whether the id expired. */
+/** POST the loads with the placement in use and ``fields``: by the id the server keeps the file
+ *  under, else the file itself (also when the server no longer keeps it). Resolves to the
+ *  answer, whose ``upload_id`` is the id to send next time (null: send the file). */
 export async function postLoads(url, loads, placement, fields) {
   const request = (source) => {
     const body = new FormData();
@@ -71,13 +71,10 @@ export async function postLoads(url, loads, placement, fields) {
   };
   if (loads.uploadId !== null) {
     try {
-      return { answer: await request(["upload_id", loads.uploadId]), expired: false };
+      return await request(["upload_id", loads.uploadId]);
     } catch (error) {
-      const expired = error instanceof RequestError && typeof error.detail === "string" &&
-        error.detail.startsWith(EXPIRED_UPLOAD);
-      if (!expired) throw error;
+      if (!(error instanceof RequestError && error.status === GONE)) throw error;
     }
-    return { answer: await request(["file", loads.file]), expired: true };
   }
-  return { answer: await request(["file", loads.file]), expired: false };
+  return request(["file", loads.file]);
 }

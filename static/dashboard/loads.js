@@ -112,7 +112,9 @@ export function initLoads(store, config) {
   });
 }
 
-/** The server no longer keeps ``loads`` under their id: send the file from now on. */
-export function forgetUploadId(store, loads) {
-  if (store.get().loads === loads) store.set({ loads: { ...loads, uploadId: null } });
+/** The server now keeps ``loads`` under ``uploadId`` (null: it does not, send the file). */
+export function rememberUploadId(store, loads, uploadId) {
+  if (store.get().loads === loads && loads.uploadId !== uploadId) {
+    store.set({ loads: { ...loads, uploadId } });
+  }
 }

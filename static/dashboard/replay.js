@@ -5,7 +5,7 @@ import { postLoads } from "./api.js";
 import { draw } from "./charts.js";
 import { $, showNotes } from "./dom.js";
 import { count, formatInteger, formatMs } from "./format.js";
-import { forgetUploadId } from "./loads.js";
+import { rememberUploadId } from "./loads.js";
 import { inputsOf, isCurrent, replayFields } from "./store.js";
 
 const STRATEGIES = ["none", "greedy", "hybrid"];
@@ -49,9 +49,9 @@ export function initReplay(store, config, cluster) {
     const inputs = inputsOf(state, fields);
     store.set({ busy: { task: "replay", label: "Replaying…" }, error: null });
     try {
-      const { answer, expired } = await postLoads("/dashboard/replay", state.loads,
+      const answer = await postLoads("/dashboard/replay", state.loads,
         state.placement, fields);
-      if (expired) forgetUploadId(store, state.loads);
+      rememberUploadId(store, state.loads, answer.upload_id);
       results.hidden = false;
       delete results.dataset.drawn;
       await draw($("chart-replay"), answer.figure);

@@ -8,7 +8,7 @@ import { postLoads } from "./api.js";
 import { clear, draw } from "./charts.js";
 import { $, showNotes } from "./dom.js";
 import { agree, count, formatInteger, formatMs } from "./format.js";
-import { forgetUploadId } from "./loads.js";
+import { rememberUploadId } from "./loads.js";
 import { inputsOf, isCurrent, planFields } from "./store.js";
 
 const PAIRS = ["gpu", "node"];
@@ -26,9 +26,9 @@ export function initResults(store) {
     const pressed = performance.now();
     store.set({ busy: { task: "rebalance", label: "Planning…" }, error: null });
     try {
-      const { answer, expired } = await postLoads("/dashboard/rebalance", state.loads,
+      const answer = await postLoads("/dashboard/rebalance", state.loads,
         state.placement, fields);
-      if (expired) forgetUploadId(store, state.loads);
+      rememberUploadId(store, state.loads, answer.upload_id);
       const { result, figures } = answer;
       results.hidden = false;
       $("empty-state").hidden = true;

@@ -238,22 +238,35 @@ def test_invalid_csv_shows_the_reason_and_keeps_data_and_form(
     expect(page.get_by_role("button", name="Rebalance")).to_be_enabled()
 
 
-def test_server_refusal_is_shown_next_to_the_form_and_nothing_is_lost(
-        page: Page, skewed_csv: Path) -> None:
+def test_the_servers_limits_are_checked_as_you_type(page: Page, skewed_csv: Path) -> None:
     upload(page, skewed_csv)
-    page.fill("#cluster-form [name=num_replicas]", "8192")  # the page allows it, the server
-    page.select_option("#cluster-form [name=algorithm]", "greedy")  # is limited to 4096
+    page.fill("#cluster-form [name=num_replicas]", "8192")  # this server takes 4096 at most
+
+    expect(page.locator("#validation")).to_contain_text(
+        "Too many slots (num_replicas): 8,192; this server takes at most 4,096 "
+        "(EPLB_MAX_REPLICAS)")
+    expect(page.get_by_role("button", name="Rebalance")).to_be_disabled()
+
+
+def test_server_refusal_is_shown_next_to_the_form_and_nothing_is_lost(
+        page: Page, skewed_csv: Path, tmp_path: Path) -> None:
+    upload(page, skewed_csv)
+    page.select_option("#cluster-form [name=algorithm]", "greedy")
+    placement = tmp_path / "in-use.csv"
+    placement.write_text("0,1,2\n2,1,0\n")  # not the 58 x 288 the plan needs
+    page.set_input_files("#placement-file", placement)
     chosen = form_values(page)
     page.get_by_role("button", name="Rebalance").click()
 
     error = page.locator("#error")
-    expect(error).to_contain_text("Rebalance failed: too many slots (num_replicas): 8,192")
-    expect(error).to_contain_text("EPLB_MAX_REPLICAS")
+    expect(error).to_contain_text("Rebalance failed: the placement has shape [2, 3]; this "
+                                  "plan needs [58, 288]")
     assert form_values(page) == chosen
     expect(page.locator("#data-shape")).to_have_text("58 layers × 256 experts")
     expect(page.locator("#results")).to_be_hidden()
 
-    page.fill("#cluster-form [name=num_replicas]", "288")
+    page.locator("#deploy summary").click()
+    page.get_by_role("button", name="Remove").click()
     rebalance(page)
     expect(error).to_be_hidden()
 
