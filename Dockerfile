@@ -7,7 +7,9 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    EPLB_HOST=0.0.0.0 \
+    EPLB_PORT=8000
 
 WORKDIR /srv/eplb
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
@@ -25,4 +27,5 @@ USER eplb
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
+# python -m app: uvicorn with the EPLB_* settings (header deadline, connection cap, pool).
+CMD ["python", "-m", "app"]
