@@ -75,10 +75,17 @@ def keep_slots(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.T
         increasing order, padded with -1.
     """
     count_moves(old_phy2log, phy2log)  # checks the shapes agree
+    if phy2log.shape[1] % num_gpus:
+        raise ValueError(f"{phy2log.shape[1]} slots cannot be split evenly over {num_gpus} GPUs")
+    kept = kept_in_place(old_phy2log, phy2log, num_gpus, logcnt.shape[1])
+    return kept, build_log2phy(kept, logcnt), logcnt
+
+
+def kept_in_place(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
+                  num_experts: int) -> torch.Tensor:
+    """``keep_slots``'s re-ordered plan alone: [layers, slots] (shapes checked by the caller;
+    expert ids below ``num_experts``)."""
     num_layers, num_slots = phy2log.shape
-    if num_slots % num_gpus:
-        raise ValueError(f"{num_slots} slots cannot be split evenly over {num_gpus} GPUs")
-    num_experts = logcnt.shape[1]
     old = old_phy2log.long().view(num_layers, num_gpus, -1)
     new = phy2log.view(num_layers, num_gpus, -1)
     old_count = _counts_per_gpu(old, num_experts)
@@ -93,8 +100,7 @@ def keep_slots(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.T
     position = torch.arange(new.shape[-1], device=new.device)
     num_free = (~stays).sum(-1, keepdim=True)
     values = torch.where(position < num_free, new.gather(-1, incoming), old.gather(-1, free_slots))
-    kept = torch.empty_like(new).scatter_(-1, free_slots, values).view(num_layers, num_slots)
-    return kept, build_log2phy(kept, logcnt), logcnt
+    return torch.empty_like(new).scatter_(-1, free_slots, values).view(num_layers, num_slots)
 
 
 def deploy(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor, num_gpus: int,
@@ -105,11 +111,18 @@ def deploy(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tenso
 
     old_phy2log, phy2log: [layers, slots]; logcnt: [layers, experts] -> phy2log [layers, slots]
     """
+    num_experts = logcnt.shape[1]
+    deployed = (kept_in_place(old_phy2log, phy2log, num_gpus, num_experts) if keep_old_slots
+                else phy2log)
     if renumber_gpus:
-        phy2log = match_gpus(old_phy2log, phy2log, num_gpus, num_nodes)
-    if keep_old_slots:
-        phy2log = keep_slots(old_phy2log, phy2log, logcnt, num_gpus)[0]
-    return phy2log
+        renumbered = match_gpus(old_phy2log, phy2log, num_gpus, num_nodes)
+        if keep_old_slots:
+            renumbered = kept_in_place(old_phy2log, renumbered, num_gpus, num_experts)
+        # Per layer, whichever moves fewer (the matching maximises slots shared per node and
+        # per GPU, which bounds the moves but is not them).
+        fewer = (renumbered != old_phy2log).sum(-1) < (deployed != old_phy2log).sum(-1)
+        deployed = torch.where(fewer.unsqueeze(1), renumbered, deployed)
+    return deployed
 
 
 def match_gpus(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
@@ -118,9 +131,12 @@ def match_gpus(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
 
     Nodes are interchangeable, and so are the GPUs of a node: renumbering them changes which
     node or GPU carries which load, never the set of loads, so balancedness and the
-    hierarchical policy's group-to-node rule hold. Each level is matched greedily, per layer:
-    the (new, old) pair sharing the most experts first, then the best pair left, and so on.
-    ``keep_slots`` afterwards keeps the shared experts in their old slots.
+    hierarchical policy's group-to-node rule hold. Each level is matched greedily, per layer,
+    on the slots two blocks (nodes, or GPUs) could keep (``_renumber``): the (new, old) pair
+    sharing the most first, then the best pair left, and so on; kept only where it keeps more
+    than the numbering as it is. ``keep_slots`` afterwards keeps the shared experts in their
+    old slots. Time and memory grow with the slots (times ``_MAX_PARTNERS``), not with the
+    square of the GPUs.
 
     old_phy2log, phy2log: [layers, slots] -> the renumbered phy2log: [layers, slots]
     """
@@ -139,31 +155,130 @@ def match_gpus(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
     return _renumber(old_gpus, new_gpus, num_experts).view(num_layers, num_slots)
 
 
+# A new block is paired with at most this many of the old blocks holding each of its experts
+# (all of them when fewer hold it, as on any real cluster): the bound on the candidate pairs.
+_MAX_PARTNERS = 16
+
+
 def _renumber(old: torch.Tensor, new: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """Permute the blocks of ``new`` [rows, blocks, slots] to share the most experts with the
-    same blocks of ``old``: greedy matching on the count of experts both blocks hold, kept only
-    where it shares more than the numbering as it is."""
+    """Permute the blocks of ``new`` [rows, blocks, slots] to share the most with the same
+    blocks of ``old``; kept only where it shares more than the numbering as it is.
+
+    Two blocks share ``sum over experts of min(copies in one, copies in the other)`` slots (what
+    ``keep_slots`` keeps). Only pairs that share an expert are candidates (per expert held by a
+    new block, up to ``_MAX_PARTNERS`` old blocks holding it), so the work is about linear in
+    the slots. The matching is the greedy one (the pair sharing the most first, ties to the
+    lower new then old block), computed in parallel rounds: a pair is taken when it is the
+    best pair left for both its blocks. That gives the same matching as taking pairs one by
+    one in that order. Blocks left without a candidate pair in common are paired in order.
+    """
     rows, blocks, _ = new.shape
+    device = new.device
+    block_ids = rows * blocks
+    new_key, new_count = _distinct(new, num_experts)
+    old_key, old_count = _distinct(old, num_experts)
+    new_block, new_expert = new_key // num_experts, new_key % num_experts
+    old_block, old_expert = old_key // num_experts, old_key % num_experts
+    row_of = lambda block: block // blocks  # noqa: E731
 
-    def held(placement: torch.Tensor) -> torch.Tensor:
-        present = torch.zeros(rows, blocks, num_experts, device=placement.device)
-        return present.scatter_(-1, placement, 1.0)
+    # Candidates: for each expert of a new block, old blocks of the same row holding it.
+    holders_key = row_of(old_block) * num_experts + old_expert
+    by_expert = holders_key.argsort(stable=True)
+    holders_sorted = holders_key[by_expert]
+    wanted = row_of(new_block) * num_experts + new_expert
+    first = torch.searchsorted(holders_sorted, wanted)
+    held = torch.searchsorted(holders_sorted, wanted, right=True) - first
+    # Spread the partners of a crowded expert over its holders: each new block starts at its
+    # own rank among the new blocks holding the expert.
+    in_turn = wanted.argsort(stable=True)
+    position = torch.arange(len(wanted), device=device)
+    rank = torch.empty_like(wanted).scatter_(
+        0, in_turn, position - torch.searchsorted(wanted[in_turn], wanted[in_turn]))
+    offset = torch.arange(_MAX_PARTNERS, device=device)
+    valid = offset < held.unsqueeze(1)
+    partner = first.unsqueeze(1) + (rank.unsqueeze(1) + offset) % held.clamp(min=1).unsqueeze(1)
+    partner = old_block[by_expert[partner[valid]]]
+    candidate = torch.cat([new_block.unsqueeze(1).expand(-1, _MAX_PARTNERS)[valid] * blocks
+                           + partner % blocks,
+                           torch.arange(block_ids, device=device) * blocks
+                           + torch.arange(block_ids, device=device) % blocks]).unique()
+    # Slots each candidate pair shares: over the new block's experts, the old block's copies.
+    pair_new, pair_old = candidate // blocks, row_of(candidate // blocks) * blocks + candidate % blocks
+    starts = torch.searchsorted(new_block, pair_new)
+    lengths = torch.searchsorted(new_block, pair_new, right=True) - starts
+    pair_of = torch.repeat_interleave(torch.arange(len(candidate), device=device), lengths)
+    entry = (torch.arange(len(pair_of), device=device)
+             - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+             + starts[pair_of])
+    lookup = pair_old[pair_of] * num_experts + new_expert[entry]
+    found = torch.searchsorted(old_key, lookup).clamp(max=len(old_key) - 1)
+    in_old = torch.where(old_key[found] == lookup, old_count[found], 0)
+    shared = torch.zeros(len(candidate), dtype=torch.int64, device=device).index_add_(
+        0, pair_of, torch.minimum(new_count[entry], in_old))
 
-    shared = torch.bmm(held(new), held(old).transpose(1, 2))  # [rows, new block, old block]
-    left = shared.clone()
-    target = torch.empty(rows, blocks, dtype=torch.int64, device=new.device)
-    row_ids = torch.arange(rows, device=new.device)
-    for _ in range(blocks):
-        best = left.flatten(1).argmax(1)
-        new_block, old_block = best // blocks, best % blocks
-        target[row_ids, new_block] = old_block
-        left[row_ids, new_block, :] = -1
-        left[row_ids, :, old_block] = -1
-    matched = shared.gather(2, target.unsqueeze(-1)).sum((1, 2))
-    identity = torch.arange(blocks, device=new.device).expand(rows, blocks)
-    target = torch.where((matched > shared.diagonal(dim1=1, dim2=2).sum(-1)).unsqueeze(-1),
-                         target, identity)
-    return torch.empty_like(new).scatter_(1, target.unsqueeze(-1).expand_as(new), new)
+    target = _greedy_matching(pair_new, pair_old, shared, _scrambled(candidate), block_ids)
+    local = (target % blocks).view(rows, blocks)
+    matched = torch.zeros(block_ids, dtype=torch.int64, device=device)
+    is_pair = (target[pair_new] == pair_old) & (shared > 0)
+    matched.index_add_(0, pair_new[is_pair], shared[is_pair])
+    identity = torch.zeros(block_ids, dtype=torch.int64, device=device)
+    same = (pair_new == pair_old)
+    identity.index_add_(0, pair_new[same], shared[same])
+    better = matched.view(rows, blocks).sum(-1) > identity.view(rows, blocks).sum(-1)
+    local = torch.where(better.unsqueeze(-1), local,
+                        torch.arange(blocks, device=device).expand(rows, blocks))
+    return torch.empty_like(new).scatter_(1, local.unsqueeze(-1).expand_as(new), new)
+
+
+def _distinct(placement: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (block, expert) pairs of blocks [rows, blocks, slots], with their copies: keys
+    ``(row * blocks + block) * num_experts + expert``, increasing, and counts."""
+    rows, blocks, per_block = placement.shape
+    block = torch.arange(rows * blocks, device=placement.device).view(rows, blocks, 1)
+    return (block * num_experts + placement).flatten().unique(return_counts=True)
+
+
+def _scrambled(key: torch.Tensor) -> torch.Tensor:
+    """A fixed pseudo-random order of int64 keys (two Park-Miller steps), to break ties."""
+    prime = 2147483647
+    return (key % prime * 48271 % prime) * 48271 % prime
+
+
+def _greedy_matching(new_block: torch.Tensor, old_block: torch.Tensor, weight: torch.Tensor,
+                     tie: torch.Tensor, num_blocks: int) -> torch.Tensor:
+    """Greedy maximum-weight matching of new blocks to old blocks on candidate pairs (new,
+    old, weight > 0), in the order (weight down, ``tie`` up), computed in rounds: each round
+    takes every pair that comes first among the pairs left at both its blocks. The pair first
+    overall always is, and every pair taken is one the one-by-one greedy takes too, so the
+    result is the greedy's; ties in a fixed pseudo-random order keep the rounds few (about
+    the log of the pairs; a plain order can chain them). Blocks without a pair are then
+    matched in increasing order. Blocks are numbered globally: [pairs] -> target
+    [num_blocks], the old block of each new block.
+    """
+    device = new_block.device
+    positive = weight > 0
+    new_block, old_block = new_block[positive], old_block[positive]
+    order = tie[positive].argsort()
+    order = order[(-weight[positive][order]).argsort(stable=True)]
+    new_block, old_block = new_block[order], old_block[order]
+    rank = torch.arange(len(order), device=device)
+    target = torch.full((num_blocks,), -1, dtype=torch.int64, device=device)
+    taken = torch.zeros(num_blocks, dtype=torch.bool, device=device)
+    while len(rank):
+        best_new = torch.full((num_blocks,), len(order), device=device).scatter_reduce(
+            0, new_block, rank, "amin")
+        best_old = torch.full((num_blocks,), len(order), device=device).scatter_reduce(
+            0, old_block, rank, "amin")
+        take = (best_new[new_block] == rank) & (best_old[old_block] == rank)
+        target[new_block[take]] = old_block[take]
+        taken[old_block[take]] = True
+        left = (target[new_block] < 0) & ~taken[old_block]
+        new_block, old_block, rank = new_block[left], old_block[left], rank[left]
+    # The rest, in order: the i-th free new block of a row takes its i-th free old block.
+    free_new = (target < 0).nonzero().flatten()
+    free_old = (~taken).nonzero().flatten()
+    target[free_new] = free_old
+    return target
 
 
 def build_log2phy(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:

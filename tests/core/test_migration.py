@@ -11,8 +11,8 @@ from eplb_core import Cluster, rebalance_experts
 from eplb_core.metrics import gpu_loads, replica_counts, score, trivial_placement
 from eplb_core.replay import window_loads
 from eplb_core.synthetic import drifting_series
-from eplb_core.migration import (build_log2phy, count_moves, keep_slots, match_gpus,
-                                 validate_placement)
+from eplb_core.migration import (_renumber, _scrambled, build_log2phy, count_moves, deploy,
+                                 keep_slots, match_gpus, validate_placement)
 
 # Two layers, 4 experts in 6 slots on 2 GPUs (3 slots each).
 OLD = torch.tensor([[0, 1, 2, 3, 0, 1],
@@ -175,3 +175,87 @@ def test_match_gpus_cuts_moves_between_consecutive_plans():
     renumbered = match_gpus(old, new, 32, 4)
     both = count_moves(old, keep_slots(old, renumbered, logcnt, 32)[0]).total
     assert both < 0.95 * kept
+
+
+def _sequential_greedy(old: torch.Tensor, new: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """The matching ``_renumber`` computes in rounds, one pair at a time over a dense table:
+    blocks share sum_e min(copies); pairs by shared slots down, then the scrambled pair key;
+    blocks left over in order; kept only where it shares more than the numbering as it is."""
+    rows, blocks, _ = new.shape
+
+    def copies(placement: torch.Tensor) -> torch.Tensor:
+        counts = torch.zeros(rows, blocks, num_experts, dtype=torch.int64)
+        return counts.scatter_add_(-1, placement, torch.ones_like(placement))
+
+    shared = torch.minimum(copies(new).unsqueeze(2), copies(old).unsqueeze(1)).sum(-1)
+    result = new.clone()
+    for row in range(rows):
+        key = lambda x, y: (-int(shared[row, x, y]),  # noqa: E731
+                            int(_scrambled(torch.tensor((row * blocks + x) * blocks + y))))
+        pairs = sorted(((x, y) for x in range(blocks) for y in range(blocks)
+                        if shared[row, x, y] > 0), key=lambda pair: key(*pair))
+        target, used = {}, set()
+        for x, y in pairs:
+            if x not in target and y not in used:
+                target[x] = y
+                used.add(y)
+        free = [y for y in range(blocks) if y not in used]
+        for x in range(blocks):
+            if x not in target:
+                target[x] = free.pop(0)
+        if sum(int(shared[row, x, target[x]]) for x in range(blocks)) > int(
+                shared[row].diagonal().sum()):
+            for x in range(blocks):
+                result[row, target[x]] = new[row, x]
+    return result
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 3), blocks=st.integers(1, 9),
+       per_block=st.integers(1, 5), experts=st.integers(1, 10))
+def test_renumber_equals_the_one_by_one_greedy(seed, rows, blocks, per_block, experts):
+    # Up to 9 blocks: every pair that shares an expert is a candidate, so the parallel rounds
+    # must give exactly the sequential greedy's matching.
+    gen = torch.Generator().manual_seed(seed)
+    old = torch.randint(experts, (rows, blocks, per_block), generator=gen)
+    new = torch.randint(experts, (rows, blocks, per_block), generator=gen)
+    assert torch.equal(_renumber(old, new, experts), _sequential_greedy(old, new, experts))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), layers=st.integers(1, 3), experts=st.integers(1, 12),
+       num_nodes=st.integers(1, 3), gpus_per_node=st.integers(1, 4),
+       extra_per_gpu=st.integers(0, 3), keep=st.booleans())
+def test_deploy_never_moves_more_with_renumbering(seed, layers, experts, num_nodes,
+                                                  gpus_per_node, extra_per_gpu, keep):
+    gen = torch.Generator().manual_seed(seed)
+    num_gpus = num_nodes * gpus_per_node
+    slots = (-(-experts // num_gpus) + extra_per_gpu) * num_gpus
+    old = _random_plan(gen, layers, experts, slots)
+    new = _random_plan(gen, layers, experts, slots)
+    logcnt = replica_counts(new, experts)
+    plain = deploy(old, new, logcnt, num_gpus, num_nodes, renumber_gpus=False,
+                   keep_old_slots=keep)
+    renumbered = deploy(old, new, logcnt, num_gpus, num_nodes, renumber_gpus=True,
+                        keep_old_slots=keep)
+    assert (count_moves(old, renumbered).per_layer <= count_moves(old, plain).per_layer).all()
+    # Whole nodes move, then whole GPUs within them: each node holds one of the plan's nodes,
+    # its GPUs that node's GPUs (in some order), each GPU the same experts.
+    def nodes(placement: torch.Tensor) -> list:
+        return sorted(sorted(sorted(gpu) for gpu in node)
+                      for node in placement.view(num_nodes, gpus_per_node, -1).tolist())
+
+    for layer in range(layers):
+        assert nodes(renumbered[layer]) == nodes(new[layer])
+
+
+def test_match_gpus_on_thousands_of_gpus():
+    # 4,096 GPUs with 2 slots each: the dense matching took a [GPUs, GPUs] table and as many
+    # rounds; this must just run.
+    gen = torch.Generator().manual_seed(0)
+    old = _random_plan(gen, 2, 12, 8192)
+    new = _random_plan(gen, 2, 12, 8192)
+    renumbered = match_gpus(old, new, num_gpus=4096, num_nodes=1)
+    assert sorted(map(sorted, renumbered.view(2 * 4096, 2).tolist())) == sorted(
+        map(sorted, new.view(2 * 4096, 2).tolist()))
+    assert count_moves(old, renumbered).total <= count_moves(old, new).total
