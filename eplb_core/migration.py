@@ -158,108 +158,168 @@ def match_gpus(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
 # A new block is paired with at most this many of the old blocks holding each of its experts
 # (all of them when fewer hold it, as on any real cluster): the bound on the candidate pairs.
 _MAX_PARTNERS = 16
+# While a level has at most this many pairs of blocks (rows * blocks * blocks), and this many
+# products to count what they share (pairs * experts), every pair is a candidate: one table.
+_DENSE_TABLE = 1 << 17
+_DENSE_PRODUCTS = 1 << 26
 
 
 def _renumber(old: torch.Tensor, new: torch.Tensor, num_experts: int) -> torch.Tensor:
     """Permute the blocks of ``new`` [rows, blocks, slots] to share the most with the same
     blocks of ``old``; kept only where it shares more than the numbering as it is.
 
-    Two blocks share ``sum over experts of min(copies in one, copies in the other)`` slots (what
-    ``keep_slots`` keeps). Only pairs that share an expert are candidates (per expert held by a
-    new block, up to ``_MAX_PARTNERS`` old blocks holding it), so the work is about linear in
-    the slots. The matching is the greedy one (the pair sharing the most first, ties to the
-    lower new then old block), computed in parallel rounds: a pair is taken when it is the
-    best pair left for both its blocks. That gives the same matching as taking pairs one by
-    one in that order. Blocks left without a candidate pair in common are paired in order.
+    Two blocks share the experts both hold. The matching is the greedy one (the pair that shares most first,
+    ties in a fixed scrambled order of the pairs, then the pairs left in order), computed in
+    parallel rounds: a pair is taken when it comes first among the pairs left at both its
+    blocks. The pair first overall always is, and a pair taken is one the one-by-one greedy
+    takes too, so the result is the greedy's; scrambled ties keep the rounds few (a plain
+    order can chain them). While a row's pairs of blocks are few, every pair is a candidate
+    (``_shared_table``); beyond, only pairs that share an expert (``_shared_by_candidates``),
+    so that work and memory grow about linearly with the slots.
     """
     rows, blocks, _ = new.shape
     device = new.device
-    block_ids = rows * blocks
-    new_key, new_count = _distinct(new, num_experts)
-    old_key, old_count = _distinct(old, num_experts)
-    new_block, new_expert = new_key // num_experts, new_key % num_experts
-    old_block, old_expert = old_key // num_experts, old_key % num_experts
-    row_of = lambda block: block // blocks  # noqa: E731
+    pairs = rows * blocks * blocks
+    if pairs <= _DENSE_TABLE and pairs * num_experts <= _DENSE_PRODUCTS:
+        shared = _shared_table(old, new, num_experts)
+        target = _greedy_on_table(shared)
+        matched = shared.gather(2, target.unsqueeze(-1)).sum((1, 2))
+        identity = shared.diagonal(dim1=1, dim2=2).sum(-1)
+    else:
+        pair_new, pair_old, shared = _shared_by_candidates(old, new, num_experts)
+        target = _greedy_on_pairs(pair_new, pair_old, shared, rows, blocks)
+        matched = torch.zeros(rows * blocks, dtype=shared.dtype, device=device)
+        is_pair = target[pair_new] == pair_old
+        matched.index_add_(0, pair_new[is_pair], shared[is_pair])
+        identity = torch.zeros_like(matched)
+        same = pair_new == pair_old
+        identity.index_add_(0, pair_new[same], shared[same])
+        target = (target % blocks).view(rows, blocks)
+        matched, identity = matched.view(rows, blocks).sum(-1), identity.view(rows, blocks).sum(-1)
+    target = torch.where((matched > identity).unsqueeze(-1), target,
+                         torch.arange(blocks, device=device).expand(rows, blocks))
+    return torch.empty_like(new).scatter_(1, target.unsqueeze(-1).expand_as(new), new)
 
-    # Candidates: for each expert of a new block, old blocks of the same row holding it.
-    holders_key = row_of(old_block) * num_experts + old_expert
-    by_expert = holders_key.argsort(stable=True)
-    holders_sorted = holders_key[by_expert]
-    wanted = row_of(new_block) * num_experts + new_expert
-    first = torch.searchsorted(holders_sorted, wanted)
-    held = torch.searchsorted(holders_sorted, wanted, right=True) - first
-    # Spread the partners of a crowded expert over its holders: each new block starts at its
-    # own rank among the new blocks holding the expert.
+
+def _shared_table(old: torch.Tensor, new: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Experts held by both blocks of every (new, old) pair of a row, one batched matrix
+    product: old, new: [rows, blocks, slots] -> [rows, new block, old block], int64."""
+    rows, blocks, _ = new.shape
+
+    def held(placement: torch.Tensor) -> torch.Tensor:
+        present = torch.zeros(rows, blocks, num_experts, device=new.device)
+        return present.scatter_(2, placement, 1.0)
+
+    return torch.bmm(held(new), held(old).transpose(1, 2)).long()
+
+
+def _greedy_on_table(shared: torch.Tensor) -> torch.Tensor:
+    """The greedy matching of new to old blocks on a table of shared slots [rows, new, old]
+    (see ``_renumber``) -> the old block of each new block, [rows, blocks]."""
+    rows, blocks, _ = shared.shape
+    device = shared.device
+    block = torch.arange(blocks, device=device)
+    pair = (torch.arange(rows, device=device).view(-1, 1, 1) * blocks + block.view(1, -1, 1)
+            ) * blocks + block
+    # Shared slots first, then the scrambled order: one int64 per pair, -1 where none shared.
+    priority = torch.where(shared > 0, (shared << _TIE_BITS) + ((1 << _TIE_BITS) - 1
+                                                                - _scrambled(pair)), -1)
+    target = torch.full((rows, blocks), -1, dtype=torch.int64, device=device)
+    while True:
+        best_old, best_new = priority.argmax(2), priority.argmax(1)  # per new, per old block
+        take = (best_new.gather(1, best_old) == block) & (priority.amax(2) >= 0)
+        if not bool(take.any()):
+            break
+        target = torch.where(take, best_old, target)
+        taken_old = torch.zeros_like(target).scatter_add_(1, best_old, take.long()) > 0
+        priority.masked_fill_(take.unsqueeze(2) | taken_old.unsqueeze(1), -1)
+    # The rest in order: the i-th free new block of a row takes the i-th free old block.
+    matched = target >= 0
+    taken_old = torch.zeros_like(target).scatter_add_(1, target.clamp(min=0), matched.long())
+    free_new = matched.long().argsort(dim=1, stable=True)
+    free_old = taken_old.clamp(max=1).argsort(dim=1, stable=True)
+    num_free = (target < 0).sum(1, keepdim=True)
+    return target.scatter(1, free_new, torch.where(block < num_free, free_old,
+                                                   target.gather(1, free_new)))
+
+
+def _shared_by_candidates(old: torch.Tensor, new: torch.Tensor, num_experts: int
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Experts held by both blocks of candidate (new, old) pairs of a row: per expert of a new block,
+    up to ``_MAX_PARTNERS`` old blocks holding it, and each block with itself. old, new:
+    [rows, blocks, slots] -> new block, old block (numbered rows * blocks) and shared slots,
+    each [candidates], in (new, old) order."""
+    rows, blocks, _ = new.shape
+    device = new.device
+    new_key, old_key = _distinct(new, num_experts), _distinct(old, num_experts)
+    new_block, new_expert = new_key // num_experts, new_key % num_experts
+    old_block = old_key // num_experts
+
+    # Old blocks holding each (row, expert), and each new block's rank among those holding it:
+    # the partners of a crowded expert spread over its holders.
+    holders = (old_block // blocks * num_experts + old_key % num_experts)
+    by_expert = holders.argsort(stable=True)
+    holders = holders[by_expert]
+    wanted = new_block // blocks * num_experts + new_expert
+    first = torch.searchsorted(holders, wanted)
+    held = torch.searchsorted(holders, wanted, right=True) - first
     in_turn = wanted.argsort(stable=True)
-    position = torch.arange(len(wanted), device=device)
     rank = torch.empty_like(wanted).scatter_(
-        0, in_turn, position - torch.searchsorted(wanted[in_turn], wanted[in_turn]))
+        0, in_turn, torch.arange(len(wanted), device=device)
+        - torch.searchsorted(wanted[in_turn], wanted[in_turn]))
     offset = torch.arange(_MAX_PARTNERS, device=device)
     valid = offset < held.unsqueeze(1)
     partner = first.unsqueeze(1) + (rank.unsqueeze(1) + offset) % held.clamp(min=1).unsqueeze(1)
-    partner = old_block[by_expert[partner[valid]]]
+    block = torch.arange(rows * blocks, device=device)
     candidate = torch.cat([new_block.unsqueeze(1).expand(-1, _MAX_PARTNERS)[valid] * blocks
-                           + partner % blocks,
-                           torch.arange(block_ids, device=device) * blocks
-                           + torch.arange(block_ids, device=device) % blocks]).unique()
-    # Slots each candidate pair shares: over the new block's experts, the old block's copies.
-    pair_new, pair_old = candidate // blocks, row_of(candidate // blocks) * blocks + candidate % blocks
+                           + old_block[by_expert[partner[valid]]] % blocks,
+                           block * blocks + block % blocks]).unique()
+    pair_new = candidate // blocks
+    pair_old = pair_new // blocks * blocks + candidate % blocks
+    # Over each new block's experts, those the old block holds.
     starts = torch.searchsorted(new_block, pair_new)
     lengths = torch.searchsorted(new_block, pair_new, right=True) - starts
     pair_of = torch.repeat_interleave(torch.arange(len(candidate), device=device), lengths)
-    entry = (torch.arange(len(pair_of), device=device)
-             - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
-             + starts[pair_of])
+    entry = (torch.arange(len(pair_of), device=device) + starts[pair_of]
+             - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths))
     lookup = pair_old[pair_of] * num_experts + new_expert[entry]
     found = torch.searchsorted(old_key, lookup).clamp(max=len(old_key) - 1)
-    in_old = torch.where(old_key[found] == lookup, old_count[found], 0)
     shared = torch.zeros(len(candidate), dtype=torch.int64, device=device).index_add_(
-        0, pair_of, torch.minimum(new_count[entry], in_old))
-
-    target = _greedy_matching(pair_new, pair_old, shared, _scrambled(candidate), block_ids)
-    local = (target % blocks).view(rows, blocks)
-    matched = torch.zeros(block_ids, dtype=torch.int64, device=device)
-    is_pair = (target[pair_new] == pair_old) & (shared > 0)
-    matched.index_add_(0, pair_new[is_pair], shared[is_pair])
-    identity = torch.zeros(block_ids, dtype=torch.int64, device=device)
-    same = (pair_new == pair_old)
-    identity.index_add_(0, pair_new[same], shared[same])
-    better = matched.view(rows, blocks).sum(-1) > identity.view(rows, blocks).sum(-1)
-    local = torch.where(better.unsqueeze(-1), local,
-                        torch.arange(blocks, device=device).expand(rows, blocks))
-    return torch.empty_like(new).scatter_(1, local.unsqueeze(-1).expand_as(new), new)
+        0, pair_of, (old_key[found] == lookup).long())
+    return pair_new, pair_old, shared
 
 
-def _distinct(placement: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (block, expert) pairs of blocks [rows, blocks, slots], with their copies: keys
-    ``(row * blocks + block) * num_experts + expert``, increasing, and counts."""
+def _distinct(placement: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """The (block, expert) pairs of blocks [rows, blocks, slots], as keys
+    ``(row * blocks + block) * num_experts + expert``, increasing."""
     rows, blocks, per_block = placement.shape
     block = torch.arange(rows * blocks, device=placement.device).view(rows, blocks, 1)
-    return (block * num_experts + placement).flatten().unique(return_counts=True)
+    return (block * num_experts + placement).flatten().unique()
+
+
+_TIE_BITS = 31
 
 
 def _scrambled(key: torch.Tensor) -> torch.Tensor:
-    """A fixed pseudo-random order of int64 keys (two Park-Miller steps), to break ties."""
-    prime = 2147483647
-    return (key % prime * 48271 % prime) * 48271 % prime
+    """A fixed pseudo-random order of int64 keys, to break ties: a multiplicative hash and an
+    xor-shift of the low 31 bits, one to one on keys below 2**31 (bit operations only: integer
+    division is slow on a CPU)."""
+    mask = (1 << _TIE_BITS) - 1
+    mixed = (key & mask) * 2654435761 & mask
+    return mixed ^ (mixed >> 15)
 
 
-def _greedy_matching(new_block: torch.Tensor, old_block: torch.Tensor, weight: torch.Tensor,
-                     tie: torch.Tensor, num_blocks: int) -> torch.Tensor:
-    """Greedy maximum-weight matching of new blocks to old blocks on candidate pairs (new,
-    old, weight > 0), in the order (weight down, ``tie`` up), computed in rounds: each round
-    takes every pair that comes first among the pairs left at both its blocks. The pair first
-    overall always is, and every pair taken is one the one-by-one greedy takes too, so the
-    result is the greedy's; ties in a fixed pseudo-random order keep the rounds few (about
-    the log of the pairs; a plain order can chain them). Blocks without a pair are then
-    matched in increasing order. Blocks are numbered globally: [pairs] -> target
-    [num_blocks], the old block of each new block.
-    """
+def _greedy_on_pairs(new_block: torch.Tensor, old_block: torch.Tensor, shared: torch.Tensor,
+                     rows: int, blocks: int) -> torch.Tensor:
+    """The greedy matching of new to old blocks (see ``_renumber``) on candidate pairs, each
+    [pairs]: new and old block (numbered ``row * blocks + block``) and shared slots -> the old
+    block of each new block, [rows * blocks]."""
     device = new_block.device
-    positive = weight > 0
-    new_block, old_block = new_block[positive], old_block[positive]
-    order = tie[positive].argsort()
-    order = order[(-weight[positive][order]).argsort(stable=True)]
+    num_blocks = rows * blocks
+    positive = (shared > 0).nonzero().squeeze(1)
+    tie = _scrambled(new_block[positive] * blocks + old_block[positive] % blocks)
+    order = positive[tie.argsort()]
+    order = order[(-shared[order]).argsort(stable=True)]
     new_block, old_block = new_block[order], old_block[order]
     rank = torch.arange(len(order), device=device)
     target = torch.full((num_blocks,), -1, dtype=torch.int64, device=device)
@@ -269,10 +329,10 @@ def _greedy_matching(new_block: torch.Tensor, old_block: torch.Tensor, weight: t
             0, new_block, rank, "amin")
         best_old = torch.full((num_blocks,), len(order), device=device).scatter_reduce(
             0, old_block, rank, "amin")
-        take = (best_new[new_block] == rank) & (best_old[old_block] == rank)
+        take = ((best_new[new_block] == rank) & (best_old[old_block] == rank)).nonzero()
         target[new_block[take]] = old_block[take]
         taken[old_block[take]] = True
-        left = (target[new_block] < 0) & ~taken[old_block]
+        left = ((target[new_block] < 0) & ~taken[old_block]).nonzero().squeeze(1)
         new_block, old_block, rank = new_block[left], old_block[left], rank[left]
     # The rest, in order: the i-th free new block of a row takes its i-th free old block.
     free_new = (target < 0).nonzero().flatten()

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eplb_core import Cluster, rebalance_experts
+from eplb_core import Cluster, migration, rebalance_experts
 from eplb_core.metrics import gpu_loads, replica_counts, score, trivial_placement
 from eplb_core.replay import window_loads
 from eplb_core.synthetic import drifting_series
@@ -179,15 +179,15 @@ def test_match_gpus_cuts_moves_between_consecutive_plans():
 
 def _sequential_greedy(old: torch.Tensor, new: torch.Tensor, num_experts: int) -> torch.Tensor:
     """The matching ``_renumber`` computes in rounds, one pair at a time over a dense table:
-    blocks share sum_e min(copies); pairs by shared slots down, then the scrambled pair key;
-    blocks left over in order; kept only where it shares more than the numbering as it is."""
+    blocks share the experts both hold; pairs by shared experts down, then the scrambled pair
+    key; blocks left over in order; kept only where it shares more than the numbering as it
+    is."""
     rows, blocks, _ = new.shape
 
-    def copies(placement: torch.Tensor) -> torch.Tensor:
-        counts = torch.zeros(rows, blocks, num_experts, dtype=torch.int64)
-        return counts.scatter_add_(-1, placement, torch.ones_like(placement))
+    def held(placement: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(rows, blocks, num_experts, dtype=torch.int64).scatter_(-1, placement, 1)
 
-    shared = torch.minimum(copies(new).unsqueeze(2), copies(old).unsqueeze(1)).sum(-1)
+    shared = (held(new).unsqueeze(2) * held(old).unsqueeze(1)).sum(-1)
     result = new.clone()
     for row in range(rows):
         key = lambda x, y: (-int(shared[row, x, y]),  # noqa: E731
@@ -210,16 +210,20 @@ def _sequential_greedy(old: torch.Tensor, new: torch.Tensor, num_experts: int) -
     return result
 
 
-@settings(max_examples=80, deadline=None)
+@pytest.mark.parametrize("table", [True, False], ids=["all pairs", "candidate pairs"])
+@settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 3), blocks=st.integers(1, 9),
        per_block=st.integers(1, 5), experts=st.integers(1, 10))
-def test_renumber_equals_the_one_by_one_greedy(seed, rows, blocks, per_block, experts):
-    # Up to 9 blocks: every pair that shares an expert is a candidate, so the parallel rounds
-    # must give exactly the sequential greedy's matching.
+def test_renumber_equals_the_one_by_one_greedy(table, seed, rows, blocks, per_block, experts):
+    # Up to 9 blocks: every pair that shares an expert is a candidate on either path, so the
+    # parallel rounds must give exactly the sequential greedy's matching.
     gen = torch.Generator().manual_seed(seed)
     old = torch.randint(experts, (rows, blocks, per_block), generator=gen)
     new = torch.randint(experts, (rows, blocks, per_block), generator=gen)
-    assert torch.equal(_renumber(old, new, experts), _sequential_greedy(old, new, experts))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(migration, "_DENSE_TABLE", 1 << 26 if table else 0)
+        renumbered = _renumber(old, new, experts)
+    assert torch.equal(renumbered, _sequential_greedy(old, new, experts))
 
 
 @settings(max_examples=40, deadline=None)
