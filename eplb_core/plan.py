@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .budget import plan_within_budget
 from .cluster import Cluster
 from .errors import InvariantError, LimitError, LoadError, OptionError
 from .metrics import Scores, active_layers, balancedness_bound, replica_counts, score
@@ -41,6 +42,7 @@ class PlanOptions:
     renumber_gpus: bool = False
     num_candidates: int | None = None  # the hybrid's search; None: packing's defaults
     num_rounds: int | None = None
+    max_moves: int | None = None  # the most slots whose expert may change; None: no budget
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -53,6 +55,10 @@ class PlanOptions:
             raise OptionError(f"num_candidates must be at least 1, got {self.num_candidates}")
         if self.num_rounds is not None and self.num_rounds < 0:
             raise OptionError(f"num_rounds must be at least 0, got {self.num_rounds}")
+        if self.max_moves is not None and (isinstance(self.max_moves, bool) or not isinstance(
+                self.max_moves, int) or self.max_moves < 0):
+            raise OptionError(f"max_moves must be a whole number of slots >= 0, got "
+                              f"{self.max_moves!r}")
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,10 @@ def make_plan(weight: torch.Tensor, cluster: Cluster, options: PlanOptions = Pla
     is on the same device) on ``cluster``.
 
     ``current`` is the placement in use, phy2log [layers, slots]: with ``renumber_gpus`` and
-    ``keep_slots`` the plan is deployed over it (the same balance, fewer moves).
+    ``keep_slots`` the plan is deployed over it (the same balance, fewer moves). With
+    ``options.max_moves`` the plan changes at most that many slots of ``current`` (of the
+    trivial layout when ``current`` is None), as balanced as the budget allows
+    (``budget.plan_within_budget``; renumbering and kept slots included).
 
     Raises a ``ValueError`` subclass of ``eplb_core.errors`` for bad input, and
     ``InvariantError`` if the plan broke its own guarantees.
@@ -157,6 +166,11 @@ def make_plan(weight: torch.Tensor, cluster: Cluster, options: PlanOptions = Pla
                                       generator=generator, num_candidates=options.num_candidates,
                                       num_rounds=options.num_rounds)
     plan = Plan(phy2log, logcnt, phy_rank)
+    if options.max_moves is not None:
+        plan = Plan.from_placement(plan_within_budget(weight, current, phy2log, logcnt, cluster,
+                                                      policy, options.max_moves), weight.shape[1])
+        plan.check()
+        return plan
     if current is not None:
         return deploy_plan(plan, current.to(phy2log.device, torch.int64), cluster, policy,
                            options)
@@ -183,7 +197,7 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
                       num_gpus: int, *, algorithm: str = "hybrid", seed: int = 0,
                       current: torch.Tensor | None = None, policy: str = "auto",
                       num_candidates: int | None = None,
-                      num_rounds: int | None = None
+                      num_rounds: int | None = None, max_moves: int | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DeepSeek's ``eplb.rebalance_experts``: replicate and place every layer's experts.
 
@@ -201,6 +215,10 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
             else global), "hierarchical" or "global"
         num_candidates, num_rounds: the hybrid's search size; None picks the defaults of
             ``eplb_core.packing`` (128 candidates on CUDA, 2 on a CPU; rounds by pack count)
+        max_moves: the most slots, summed over layers, whose expert may differ from
+            ``current`` (from the trivial layout, slot p holding expert p mod E, when
+            ``current`` is None); the plan is the most balanced the budget allows
+            (``eplb_core.budget``). 0 returns ``current``; None: no budget
 
     Returns:
         phy2log: [layers, num_replicas], the logical expert in each slot
@@ -209,7 +227,8 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
     """
     options = PlanOptions(algorithm=algorithm, seed=seed, policy=policy,
                           keep_slots=current is not None, renumber_gpus=current is not None,
-                          num_candidates=num_candidates, num_rounds=num_rounds)
+                          num_candidates=num_candidates, num_rounds=num_rounds,
+                          max_moves=max_moves)
     plan = make_plan(weight, Cluster(num_replicas, num_groups, num_nodes, num_gpus), options,
                      current)
     return plan.phy2log, plan.log2phy, plan.logcnt
@@ -240,7 +259,8 @@ class Rebalance:
             "params": {**asdict(self.cluster), "seed": self.options.seed,
                        "keep_slots": self.options.keep_slots,
                        "renumber_gpus": self.options.renumber_gpus,
-                       "algorithm": self.options.algorithm, "policy": self.options.policy},
+                       "algorithm": self.options.algorithm, "policy": self.options.policy,
+                       "max_moves": self.options.max_moves},
             "num_layers": self.plan.phy2log.shape[0],
             "num_experts": self.plan.logcnt.shape[1],
             "num_steps": self.num_steps,
