@@ -5,16 +5,22 @@ slots is the migration cost of a plan. The loads a GPU carries depend only on wh
 holds, not on their order within the GPU, so a plan's experts can be re-ordered within each GPU
 to keep as many as possible in the slots they already occupy (as vLLM's EPLB does). And nodes,
 and GPUs within a node, are interchangeable: renumbering them to match the placement in use
-keeps more experts in place at no cost in balance.
+keeps more experts in place at no cost in balance. ``migration_cost`` turns the moves into
+bytes, and into time given the GPUs' link bandwidth.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
-from .errors import PlacementError
+from .errors import OptionError, PlacementError
+
+
+# One routed expert of DeepSeek-V3 in FP8, per layer: three 7168 x 2048 matrices of one byte.
+DEEPSEEK_V3_EXPERT_BYTES = 3 * 7168 * 2048  # 44,040,192
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,52 @@ class Moves:
 
     per_layer: torch.Tensor  # [layers], int64
     total: int
+
+
+@dataclass(frozen=True)
+class MigrationCost:
+    """What going from one placement to another copies: every slot whose expert changes
+    receives that expert's weights (from another GPU, or from another slot of its own: counted
+    all the same, so this is an upper bound on the traffic between GPUs)."""
+
+    moves: int  # slots whose expert changes, over all layers
+    expert_bytes: int  # the weights of one expert in one layer
+    total_bytes: int  # moves * expert_bytes
+    max_gpu_bytes: int  # the most any one GPU receives, over all layers: the critical path
+    busiest_gpu: int  # the GPU that receives it (the lowest on ties)
+    link_gb_per_s: float | None  # the bandwidth into each GPU, in GB/s (1e9 bytes)
+    seconds: float | None  # max_gpu_bytes / bandwidth; None without a bandwidth
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def migration_cost(old_phy2log: torch.Tensor, new_phy2log: torch.Tensor, num_gpus: int, *,
+                   expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
+                   link_gb_per_s: float | None = None) -> MigrationCost:
+    """The bytes a migration copies, in all and into the busiest GPU, and, given each GPU's
+    link bandwidth, the time the busiest GPU takes (GPUs receive in parallel).
+
+    old_phy2log, new_phy2log: [layers, slots]; GPU g holds slots g*slots/num_gpus ..
+    """
+    per_layer = count_moves(old_phy2log, new_phy2log).per_layer  # checks the shapes agree
+    num_layers, num_slots = new_phy2log.shape
+    if num_gpus < 1 or num_slots % num_gpus:
+        raise ValueError(f"{num_slots} slots cannot be split evenly over {num_gpus} GPUs")
+    if isinstance(expert_bytes, bool) or not isinstance(expert_bytes, int) or expert_bytes <= 0:
+        raise OptionError(f"expert_bytes must be a positive whole number, got {expert_bytes!r}")
+    if link_gb_per_s is not None and (isinstance(link_gb_per_s, bool) or not isinstance(
+            link_gb_per_s, (int, float)) or not 0 < link_gb_per_s < float("inf")):
+        raise OptionError(f"link_gb_per_s must be a positive number of GB/s, got "
+                          f"{link_gb_per_s!r}")
+    received = (old_phy2log != new_phy2log).view(num_layers, num_gpus, -1).sum((0, 2))
+    busiest = int(received.argmax())
+    max_gpu_bytes = int(received[busiest]) * expert_bytes
+    return MigrationCost(
+        moves=int(per_layer.sum()), expert_bytes=expert_bytes,
+        total_bytes=int(per_layer.sum()) * expert_bytes, max_gpu_bytes=max_gpu_bytes,
+        busiest_gpu=busiest, link_gb_per_s=link_gb_per_s,
+        seconds=None if link_gb_per_s is None else max_gpu_bytes / (link_gb_per_s * 1e9))
 
 
 def validate_placement(phy2log: torch.Tensor, num_layers: int, num_experts: int,

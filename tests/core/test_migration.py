@@ -11,8 +11,9 @@ from eplb_core import Cluster, migration, rebalance_experts
 from eplb_core.metrics import gpu_loads, replica_counts, score, trivial_placement
 from eplb_core.replay import window_loads
 from eplb_core.synthetic import drifting_series
-from eplb_core.migration import (_renumber, _scrambled, build_log2phy, count_moves, deploy,
-                                 keep_slots, match_gpus, validate_placement)
+from eplb_core.migration import (DEEPSEEK_V3_EXPERT_BYTES, _renumber, _scrambled, build_log2phy,
+                                 count_moves, deploy, keep_slots, match_gpus, migration_cost,
+                                 validate_placement)
 
 # Two layers, 4 experts in 6 slots on 2 GPUs (3 slots each).
 OLD = torch.tensor([[0, 1, 2, 3, 0, 1],
@@ -25,6 +26,45 @@ def test_count_moves_on_a_hand_made_pair():
     moves = count_moves(OLD, NEW)
     assert moves.per_layer.tolist() == [3, 0]
     assert moves.total == 3
+
+
+def test_migration_cost_on_a_hand_made_pair():
+    # OLD -> NEW changes slots 0 and 1 (GPU 0) and slot 5 (GPU 1) of layer 0.
+    cost = migration_cost(OLD, NEW, num_gpus=2, expert_bytes=1000, link_gb_per_s=2.0)
+    assert (cost.moves, cost.total_bytes) == (3, 3000)
+    assert (cost.max_gpu_bytes, cost.busiest_gpu) == (2000, 0)
+    assert cost.seconds == pytest.approx(2000 / 2e9)
+    assert cost.as_dict() == {"moves": 3, "expert_bytes": 1000, "total_bytes": 3000,
+                              "max_gpu_bytes": 2000, "busiest_gpu": 0, "link_gb_per_s": 2.0,
+                              "seconds": pytest.approx(1e-6)}
+
+
+def test_migration_cost_adds_up_every_layer_per_gpu():
+    # DeepSeek-V3's FP8 experts by default; 3 GPUs of 2 slots, two layers.
+    old = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5]])
+    new = torch.tensor([[0, 1, 2, 3, 5, 4], [0, 1, 3, 2, 4, 4]])
+    cost = migration_cost(old, new, num_gpus=3)
+    assert DEEPSEEK_V3_EXPERT_BYTES == 44_040_192
+    # GPU 1 receives 2 copies (layer 1), GPU 2 receives 3 (2 in layer 0, 1 in layer 1).
+    assert cost.moves == 5 and cost.total_bytes == 5 * 44_040_192
+    assert (cost.max_gpu_bytes, cost.busiest_gpu) == (3 * 44_040_192, 2)
+    assert cost.seconds is None and cost.link_gb_per_s is None
+
+
+def test_migration_cost_of_no_change_is_nothing():
+    cost = migration_cost(OLD, OLD, num_gpus=2, link_gb_per_s=100)
+    assert (cost.moves, cost.total_bytes, cost.max_gpu_bytes, cost.seconds) == (0, 0, 0, 0.0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_gpus": 4}, "6 slots cannot be split evenly over 4 GPUs"),
+    ({"num_gpus": 2, "expert_bytes": 0}, "expert_bytes must be a positive whole number, got 0"),
+    ({"num_gpus": 2, "link_gb_per_s": -1.0}, "link_gb_per_s must be a positive number"),
+    ({"num_gpus": 2, "link_gb_per_s": float("nan")}, "link_gb_per_s must be a positive number"),
+])
+def test_migration_cost_refuses_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        migration_cost(OLD, NEW, **kwargs)
 
 
 def test_count_moves_rejects_placements_of_different_shapes():
