@@ -42,9 +42,9 @@ from .metrics import replica_counts, trivial_placement
 from .migration import deploy, kept_in_place
 from .replication import replicate_experts
 
-# Steps of each descent (per node under the hierarchical policy). Descents stop earlier where
-# no step gains; a budget never changes them, so that a larger budget takes more of the same
-# ladders.
+# Steps of each descent (per node under the hierarchical policy): this many, or half the GPUs
+# of a problem if more (a step lowers one GPU). Descents stop earlier where no step gains; a
+# budget never changes them, so that a larger budget takes more of the same ladders.
 MAX_DESCENT_STEPS = 16
 # The heaviest GPU trades replicas with the slots of this many of the lightest GPUs.
 PARTNER_GPUS = 3
@@ -59,7 +59,6 @@ _ENVELOPE_ELEMENTS = 1 << 22
 Ladders = list[tuple[torch.Tensor, torch.Tensor]]  # (layers [n], their problems [n, per layer])
 
 
-@torch.inference_mode()
 def plan_within_budget(weight: torch.Tensor, current: torch.Tensor | None, phy2log: torch.Tensor,
                        logcnt: torch.Tensor, cluster: Cluster, policy: str,
                        max_moves: int) -> torch.Tensor:
@@ -74,12 +73,23 @@ def plan_within_budget(weight: torch.Tensor, current: torch.Tensor | None, phy2l
         policy: "hierarchical" or "global". Under the hierarchical policy, layers where
             ``current`` keeps each group on one node (groups / nodes groups per node) keep that
             structure: replicas move within a node, or two groups exchange nodes. Other layers
-            (the trivial layout, for one) are kept, or replaced whole by ``target`` where the
-            budget affords it: a budget never leaves a layer half-way to the structure.
+            (the trivial layout, for one) are kept, or replaced whole by the policy's plan where
+            the budget affords it: a budget never leaves a layer half-way to the structure.
         max_moves: the most slots, over all layers, whose expert may differ from ``current``
 
     Returns phy2log: [layers, slots]; every expert keeps at least one replica.
     """
+    # Inference mode spares the descents' many small ops their autograd bookkeeping; the
+    # clone hands back an ordinary tensor.
+    with torch.inference_mode():
+        placement = _plan_within_budget(weight, current, phy2log, logcnt, cluster, policy,
+                                        max_moves)
+    return placement.clone()
+
+
+def _plan_within_budget(weight: torch.Tensor, current: torch.Tensor | None,
+                        phy2log: torch.Tensor, logcnt: torch.Tensor, cluster: Cluster,
+                        policy: str, max_moves: int) -> torch.Tensor:
     weight = weight.double()
     num_layers, num_experts = weight.shape
     if current is None:
@@ -91,7 +101,7 @@ def plan_within_budget(weight: torch.Tensor, current: torch.Tensor | None, phy2l
     problems, ladders, gpus_per_problem = _problems(weight, current, cluster, policy)
     descent = descend(problems.weight.float(), problems.start, problems.reference,
                       gpus_per_problem, _floors(problems, ladders, gpus_per_problem),
-                      MAX_DESCENT_STEPS)
+                      max(MAX_DESCENT_STEPS, gpus_per_problem // 2))
 
     # Every layer's points: the placement in use, each ladder's levels, the deployed target.
     costs = [torch.zeros(num_layers, 1, dtype=torch.int64, device=weight.device)]
@@ -124,7 +134,7 @@ def plan_within_budget(weight: torch.Tensor, current: torch.Tensor | None, phy2l
     placement = torch.where((chosen == value.shape[1] - 1).unsqueeze(1), target, current)
     for layers, rows in picks:
         placement[layers] = descended[rows].flatten(1)
-    return kept_in_place(current, placement, cluster.num_gpus, num_experts).clone()
+    return kept_in_place(current, placement, cluster.num_gpus, num_experts)
 
 
 def _problems(weight: torch.Tensor, current: torch.Tensor, cluster: Cluster,
@@ -469,8 +479,8 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
     heavy_slots = heavy.unsqueeze(1) * per_gpu + on_gpu  # [rows, k]
     b = placement.gather(1, heavy_slots)  # h's experts
     light = load.scatter(1, heavy.unsqueeze(1), float("inf")).sort(-1).indices[:, :partners]
-    j = (light.unsqueeze(-1) * per_gpu + on_gpu).flatten(1)  # [rows, J]
-    a = placement.gather(1, j)  # j's experts
+    j = (light.unsqueeze(-1) * per_gpu + on_gpu).flatten(1)  # exchange partners [rows, J]
+    a = placement.gather(1, j)
 
     # Per expert: its share, how much heavier each replica gets when it loses one (0 without a
     # spare), what a new replica weighs, its replicas on h, and the load of its heaviest holder
@@ -488,33 +498,42 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
     lifted_elsewhere = torch.full_like(share, float("-inf")).scatter_reduce(
         1, placement, lifted, "amax")
     on_h_after = new_share + on_heavy * (new_share - share)  # h's load from a new replica
-    # Spare and not on h: -inf marks what may lose a replica without lifting h.
+    # inf where an expert has no spare replica to give up.
     lifted_if_spare = torch.where(spare, lifted_elsewhere, float("inf"))
-    expert = torch.stack([share, heavier, on_heavy, on_h_after, lifted_if_spare,
-                          lifted_if_spare.masked_fill(on_heavy > 0, float("inf"))], -1)
-    share_b, heavier_b, on_heavy_b, on_h_after_b, lifted_b, _ = _at(expert, b).unbind(-1)
-    *_, lifted_a = _at(expert, a).unbind(-1)
-    slot = torch.stack([slot_share, slot_load - slot_share + (copies_here - 1) * slot_heavier,
-                        slot_load, moved.to(weight.dtype)], -1)
-    share_i, _, _, moved_i = _at(slot, heavy_slots).unbind(-1)
-    share_j, load_j_without, load_j, moved_j = _at(slot, j).unsqueeze(1).unbind(-1)
+    share_b, heavier_b, on_heavy_b, on_h_after_b, lifted_b = _at(torch.stack(
+        [share, heavier, on_heavy, on_h_after, lifted_if_spare], -1), b).unbind(-1)
+    # A slot's GPU without the slot's replica (its expert's others there get heavier), and the
+    # heaviest other holder of its expert then: where a new replica of h's expert can go (not
+    # on h, nor of an expert h holds, whose loss would lift h).
+    without = slot_load - slot_share + (copies_here - 1) * slot_heavier
+    lifted_there = lifted_if_spare.masked_fill(on_heavy > 0, float("inf")).gather(
+        1, placement).scatter(1, heavy_slots, float("inf"))
+    spare_slot = torch.maximum(without, lifted_there).topk(j.shape[1], largest=False).indices
+    slot = torch.stack([slot_share, without, lifted_there, slot_load,
+                        moved.to(weight.dtype)], -1)
+    share_i, _, _, _, moved_i = _at(slot, heavy_slots).unbind(-1)
+    share_j, _, _, load_j, moved_j = _at(slot, j).unsqueeze(1).unbind(-1)
+    _, without_g, lifted_g, _, moved_g = _at(slot, spare_slot).unsqueeze(1).unbind(-1)
     ref_i = reference.gather(1, heavy_slots)
     peak_col = peak.view(rows, 1, 1)
     # Elementwise work on [rows, k, J] stays in float arithmetic (masks and conversions of that
     # size cost far more on a CPU): expert ids as floats, 1 where two differ.
-    b_id, a_id = b.to(weight.dtype), a.to(weight.dtype)
+    b_id = b.to(weight.dtype).unsqueeze(-1)
 
     def differ(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (x - y).abs_().clamp_(max=1)
 
-    # Add and exchange [rows, k, J]; turn [rows, k, 2] (to the lightest new replica, or back).
+    # Add [rows, k, J]: h's expert b into a spare slot g; exchange [rows, k, J]: h's replica
+    # of b and j's trade places; turn [rows, k, 2]: to the lightest new replica, or back.
     new_h = (peak.unsqueeze(1) + on_h_after_b - new_share.gather(1, b)).unsqueeze(-1)
-    add_peak = torch.maximum(load_j_without + new_share.gather(1, b).unsqueeze(-1),
-                             torch.maximum(lifted_a.unsqueeze(1), new_h))
-    new_b_at_j = differ(b_id.unsqueeze(-1), reference.gather(1, j).to(weight.dtype).unsqueeze(1))
+    add_peak = torch.maximum(without_g + new_share.gather(1, b).unsqueeze(-1),
+                             torch.maximum(lifted_g, new_h))
+    add_cost = (differ(b_id, reference.gather(1, spare_slot).to(weight.dtype).unsqueeze(1))
+                - moved_g)
     shift = share_i.unsqueeze(-1) - share_j
     swap_peak = torch.maximum(peak_col - shift, load_j + shift)
-    swap_cost = (differ(a_id.unsqueeze(1), ref_i.to(weight.dtype).unsqueeze(-1)) + new_b_at_j
+    swap_cost = (differ(a.to(weight.dtype).unsqueeze(1), ref_i.to(weight.dtype).unsqueeze(-1))
+                 + differ(b_id, reference.gather(1, j).to(weight.dtype).unsqueeze(1))
                  - moved_i.unsqueeze(-1) - moved_j)
     lightest = on_h_after.min(1, keepdim=True).indices
     runner_up = on_h_after.scatter(1, lightest, float("inf")).min(1, keepdim=True).indices
@@ -526,7 +545,7 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
         lifted_b.unsqueeze(-1).masked_fill(target == b.unsqueeze(-1), float("inf")))
     turn_cost = (target != ref_i.unsqueeze(-1)).to(weight.dtype) - moved_i.unsqueeze(-1)
     peaks = torch.cat([add_peak, swap_peak, turn_peak], -1)  # [rows, k, 2J + 2]
-    costs = torch.cat([(new_b_at_j - moved_j).expand_as(add_peak), swap_cost, turn_cost], -1)
+    costs = torch.cat([add_cost, swap_cost, turn_cost], -1)
     # Rated by the drop of the heaviest GPU beyond _MIN_GAIN of its load, per move: an action
     # with a positive rating lowers it by more than that.
     rate = (peak_col * (1 - _MIN_GAIN) - peaks) / costs.clamp_(min=_FREE_MOVE_COST)
@@ -537,7 +556,8 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
     is_swap = ((column >= num_j) & (column < 2 * num_j)).unsqueeze(1)
     is_turn = (column >= 2 * num_j).unsqueeze(1)
     heavy_i = heavy_slots.gather(1, i)
-    chosen_j = j.gather(1, (column % num_j).unsqueeze(1))
+    chosen_j = torch.where((column < num_j).unsqueeze(1), spare_slot, j).gather(
+        1, (column % num_j).unsqueeze(1))
     turned_to = target.gather(1, i.unsqueeze(-1).expand(-1, -1, 2)).squeeze(1).gather(
         1, (column % 2).unsqueeze(1))
     # Add: j takes h's expert. Exchange: and h's slot takes j's. Turn: h's slot changes.
