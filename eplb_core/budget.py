@@ -9,8 +9,8 @@ A layer's ladder holds:
 
 1. A descent from the placement in use (``descend``): each step changes the heaviest GPU with
    the one action that lowers it most per move: give one of its experts another replica in
-   place of a spare one (of an expert that has another) on a light GPU, exchange one of its
-   replicas with a lighter one there, or turn one of its spare replicas into a replica of
+   place of a spare one (of an expert that has another) elsewhere, exchange one of its replicas
+   with a lighter one on a light GPU, or turn one of its spare replicas into a replica of
    another expert. Every GPU an action changes ends below the heaviest GPU's load, so the
    layer's max never rises along a descent. Under the hierarchical policy each node is a
    problem of its own (its groups stay on it), and the layer's ladder combines its nodes'
@@ -446,16 +446,19 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
     the heaviest GPU h most per move.
 
     The candidate actions (a replica's share: its expert's load over its replica count):
-    - add: one of h's experts gets a new replica in a slot j of one of the ``partners``
-      lightest GPUs, whose expert has another replica (one slot changes; that expert's other
-      replicas get heavier, h's expert's lighter)
-    - exchange: one of h's replicas and the replica in such a slot j trade places (two slots)
+    - add: one of h's experts gets a new replica in a spare slot (its expert has another
+      replica, not on h): one slot changes, that expert's other replicas get heavier, h's
+      expert's lighter. The spare slots tried are those that leave their GPU, or their
+      expert's heaviest other holder, lightest; as many as the exchange's.
+    - exchange: one of h's replicas and a replica on one of the ``partners`` lightest GPUs
+      trade places (two slots)
     - turn: one of h's replicas, of an expert that has another, becomes a replica of the expert
       whose new replica weighs least on h, or of the slot's expert in ``reference`` (one slot)
     An action is rated by the drop of h's load, or of the load of any GPU it lifts if higher
     (every GPU it changes must stay below h's old load, so the max never rises), over the moves
     it adds from ``reference`` (one that costs none is rated as half a move). GPUs whose experts
-    gain a replica only get lighter; they are not counted, nor is that on GPU j.
+    gain a replica only get lighter from it, which is not counted: every estimate is of a load
+    at least as high as the real one.
 
     weight: [rows, experts]; placement, reference: [rows, slots]. Returns peak [rows], moves
     [rows], and the action as two slot writes, slots and experts [rows, 2] (a one-slot action

@@ -185,3 +185,24 @@ def test_budgeted_plans_are_deterministic():
     first = rebalance_experts(weight, 48, 8, 2, 8, current=current, max_moves=12)[0]
     assert torch.equal(first, rebalance_experts(weight, 48, 8, 2, 8, current=current,
                                                 max_moves=12)[0])
+
+
+def test_budgeted_plans_stay_on_the_weights_device(device):
+    weight = random_weight(SMALL, 9, integer=False)
+    current = rebalance_experts(_drifted(weight, 10), 48, 8, 2, 8)[0]
+    phy2log, log2phy, logcnt = rebalance_experts(weight.to(device), 48, 8, 2, 8,
+                                                 current=current.to(device), max_moves=10)
+    assert phy2log.device.type == log2phy.device.type == logcnt.device.type == device
+    assert count_moves(current, phy2log.cpu()).total <= 10
+    assert int(logcnt.min()) >= 1
+
+
+def test_under_the_global_policy_a_budget_buys_balance():
+    # 12 experts in 3 groups on 2 nodes: groups do not split over nodes, so any slot may take
+    # any expert.
+    gen = torch.Generator().manual_seed(11)
+    weight = torch.rand(4, 12, generator=gen) ** 3 * 100
+    current = rebalance_experts(weight.flip(-1), 24, 3, 2, 6)[0]
+    phy2log = rebalance_experts(weight, 24, 3, 2, 6, current=current, max_moves=12)[0]
+    assert count_moves(current, phy2log).total <= 12
+    assert _peaks(weight, phy2log, 6).sum() < _peaks(weight, current, 6).sum()
