@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eplb_core import Cluster, OptionError, PlacementError, PlanOptions, make_plan
+from eplb_core import Cluster, OptionError, PlacementError, PlanOptions, make_plan, rebalance
 from eplb_core import rebalance_experts
 from eplb_core.budget import allocate, groups_on_nodes
 from eplb_core.metrics import gpu_loads, replica_counts, trivial_placement
@@ -206,3 +206,12 @@ def test_under_the_global_policy_a_budget_buys_balance():
     phy2log = rebalance_experts(weight, 24, 3, 2, 6, current=current, max_moves=12)[0]
     assert count_moves(current, phy2log).total <= 12
     assert _peaks(weight, phy2log, 6).sum() < _peaks(weight, current, 6).sum()
+
+
+def test_the_budget_is_in_the_json_document():
+    weight = random_weight(SMALL, 12, integer=False)
+    result = rebalance(weight, Cluster(48, 8, 2, 8), PlanOptions(max_moves=7))
+    document = result.as_dict()
+    assert document["params"]["max_moves"] == 7
+    assert document["moves"]["total"] <= 7  # from the trivial layout, the baseline
+    assert rebalance(weight, Cluster(48, 8, 2, 8)).as_dict()["params"]["max_moves"] is None
