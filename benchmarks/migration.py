@@ -25,13 +25,14 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from itertools import pairwise
 
 import torch
 
 from eplb_core import Cluster, PlanOptions, make_plan, rebalance_experts
 from eplb_core.metrics import balancedness, gpu_loads
 from eplb_core.migration import count_moves, migration_cost
-from eplb_core.replay import budget_moves, window_loads
+from eplb_core.replay import window_loads
 from eplb_core.synthetic import drifting_series
 
 PREFILL = Cluster(num_replicas=288, num_groups=8, num_nodes=4, num_gpus=32)
@@ -78,7 +79,7 @@ def run(name: str, strategy: Strategy, windows: torch.Tensor, start: torch.Tenso
     """Plan every window but the last from the placement deployed before, score it on its
     own window and the next. ``share`` is filled in by the caller."""
     current, in_sample, next_window, moves, busiest, times = start, [], [], [], [], []
-    for planned, following in zip(windows[:-1], windows[1:]):
+    for planned, following in pairwise(windows):
         started = time.process_time()
         placement = strategy(planned, current)
         times.append((time.process_time() - started) * 1000)
@@ -136,12 +137,20 @@ def targets(rows: list[Row], budgets: list[float], deploy_equal: bool) -> list[s
     return lines
 
 
+def share(text: str) -> float:
+    """A budget as a share of all slots, for argparse."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a share of all slots is in 0..1, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--window", type=int, default=50)
-    parser.add_argument("--budgets", type=float, nargs="+", default=[0.05, 0.1, 0.2],
-                        help="shares of all slots per rebalance")
+    parser.add_argument("--budgets", type=share, nargs="+", default=[0.05, 0.1, 0.2],
+                        help="shares of all slots per rebalance, each in 0..1")
     parser.add_argument("--algorithm", default="hybrid", choices=["greedy", "hybrid"])
     parser.add_argument("--bandwidth", type=float, default=50.0,
                         help="GB/s into each GPU, for the time of the busiest GPU's copies")
@@ -152,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     windows = window_loads(drifting_series(args.steps, seed=args.seed), args.window)
-    num_windows, num_layers, num_experts = windows.shape
+    _, num_layers, num_experts = windows.shape
     options = PlanOptions(algorithm=args.algorithm, keep_slots=True, renumber_gpus=True)
     start = make_plan(windows[0], PREFILL, options).phy2log  # an engine balanced on window 0
     windows = windows[1:]
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
                                                       max_moves)
 
     started = time.perf_counter()
-    limits = [budget_moves(budget, num_layers, PREFILL.num_replicas) for budget in args.budgets]
+    limits = [int(budget * num_layers * PREFILL.num_replicas) for budget in args.budgets]
     rows = [run("full replan", full, windows, start, None, args.bandwidth)]
     rows += [run(f"budget {budget:.0%}", budgeted(limit), windows, start, limit, args.bandwidth)
              for budget, limit in zip(args.budgets, limits)]

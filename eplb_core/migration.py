@@ -344,7 +344,7 @@ def _shared_by_candidates(old: torch.Tensor, new: torch.Tensor, num_experts: int
 def _distinct(placement: torch.Tensor, num_experts: int) -> torch.Tensor:
     """The (block, expert) pairs of blocks [rows, blocks, slots], as keys
     ``(row * blocks + block) * num_experts + expert``, increasing."""
-    rows, blocks, per_block = placement.shape
+    rows, blocks, _ = placement.shape
     block = torch.arange(rows * blocks, device=placement.device).view(rows, blocks, 1)
     return (block * num_experts + placement).flatten().unique()
 

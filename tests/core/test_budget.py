@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -62,7 +64,7 @@ def test_a_larger_budget_never_gives_a_heavier_gpu(shape, seed):
                                               max_moves=budget)[0], shape.gpus)
              for budget in (0, slots // 20, slots // 10, slots // 4, slots)]
     # Per layer (descents keep loads in float32: equal up to its rounding).
-    for smaller, larger in zip(peaks, peaks[1:]):
+    for smaller, larger in pairwise(peaks):
         assert (larger <= smaller * (1 + 1e-6)).all()
 
 
@@ -81,8 +83,7 @@ def test_a_budget_of_every_slot_balances_at_least_as_well_as_the_full_replan(sha
 def test_no_budget_returns_the_placement_in_use():
     weight = random_weight(SMALL, 0, integer=False)
     current = _random_placement(torch.Generator().manual_seed(1), 3, 32, 48)
-    phy2log, log2phy, logcnt = rebalance_experts(weight, 48, 8, 2, 8, current=current,
-                                                 max_moves=0)
+    phy2log, _, logcnt = rebalance_experts(weight, 48, 8, 2, 8, current=current, max_moves=0)
     assert torch.equal(phy2log, current)
     assert torch.equal(logcnt, replica_counts(current, 32))
 
@@ -90,8 +91,7 @@ def test_no_budget_returns_the_placement_in_use():
 def test_without_a_budget_the_plan_is_todays_deploy():
     weight = random_weight(SMALL, 2, integer=False)
     current = rebalance_experts(_drifted(weight, 3), 48, 8, 2, 8)[0]
-    phy2log, _, logcnt = rebalance_experts(weight, 48, 8, 2, 8, current=current,
-                                           max_moves=None)
+    phy2log = rebalance_experts(weight, 48, 8, 2, 8, current=current, max_moves=None)[0]
     plain = make_plan(weight, Cluster(48, 8, 2, 8))
     expected = deploy(current, plain.phy2log, plain.logcnt, 8, 2, renumber_gpus=True,
                       keep_old_slots=True)
@@ -136,7 +136,9 @@ def test_on_the_prefill_cluster_a_tenth_of_the_slots_keeps_most_of_the_balance()
     budget = 58 * 288 // 10
     budgeted = rebalance_experts(now, 288, 8, 4, 32, current=current, max_moves=budget)[0]
     mean = now.double().sum(-1) / 32
-    balance = lambda p: float((mean / _peaks(now, p, 32)).mean())  # noqa: E731
+    def balance(placement: torch.Tensor) -> float:
+        return float((mean / _peaks(now, placement, 32)).mean())
+
     assert count_moves(current, budgeted).total <= budget < count_moves(current, full).total
     assert balance(budgeted) > balance(current)
     assert balance(budgeted) >= 0.95 * balance(full)

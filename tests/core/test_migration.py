@@ -230,12 +230,11 @@ def _sequential_greedy(old: torch.Tensor, new: torch.Tensor, num_experts: int) -
     shared = (held(new).unsqueeze(2) * held(old).unsqueeze(1)).sum(-1)
     result = new.clone()
     for row in range(rows):
-        key = lambda x, y: (-int(shared[row, x, y]),  # noqa: E731
-                            int(_scrambled(torch.tensor((row * blocks + x) * blocks + y))))
-        pairs = sorted(((x, y) for x in range(blocks) for y in range(blocks)
-                        if shared[row, x, y] > 0), key=lambda pair: key(*pair))
+        pairs = sorted((-int(shared[row, x, y]),
+                        int(_scrambled(torch.tensor((row * blocks + x) * blocks + y))), x, y)
+                       for x in range(blocks) for y in range(blocks) if shared[row, x, y] > 0)
         target, used = {}, set()
-        for x, y in pairs:
+        for *_, x, y in pairs:
             if x not in target and y not in used:
                 target[x] = y
                 used.add(y)
