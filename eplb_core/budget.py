@@ -503,20 +503,21 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
     on_h_after = new_share + on_heavy * (new_share - share)  # h's load from a new replica
     # inf where an expert has no spare replica to give up.
     lifted_if_spare = torch.where(spare, lifted_elsewhere, float("inf"))
-    share_b, heavier_b, on_heavy_b, on_h_after_b, lifted_b = _at(torch.stack(
-        [share, heavier, on_heavy, on_h_after, lifted_if_spare], -1), b).unbind(-1)
+    share_b, heavier_b, on_heavy_b, on_h_after_b, lifted_b = (
+        figure.gather(1, b) for figure in (share, heavier, on_heavy, on_h_after, lifted_if_spare))
     # A slot's GPU without the slot's replica (its expert's others there get heavier), and the
     # heaviest other holder of its expert then: where a new replica of h's expert can go (not
     # on h, nor of an expert h holds, whose loss would lift h).
     without = slot_load - slot_share + (copies_here - 1) * slot_heavier
     lifted_there = lifted_if_spare.masked_fill(on_heavy > 0, float("inf")).gather(
         1, placement).scatter(1, heavy_slots, float("inf"))
-    spare_slot = torch.maximum(without, lifted_there).topk(j.shape[1], largest=False).indices
-    slot = torch.stack([slot_share, without, lifted_there, slot_load,
-                        moved.to(weight.dtype)], -1)
-    share_i, _, _, _, moved_i = _at(slot, heavy_slots).unbind(-1)
-    share_j, _, _, load_j, moved_j = _at(slot, j).unsqueeze(1).unbind(-1)
-    _, without_g, lifted_g, _, moved_g = _at(slot, spare_slot).unsqueeze(1).unbind(-1)
+    spare_slot = torch.maximum(without, lifted_there).sort(-1).indices[:, :j.shape[1]]
+    moved = moved.to(weight.dtype)
+    share_i, moved_i = slot_share.gather(1, heavy_slots), moved.gather(1, heavy_slots)
+    share_j, load_j, moved_j = (figure.gather(1, j).unsqueeze(1)
+                                for figure in (slot_share, slot_load, moved))
+    without_g, lifted_g, moved_g = (figure.gather(1, spare_slot).unsqueeze(1)
+                                    for figure in (without, lifted_there, moved))
     ref_i = reference.gather(1, heavy_slots)
     peak_col = peak.view(rows, 1, 1)
     # Elementwise work on [rows, k, J] stays in float arithmetic (masks and conversions of that
@@ -547,22 +548,23 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
         keep_h.unsqueeze(-1) + on_h_after.gather(1, target.flatten(1)).view_as(target),
         lifted_b.unsqueeze(-1).masked_fill(target == b.unsqueeze(-1), float("inf")))
     turn_cost = (target != ref_i.unsqueeze(-1)).to(weight.dtype) - moved_i.unsqueeze(-1)
-    peaks = torch.cat([add_peak, swap_peak, turn_peak], -1)  # [rows, k, 2J + 2]
-    costs = torch.cat([add_cost, swap_cost, turn_cost], -1)
     # Rated by the drop of the heaviest GPU beyond _MIN_GAIN of its load, per move: an action
-    # with a positive rating lowers it by more than that.
-    rate = (peak_col * (1 - _MIN_GAIN) - peaks) / costs.clamp_(min=_FREE_MOVE_COST)
-    best, at = rate.flatten(1).max(1)
-
-    width, num_j = peaks.shape[2], j.shape[1]
-    i, column = (at // width).unsqueeze(1), at % width
-    is_swap = ((column >= num_j) & (column < 2 * num_j)).unsqueeze(1)
-    is_turn = (column >= 2 * num_j).unsqueeze(1)
+    # with a positive rating lowers it by more than that. The best of each kind, then of all.
+    ceiling = peak_col * (1 - _MIN_GAIN)
+    rated = [((ceiling - action_peak) / cost.clamp_(min=_FREE_MOVE_COST)).flatten(1).max(1)
+             for action_peak, cost in ((add_peak, add_cost), (swap_peak, swap_cost),
+                                       (turn_peak, turn_cost))]
+    best, kind = torch.stack([rating.values for rating in rated], 1).max(1)
+    kind = kind.unsqueeze(1)  # 0 add, 1 exchange, 2 turn
+    at = torch.stack([rating.indices for rating in rated], 1).gather(1, kind)
+    width = torch.tensor([[add_peak.shape[2], swap_peak.shape[2], turn_peak.shape[2]]],
+                         device=device).expand(rows, -1).gather(1, kind)
+    i, column = at // width, at % width
+    is_swap, is_turn = kind == 1, kind == 2
     heavy_i = heavy_slots.gather(1, i)
-    chosen_j = torch.where((column < num_j).unsqueeze(1), spare_slot, j).gather(
-        1, (column % num_j).unsqueeze(1))
+    chosen_j = torch.where(kind == 0, spare_slot, j).gather(1, column.clamp(max=j.shape[1] - 1))
     turned_to = target.gather(1, i.unsqueeze(-1).expand(-1, -1, 2)).squeeze(1).gather(
-        1, (column % 2).unsqueeze(1))
+        1, column.clamp(max=1))
     # Add: j takes h's expert. Exchange: and h's slot takes j's. Turn: h's slot changes.
     slot_one = torch.where(is_turn, heavy_i, chosen_j)
     expert_one = torch.where(is_turn, turned_to, b.gather(1, i))
@@ -570,11 +572,6 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
     experts = torch.cat([expert_one, torch.where(is_swap, placement.gather(1, chosen_j),
                                                  expert_one)], 1)
     return peak, moves, slots, experts, best > 0
-
-
-def _at(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Rows of figures at the given positions: [rows, n, F], [rows, m] -> [rows, m, F]."""
-    return values.gather(1, index.unsqueeze(-1).expand(-1, -1, values.shape[2]))
 
 
 def allocate(cost: torch.Tensor, value: torch.Tensor, budget: int) -> torch.Tensor:
