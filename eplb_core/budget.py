@@ -45,12 +45,15 @@ from .replication import replicate_experts
 # Steps of each descent (per node under the hierarchical policy): this many, or half the GPUs
 # of a problem if more (a step lowers one GPU). Descents stop earlier where no step gains; a
 # budget never changes them, so that a larger budget takes more of the same ladders.
-MAX_DESCENT_STEPS = 16
+MAX_DESCENT_STEPS = 12
 # The heaviest GPU trades replicas with the slots of this many of the lightest GPUs.
 PARTNER_GPUS = 3
 # A step must lower the heaviest GPU by more than this share of its load: less is not worth a
 # move (traffic drifts more than that from one window to the next), and descents stay short.
 _MIN_GAIN = 1e-3
+# An exchange of groups must lower the busiest node by this share of its load: it costs the two
+# groups' slots, which a smaller gain never repays.
+_MIN_EXCHANGE_GAIN = 1e-2
 # An action that costs no move (it puts a slot's old expert back) is rated as if it cost this.
 _FREE_MOVE_COST = 0.5
 # Bound on the [layers, points, points] tensor of the envelope computation per chunk.
@@ -251,7 +254,7 @@ def exchange_groups(weight: torch.Tensor, placement: torch.Tensor, group_node: t
     busiest = after.amax(-1).masked_fill(group_node.unsqueeze(2) == group_node.unsqueeze(1),
                                          float("inf"))
     best, pair = busiest.flatten(1).min(1)
-    swapped = (best < node_load.amax(-1) * (1 - _MIN_GAIN)).nonzero().flatten()
+    swapped = (best < node_load.amax(-1) * (1 - _MIN_EXCHANGE_GAIN)).nonzero().flatten()
     group_a, group_c = pair[swapped] // num_groups, pair[swapped] % num_groups
     weight, placement = weight[swapped], placement[swapped]
     start = placement.clone()
