@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, field_validator,
+                      model_validator)
 
 from eplb_core.cluster import DEEPSEEK_V3_EXPERT_BYTES
 from eplb_core.io import FLOAT32_MAX
@@ -40,6 +41,26 @@ class PlanParams(BaseModel):
     spill_slots: int = Field(1, ge=0, le=2**31 - 1,
                              description="the spill policy's slots per GPU for other nodes' "
                                          "experts (at most the slots per GPU)")
+    max_moves: int | None = Field(None, ge=0, le=2**62,
+                                  description="the most slots (over all layers) whose expert "
+                                              "may change from the placement in use: the "
+                                              "plan is as balanced as that budget allows")
+    move_budget: float | None = Field(None, ge=0, le=1,
+                                      description="the same budget as a share of all slots "
+                                                  "(layers x num_replicas); give one of the two")
+    expert_bytes: int = Field(DEEPSEEK_V3_EXPERT_BYTES, gt=0, le=2**50,
+                              description="one expert's weights in one layer, for the bytes "
+                                          "a migration copies (default DeepSeek-V3 FP8)")
+    link_gb_per_s: float | None = Field(None, gt=0, le=1e6,
+                                        description="each GPU's link bandwidth in GB/s: with "
+                                                    "it, the time the migration takes")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> PlanParams:
+        if self.max_moves is not None and self.move_budget is not None:
+            raise ValueError("give the move budget as max_moves (slots) or move_budget (a "
+                             "share of all slots), not both")
+        return self
 
 
 class RebalanceParams(PlanParams):
@@ -50,11 +71,31 @@ class RebalanceParams(PlanParams):
                               "published DeepSeek EPLB plans")
 
 
+def _budget(value: object) -> object:
+    """A budget as a form sends it: "" / "none" / "full" (the full plan), else a number."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "none", "null", "full"):
+            return None
+        return int(text) if text.isdigit() else float(text)
+    return value
+
+
+Budget = Annotated[float | int | None, BeforeValidator(_budget), Field(
+    description="a move budget per rebalance: a share of all slots (a number in 0..1 with a "
+                "point, e.g. 0.1), a number of slots (a whole number, e.g. 500), or null for "
+                "the full plan, deployed")]
+
+
 class ReplayParams(PlanParams):
     """The cluster shape and the window a series is cut into."""
 
     window: Count = Field(description="steps per window: each window's plan is scored on it "
                                       "and on the next one")
+    budgets: list[Budget] | None = Field(
+        None, max_length=16, description="move budgets to replay each algorithm under too, "
+                                         "each window planned from the placement deployed "
+                                         "before it: the frontier of balance against moves")
 
 
 # DeepSeek's EPLB README example: what /docs offers to try.
@@ -230,6 +271,7 @@ class RebalanceResponse(BaseModel):
                                            "trivial layout")
     after: LoadReport = Field(description="the plan")
     moves: Moves = Field(description="slots whose expert the plan changes")
+    migration: Migration = Field(description="the bytes those moves copy, and the time")
     speedup: float = Field(description="expected speed-up of the MoE part of a step, from "
                                        "before to the plan: a layer waits for its busiest GPU, "
                                        "so the sum over layers of the max GPU load, before / "
@@ -255,6 +297,29 @@ class StrategyFigures(BaseModel):
     mean_in_sample: float
     mean_next_window: float
     total_moves: int
+    moves_per_window: float
+    gib_per_window: float = Field(description="moves_per_window x expert_bytes, in GiB")
+
+
+class BudgetFigures(StrategyFigures):
+    """One algorithm replayed under one move budget per rebalance: a point of the frontier."""
+
+    algorithm: Literal["greedy", "hybrid"]
+    budget: float | int | None = Field(description="as asked")
+    max_moves: int | None = Field(description="the budget in slots; null for the full plan")
+
+
+class Migration(BaseModel):
+    """What the moves copy: every slot whose expert changes receives that expert's weights."""
+
+    moves: int
+    expert_bytes: int
+    total_bytes: int
+    max_gpu_bytes: int = Field(description="the most any one GPU receives: the critical path")
+    busiest_gpu: int
+    link_gb_per_s: float | None
+    seconds: float | None = Field(description="max_gpu_bytes / link bandwidth; null without "
+                                              "a bandwidth")
 
 
 class ReplayResponse(BaseModel):
@@ -274,6 +339,7 @@ class ReplayResponse(BaseModel):
     strategies: dict[Literal["none", "greedy", "hybrid"], StrategyFigures] = Field(
         description='"none" keeps the placement in use; "greedy" and "hybrid" replan every '
                     "window")
+    budgets: list[BudgetFigures] = Field(description="each algorithm under each budget asked")
     elapsed_ms: float = Field(description="time spent replaying, in milliseconds")
     device: str = Field(description="the torch device the plans were computed on")
 

@@ -13,7 +13,7 @@ import torch
 from eplb_core import Cluster, Evaluation, Limits, PlanOptions, Rebalance, evaluate, rebalance
 from eplb_core.errors import LoadError
 from eplb_core.io import LoadFile
-from eplb_core.replay import Replay, replay
+from eplb_core.replay import Replay, budget_moves, replay
 from eplb_core.sweep import Sweep, check_sweep, default_replicas, sweep
 
 from .config import Settings
@@ -24,10 +24,14 @@ def cluster_of(params: PlanParams | ClusterParams) -> Cluster:
     return Cluster(params.num_replicas, params.num_groups, params.num_nodes, params.num_gpus)
 
 
-def options_of(params: PlanParams, algorithm: str = "hybrid") -> PlanOptions:
+def options_of(params: PlanParams, num_layers: int, algorithm: str = "hybrid") -> PlanOptions:
+    """The core's options; a ``move_budget`` (a share of all slots) becomes ``max_moves``."""
+    max_moves = params.max_moves
+    if params.move_budget is not None:
+        max_moves = budget_moves(params.move_budget, num_layers, params.num_replicas)
     return PlanOptions(algorithm=algorithm, seed=params.seed, policy=params.policy,
                        spill_slots=params.spill_slots, keep_slots=params.keep_slots,
-                       renumber_gpus=params.renumber_gpus)
+                       renumber_gpus=params.renumber_gpus, max_moves=max_moves)
 
 
 def check_request(loads: torch.Tensor, num_replicas: int, limits: Limits) -> None:
@@ -47,8 +51,10 @@ def plan(loaded: LoadFile, params: RebalanceParams, settings: Settings,
     check_request(loads, params.num_replicas, settings.limits)
     current, notes = loaded.in_use(current)
     device = settings.torch_device
-    return rebalance(loads.to(device), cluster_of(params), options_of(params, params.algorithm),
-                     None if current is None else current.to(device), notes)
+    return rebalance(loads.to(device), cluster_of(params),
+                     options_of(params, loads.shape[-2], params.algorithm),
+                     None if current is None else current.to(device), notes,
+                     expert_bytes=params.expert_bytes, link_gb_per_s=params.link_gb_per_s)
 
 
 def replay_series(loaded: LoadFile, params: ReplayParams, settings: Settings,
@@ -67,9 +73,10 @@ def replay_series(loaded: LoadFile, params: ReplayParams, settings: Settings,
                  f"windows of {params.window} steps in {num_steps} steps")
     current, notes = loaded.in_use(current)
     device = settings.torch_device
-    return replay(series.to(device), params.window, cluster_of(params), options_of(params),
+    return replay(series.to(device), params.window, cluster_of(params),
+                  options_of(params, series.shape[1]),
                   current=None if current is None else current.to(device), progress=progress,
-                  notes=notes)
+                  budgets=params.budgets or (), notes=notes, expert_bytes=params.expert_bytes)
 
 
 def score_placement(loaded: LoadFile, params: ClusterParams, settings: Settings,

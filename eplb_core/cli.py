@@ -26,7 +26,7 @@ from .io import (LoadFile, format_csv_matrix, map_to_json, map_to_pt, plan_to_js
                  read_load_file, read_placement)
 from .packing import ALGORITHMS
 from .plan import Evaluation, PlanOptions, Rebalance, evaluate, rebalance
-from .replay import NO_REBALANCING, Replay, replay
+from .replay import GIB, NO_REBALANCING, Budget, Replay, budget_moves, replay
 from .sweep import Sweep, sweep
 from .synthetic import EXAMPLE_SEED, sglang_dump, zipf_loads
 
@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     planning.add_argument("--renumber-gpus", action="store_true",
                           help="renumber nodes and GPUs to keep the most experts where they "
                                "are (fewer moves, same balancedness; GPUs may swap loads)")
+    budget = planning.add_mutually_exclusive_group()
+    budget.add_argument("--max-moves", type=int, metavar="SLOTS",
+                        help="the most slots whose expert may change from the placement in "
+                             "use: the best plan within that budget")
+    budget.add_argument("--move-budget", type=float, metavar="SHARE",
+                        help="the same budget as a share of all slots (0..1)")
+    planning.add_argument("--expert-bytes", type=int, default=DEEPSEEK_V3_EXPERT_BYTES,
+                          help="one expert's weights in one layer, for the bytes moved "
+                               "(default DeepSeek-V3 FP8: %(default)s)")
 
     parser = _Parser(prog=PROG, description="Expert-parallelism load balancer for MoE inference.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -93,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "rebalance", parents=[planning], help="plan a placement from a load file",
         description="Plan a placement; a time series is summed over its steps first.")
     rebalance_parser.add_argument("--algorithm", choices=ALGORITHMS, default="hybrid")
+    rebalance_parser.add_argument("--link-gbps", type=float, metavar="GB/S",
+                                  help="each GPU's link bandwidth: with it, the time the "
+                                       "migration takes")
     rebalance_parser.add_argument("-o", "--output", type=Path, metavar="PLAN.json",
                                   help="write the full plan (phy2log, log2phy, logcnt) as JSON")
     rebalance_parser.add_argument("--export-json", type=Path, metavar="MAP.json",
@@ -108,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay_parser.add_argument("--window", type=int, required=True, help="steps per window")
     replay_parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS,
                                default=list(ALGORITHMS), help="algorithms to replay (default: all)")
+    replay_parser.add_argument("--budgets", type=_budget, nargs="+", metavar="BUDGET",
+                               help="move budgets per rebalance to replay too: a share of all "
+                                    "slots (0.1), a number of slots (500) or 'full'")
     replay_parser.add_argument("--progress", action=argparse.BooleanOptionalAction,
                                help="show a progress bar on stderr (default: when a terminal)")
     replay_parser.set_defaults(run=_replay)
@@ -218,10 +233,25 @@ def _write(path: Path, data: bytes | str, *, quiet: bool = False) -> None:
         print(f"wrote {path}")
 
 
-def _options(args: argparse.Namespace, algorithm: str = "hybrid") -> PlanOptions:
+def _options(args: argparse.Namespace, num_layers: int, algorithm: str = "hybrid"
+             ) -> PlanOptions:
+    max_moves = args.max_moves
+    if args.move_budget is not None:
+        max_moves = budget_moves(args.move_budget, num_layers, args.cluster.num_replicas)
     return PlanOptions(algorithm=algorithm, seed=args.seed, policy=args.policy,
                        spill_slots=args.spill_slots, keep_slots=args.keep_slots,
-                       renumber_gpus=args.renumber_gpus)
+                       renumber_gpus=args.renumber_gpus, max_moves=max_moves)
+
+
+def _budget(text: str) -> Budget:
+    """``0.1`` -> a share of all slots; ``500`` -> slots; ``full`` -> the full plan."""
+    if text.lower() == "full":
+        return None
+    try:
+        return int(text) if text.isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share (0.1), a number of slots (500) or "
+                                         f"'full', got {text!r}") from None
 
 
 def _placement(path: Path | None) -> torch.Tensor | None:
@@ -245,8 +275,9 @@ def _load_file(args: argparse.Namespace) -> LoadFile:
 def _rebalance(args: argparse.Namespace) -> None:
     loaded = _load_file(args)
     current, notes = loaded.in_use(_placement(args.current))
-    result = rebalance(loaded.loads, args.cluster, _options(args, args.algorithm), current,
-                       notes)
+    result = rebalance(loaded.loads, args.cluster,
+                       _options(args, loaded.loads.shape[-2], args.algorithm), current, notes,
+                       expert_bytes=args.expert_bytes, link_gb_per_s=args.link_gbps)
     if args.json != "-":
         _print_rebalance(result)
     if args.json is not None:
@@ -279,6 +310,10 @@ def _print_rebalance(result: Rebalance) -> None:
                                      ("slots kept", result.options.keep_slots)) if asked]
     print(f"moves: {result.moves.total} of {result.plan.phy2log.numel()} slots change expert"
           f"{' (' + ', '.join(kept) + ')' if kept else ''}")
+    cost = result.migration
+    time_taken = "" if cost.seconds is None else f", {cost.seconds:.2f} s at {cost.link_gb_per_s:g} GB/s"
+    print(f"migration: {cost.total_bytes / GIB:.2f} GiB in all, {cost.max_gpu_bytes / GIB:.2f} GiB "
+          f"into the busiest GPU (GPU {cost.busiest_gpu}){time_taken}")
     for note in result.notes:
         print(f"note: {note}")
 
@@ -291,9 +326,10 @@ def _replay(args: argparse.Namespace) -> None:
                         f"holds one window of shape {list(series.shape)}")
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     current, notes = loaded.in_use(_placement(args.current))
-    result = replay(series, args.window, args.cluster, _options(args),
+    result = replay(series, args.window, args.cluster, _options(args, series.shape[1]),
                     algorithms=args.algorithms, current=current,
-                    progress=_ProgressBar(sys.stderr) if show_progress else None, notes=notes)
+                    progress=_ProgressBar(sys.stderr) if show_progress else None,
+                    budgets=args.budgets or (), notes=notes, expert_bytes=args.expert_bytes)
     if args.json != "-":
         _print_replay(result, series.shape)
     if args.json is not None:
@@ -306,11 +342,15 @@ def _print_replay(result: Replay, shape: torch.Size) -> None:
     print(f"series: {steps} steps x {num_layers} layers x {num_experts} experts; "
           f"{result.num_windows} windows of {result.window} steps "
           f"({result.dropped_steps} steps dropped), {result.num_windows - 1} scored")
-    print(f"{'strategy':<10}{'in-sample':>11}{'next window':>13}{'moves/window':>14}")
-    for name, figures in result.strategies.items():
+    print(f"{'strategy':<16}{'in-sample':>11}{'next window':>13}{'moves/window':>14}"
+          f"{'GiB/window':>12}")
+    rows = [*result.strategies.items(),
+            *((f"{entry.algorithm}@{'full' if entry.budget is None else entry.budget}",
+               entry.figures) for entry in result.budgets)]
+    for name, figures in rows:
         moves = figures.total_moves / len(figures.moves)
-        print(f"{name:<10}{figures.mean_in_sample:>11.4f}{figures.mean_next_window:>13.4f}"
-              f"{moves:>14.1f}")
+        print(f"{name:<16}{figures.mean_in_sample:>11.4f}{figures.mean_next_window:>13.4f}"
+              f"{moves:>14.1f}{moves * result.expert_bytes / GIB:>12.1f}")
     print(f"balancedness: mean/max GPU load, averaged over the layers with load; "
           f"\"{NO_REBALANCING}\" keeps the placement in use")
     for note in result.notes:

@@ -96,7 +96,8 @@ class Cluster:
         return resolved
 
 
-# One DeepSeek-V3 routed expert in one layer, FP8: gate, up and down projections, 7168 x 2048.
+# One DeepSeek-V3 routed expert in one layer, FP8: gate, up and down projections of 7168 x 2048
+# one-byte weights (44,040,192 bytes).
 DEEPSEEK_V3_EXPERT_BYTES = 3 * 7168 * 2048
 
 

@@ -17,12 +17,14 @@ from typing import Any
 
 import torch
 
-from .cluster import Cluster
+from .budget import plan_within_budget
+from .cluster import DEEPSEEK_V3_EXPERT_BYTES, Cluster
 from .errors import InvariantError, LimitError, LoadError, OptionError, PlacementError
 from .metrics import (Scores, active_layers, balancedness_bound, moe_speedup, replica_counts,
                       score)
 from .metrics import trivial_placement
-from .migration import Moves, count_moves, deploy, validate_placement
+from .migration import (MigrationCost, Moves, count_moves, deploy, migration_cost,
+                        validate_placement)
 from .packing import ALGORITHMS
 from .policy import place, validate_weight
 
@@ -44,6 +46,7 @@ class PlanOptions:
     num_candidates: int | None = None  # the hybrid's search; None: packing's defaults
     num_rounds: int | None = None
     spill_slots: int = 1  # the spill policy's slots per GPU for other nodes' experts
+    max_moves: int | None = None  # the most slots whose expert may change; None: no budget
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -59,6 +62,10 @@ class PlanOptions:
         if isinstance(self.spill_slots, bool) or not isinstance(self.spill_slots, int) or (
                 self.spill_slots < 0):
             raise OptionError(f"spill_slots must be an integer >= 0, got {self.spill_slots!r}")
+        if self.max_moves is not None and (isinstance(self.max_moves, bool) or not isinstance(
+                self.max_moves, int) or self.max_moves < 0):
+            raise OptionError(f"max_moves must be a whole number of slots >= 0, got "
+                              f"{self.max_moves!r}")
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,10 @@ def make_plan(weight: torch.Tensor, cluster: Cluster, options: PlanOptions = Pla
     is on the same device) on ``cluster``.
 
     ``current`` is the placement in use, phy2log [layers, slots]: with ``renumber_gpus`` and
-    ``keep_slots`` the plan is deployed over it (the same balance, fewer moves).
+    ``keep_slots`` the plan is deployed over it (the same balance, fewer moves). With
+    ``options.max_moves`` the plan changes at most that many slots of ``current`` (of the
+    trivial layout when ``current`` is None), as balanced as the budget allows
+    (``budget.plan_within_budget``; renumbering and kept slots included).
 
     Raises a ``ValueError`` subclass of ``eplb_core.errors`` for bad input, and
     ``InvariantError`` if the plan broke its own guarantees.
@@ -178,6 +188,11 @@ def make_plan(weight: torch.Tensor, cluster: Cluster, options: PlanOptions = Pla
                                       num_rounds=options.num_rounds,
                                       spill_slots=options.spill_slots)
     plan = Plan(phy2log, logcnt, phy_rank)
+    if options.max_moves is not None:
+        plan = Plan.from_placement(plan_within_budget(weight, current, phy2log, logcnt, cluster,
+                                                      policy, options.max_moves), weight.shape[1])
+        plan.check()
+        return plan
     if current is not None:
         return deploy_plan(plan, current.to(phy2log.device, torch.int64), cluster, policy,
                            options)
@@ -204,7 +219,7 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
                       num_gpus: int, *, algorithm: str = "hybrid", seed: int = 0,
                       current: torch.Tensor | None = None, policy: str = "auto",
                       spill_slots: int = 1, num_candidates: int | None = None,
-                      num_rounds: int | None = None
+                      num_rounds: int | None = None, max_moves: int | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DeepSeek's ``eplb.rebalance_experts``: replicate and place every layer's experts.
 
@@ -226,6 +241,10 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
             per GPU (0 gives the hierarchical plan)
         num_candidates, num_rounds: the hybrid's search size; None picks the defaults of
             ``eplb_core.packing`` (128 candidates on CUDA, 2 on a CPU; rounds by pack count)
+        max_moves: the most slots, summed over layers, whose expert may differ from
+            ``current`` (from the trivial layout, slot p holding expert p mod E, when
+            ``current`` is None); the plan is the most balanced the budget allows
+            (``eplb_core.budget``). 0 returns ``current``; None: no budget
 
     Returns:
         phy2log: [layers, num_replicas], the logical expert in each slot
@@ -235,7 +254,7 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
     options = PlanOptions(algorithm=algorithm, seed=seed, policy=policy,
                           keep_slots=current is not None, renumber_gpus=current is not None,
                           num_candidates=num_candidates, num_rounds=num_rounds,
-                          spill_slots=spill_slots)
+                          spill_slots=spill_slots, max_moves=max_moves)
     plan = make_plan(weight, Cluster(num_replicas, num_groups, num_nodes, num_gpus), options,
                      current)
     return plan.phy2log, plan.log2phy, plan.logcnt
@@ -255,6 +274,7 @@ class Rebalance:
     before: Scores
     after: Scores
     moves: Moves
+    migration: MigrationCost  # the bytes the moves copy, and the time given a bandwidth
     speedup: float  # expected MoE speed-up from before to after (``metrics.moe_speedup``)
     bound: torch.Tensor  # [layers], no plan under the policy is more balanced
     idle_layers: list[int]  # layers without load: planned, left out of the summary figures
@@ -269,7 +289,8 @@ class Rebalance:
                        "keep_slots": self.options.keep_slots,
                        "renumber_gpus": self.options.renumber_gpus,
                        "algorithm": self.options.algorithm, "policy": self.options.policy,
-                       "spill_slots": self.options.spill_slots},
+                       "spill_slots": self.options.spill_slots,
+                       "max_moves": self.options.max_moves},
             "num_layers": self.plan.phy2log.shape[0],
             "num_experts": self.plan.logcnt.shape[1],
             "num_steps": self.num_steps,
@@ -281,6 +302,7 @@ class Rebalance:
             "before": scores_dict(self.before),
             "after": scores_dict(self.after),
             "moves": {"per_layer": self.moves.per_layer.tolist(), "total": self.moves.total},
+            "migration": self.migration.as_dict(),
             "speedup": self.speedup,
             "bound": self.bound.tolist(),
             "idle_layers": self.idle_layers,
@@ -314,11 +336,14 @@ def sum_steps(loads: torch.Tensor) -> tuple[torch.Tensor, int | None]:
 
 
 def rebalance(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOptions(),
-              current: torch.Tensor | None = None, notes: Sequence[str] = ()) -> Rebalance:
+              current: torch.Tensor | None = None, notes: Sequence[str] = (), *,
+              expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
+              link_gb_per_s: float | None = None) -> Rebalance:
     """Plan ``loads`` (one window [layers, experts], or a series [steps, layers, experts] planned
     on the sum of its steps) and score the plan against the placement it replaces: ``current``
     (phy2log [layers, slots]) or the trivial layout. ``notes``: what the caller knows about the
-    loads (from reading their file), shown first."""
+    loads (from reading their file), shown first. ``expert_bytes`` and ``link_gb_per_s``: what
+    one expert's weights weigh in a layer, and each GPU's link, for the migration's cost."""
     weight, num_steps = sum_steps(loads)
     num_layers, num_experts = weight.shape
     policy = cluster.check(num_experts, options.policy)
@@ -338,6 +363,8 @@ def rebalance(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = Plan
         cluster=cluster, options=options, policy=policy, num_steps=num_steps, plan=plan,
         baseline="trivial" if current is None else "current", placement_before=before,
         before=scores_before, after=scores_after, moves=count_moves(before, plan.phy2log),
+        migration=migration_cost(before, plan.phy2log, cluster.num_gpus,
+                                 expert_bytes=expert_bytes, link_gb_per_s=link_gb_per_s),
         speedup=moe_speedup(scores_before, scores_after, exact),
         bound=balancedness_bound(exact, cluster, policy),
         idle_layers=idle, elapsed_ms=elapsed_ms,

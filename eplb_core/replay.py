@@ -6,6 +6,10 @@ experts]`` is cut into consecutive windows of ``window`` steps (trailing steps t
 a window are dropped), each summed to ``[layers, experts]``. For every window i but the last,
 each strategy plans on window i and is scored on window i (in-sample) and on window i+1 (next
 window). "none" keeps the placement in use (the trivial layout unless one is given).
+
+Under a move budget (``PlanOptions.max_moves``, or each of ``budgets``) each window is planned
+from the placement deployed before it, so windows are planned in turn; ``budgets`` replays
+several budgets in one call: the points of a frontier of balance against moves.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .cluster import Cluster
+from .cluster import DEEPSEEK_V3_EXPERT_BYTES, Cluster
 from .errors import LoadError, OptionError
 from .metrics import active_layers, balancedness, gpu_loads, trivial_placement
 from .migration import count_moves, validate_placement
@@ -26,9 +30,13 @@ from .plan import Plan, PlanOptions, check_request, deploy_plan, make_plan
 from .policy import validate_weight
 
 NO_REBALANCING = "none"
+GIB = 1 << 30
 _ROWS_PER_CALL = 512  # layers of stacked windows planned per rebalance_experts call
 
 Progress = Callable[[int, int], None]  # (windows planned so far, windows to plan in all)
+# A move budget per rebalance: a float in [0, 1] is a share of all slots (layers x slots per
+# layer), an int a number of slots, None no budget.
+Budget = float | int | None
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,20 @@ class StrategyReplay:
 
 
 @dataclass(frozen=True)
+class BudgetReplay:
+    """One algorithm replayed under one move budget per rebalance."""
+
+    algorithm: str
+    budget: Budget  # as asked
+    max_moves: int | None  # the budget in slots; None: the full plan, deployed
+    figures: StrategyReplay
+
+    def as_dict(self, expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES) -> dict[str, Any]:
+        return {"algorithm": self.algorithm, "budget": self.budget, "max_moves": self.max_moves,
+                **_figures_dict(self.figures, expert_bytes)}
+
+
+@dataclass(frozen=True)
 class Replay:
     """The replay of a series: per-strategy figures, "none" first, then each algorithm."""
 
@@ -70,6 +92,8 @@ class Replay:
     elapsed_ms: float
     device: str
     notes: list[str] = field(default_factory=list)
+    budgets: list[BudgetReplay] = field(default_factory=list)  # per algorithm and budget
+    expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES  # one expert's weights, for the GiB moved
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document of ``POST /replay`` and ``eplb replay --json``: the parameters,
@@ -79,7 +103,8 @@ class Replay:
             "params": {**asdict(self.cluster), "seed": options.seed,
                        "keep_slots": options.keep_slots, "renumber_gpus": options.renumber_gpus,
                        "policy": options.policy, "spill_slots": options.spill_slots,
-                       "window": self.window},
+                       "window": self.window, "max_moves": options.max_moves,
+                       "expert_bytes": self.expert_bytes},
             "num_steps": self.num_steps,
             "num_layers": self.num_layers,
             "num_experts": self.num_experts,
@@ -89,16 +114,34 @@ class Replay:
             "dropped_steps": self.dropped_steps,
             "idle_steps": {"leading": self.idle_steps[0], "trailing": self.idle_steps[1]},
             "notes": self.notes,
-            "strategies": {
-                name: {"in_sample": figures.in_sample, "next_window": figures.next_window,
-                       "moves": figures.moves, "mean_in_sample": figures.mean_in_sample,
-                       "mean_next_window": figures.mean_next_window,
-                       "total_moves": figures.total_moves}
-                for name, figures in self.strategies.items()
-            },
+            "strategies": {name: _figures_dict(figures, self.expert_bytes)
+                           for name, figures in self.strategies.items()},
+            "budgets": [entry.as_dict(self.expert_bytes) for entry in self.budgets],
             "elapsed_ms": self.elapsed_ms,
             "device": self.device,
         }
+
+
+def _figures_dict(figures: StrategyReplay, expert_bytes: int) -> dict[str, Any]:
+    per_window = figures.total_moves / len(figures.moves)
+    return {"in_sample": figures.in_sample, "next_window": figures.next_window,
+            "moves": figures.moves, "mean_in_sample": figures.mean_in_sample,
+            "mean_next_window": figures.mean_next_window, "total_moves": figures.total_moves,
+            "moves_per_window": per_window, "gib_per_window": per_window * expert_bytes / GIB}
+
+
+def budget_moves(budget: Budget, num_layers: int, num_replicas: int) -> int | None:
+    """A budget in slots per rebalance: a float in [0, 1] is that share of all
+    ``num_layers * num_replicas`` slots (rounded down), an int that many slots, None none.
+    ``OptionError`` for anything else."""
+    if budget is None:
+        return None
+    if isinstance(budget, float) and 0 <= budget <= 1:
+        return int(budget * num_layers * num_replicas)
+    if isinstance(budget, int) and not isinstance(budget, bool) and budget >= 0:
+        return budget
+    raise OptionError(f"a move budget is a share of all slots (a float in 0..1), a number of "
+                      f"slots (an int >= 0) or None, got {budget!r}")
 
 
 def trim_idle_steps(series: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -128,7 +171,8 @@ def window_loads(series: torch.Tensor, window: int) -> torch.Tensor:
 def replay(series: torch.Tensor, window: int, cluster: Cluster,
            options: PlanOptions = PlanOptions(), *, algorithms: Sequence[str] = ALGORITHMS,
            current: torch.Tensor | None = None, progress: Progress | None = None,
-           notes: Sequence[str] = ()) -> Replay:
+           budgets: Sequence[Budget] = (), notes: Sequence[str] = (),
+           expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES) -> Replay:
     """Plan on each window and score on it and on the next, for "none" and each algorithm.
 
     Parameters:
@@ -138,13 +182,19 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
         cluster: the cluster planned for
         options: as for ``plan.make_plan`` (its ``algorithm`` is replaced by each of
             ``algorithms``); with ``renumber_gpus`` / ``keep_slots`` each plan is deployed over
-            the placement deployed before it
+            the placement deployed before it; with ``max_moves`` each window is planned from
+            it under that budget
         algorithms: the algorithms to replay besides "none"
         current: [layers, slots], the placement in use before the first window (default: the
             trivial layout); "none" keeps it, and the first window's moves start from it
         progress: called with (windows planned, windows to plan) as planning goes; it may raise
             ``errors.CancelledError`` to stop the replay
+        budgets: move budgets per rebalance to replay each algorithm under besides
+            (``Budget``: a share of all slots as a float in 0..1, a number of slots as an int;
+            None is the full plan deployed with renumbering and kept slots), each window
+            planned from the placement deployed before it (``Replay.budgets``)
         notes: what the caller knows about the series (from reading its file), shown first
+        expert_bytes: one expert's weights in one layer, for the GiB each rebalance copies
 
     Returns the per-window balancedness (mean over the layers with load) in-sample and on the
     next window, and the moves each window's plan costs.
@@ -161,6 +211,9 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
     if unknown:
         raise OptionError(f"unknown algorithm {unknown[0]!r}; expected some of {ALGORITHMS}")
     policy = check_request(windows.flatten(0, 1), cluster, options)
+    budget_options = {budget: _under_budget(options, budget_moves(budget, num_layers,
+                                                                  cluster.num_replicas))
+                      for budget in budgets}
     baseline = "trivial" if current is None else "current"
     if current is None:
         current = trivial_placement(num_layers, num_experts, cluster.num_replicas,
@@ -180,17 +233,25 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
         nonlocal planned_so_far
         planned_so_far += num_planned
         if progress is not None:
-            progress(planned_so_far, num_scored * len(algorithms))
+            progress(planned_so_far, num_scored * len(algorithms) * (1 + len(budgets)))
 
-    for algorithm in algorithms:
-        each = replace(options, algorithm=algorithm)
-        phy2log, logcnt = _plan_windows(planned, cluster, each, advance)
-        if each.renumber_gpus or each.keep_slots:
-            phy2log = _deploy_in_turn(current, phy2log, logcnt, cluster, policy, each)
+    def replayed(each: PlanOptions) -> StrategyReplay:
+        if each.max_moves is not None:
+            phy2log, logcnt = _plan_in_turn(planned, current, cluster, each, advance)
+        else:
+            phy2log, logcnt = _plan_windows(planned, cluster, each, advance)
+            if each.renumber_gpus or each.keep_slots:
+                phy2log = _deploy_in_turn(current, phy2log, logcnt, cluster, policy, each)
         before = torch.cat([current.unsqueeze(0), phy2log[:-1]])
         moves = count_moves(before.flatten(0, 1), phy2log.flatten(0, 1)).per_layer
-        strategies[algorithm] = _score(planned, following, phy2log, logcnt, cluster,
-                                       moves.view(num_scored, -1).sum(-1).tolist())
+        return _score(planned, following, phy2log, logcnt, cluster,
+                      moves.view(num_scored, -1).sum(-1).tolist())
+
+    for algorithm in algorithms:
+        strategies[algorithm] = replayed(replace(options, algorithm=algorithm))
+    frontier = [BudgetReplay(algorithm, budget, each.max_moves,
+                             replayed(replace(each, algorithm=algorithm)))
+                for algorithm in algorithms for budget, each in budget_options.items()]
     if series.device.type == "cuda":
         torch.cuda.synchronize(series.device)
     return Replay(cluster=cluster, options=options, num_steps=series.shape[0],
@@ -198,7 +259,14 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
                   window=window, num_windows=num_windows,
                   dropped_steps=trimmed.shape[0] - num_windows * window, strategies=strategies,
                   idle_steps=idle_steps, elapsed_ms=(time.perf_counter() - started) * 1000,
-                  device=str(series.device), notes=[*notes, *_notes(idle_steps)])
+                  device=str(series.device), notes=[*notes, *_notes(idle_steps)],
+                  budgets=frontier, expert_bytes=expert_bytes)
+
+
+def _under_budget(options: PlanOptions, max_moves: int | None) -> PlanOptions:
+    """The options of a frontier's point: ``max_moves`` per rebalance, the plan deployed with
+    renumbered GPUs and kept slots (all of the budget's kind move fewer slots)."""
+    return replace(options, max_moves=max_moves, keep_slots=True, renumber_gpus=True)
 
 
 def _notes(idle_steps: tuple[int, int]) -> list[str]:
@@ -226,6 +294,21 @@ def _plan_windows(windows: torch.Tensor, cluster: Cluster, options: PlanOptions,
         logcnts.append(plan.logcnt.unflatten(0, (len(block), num_layers)))
         advance(len(block))
     return torch.cat(phy2logs), torch.cat(logcnts)
+
+
+def _plan_in_turn(windows: torch.Tensor, current: torch.Tensor, cluster: Cluster,
+                  options: PlanOptions, advance: Callable[[int], None]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plan the windows [windows, L, E] one after the other, each from the placement planned
+    before it (``current`` first): phy2log [windows, L, R], logcnt [windows, L, E]."""
+    phy2logs, logcnts = [], []
+    for loads in windows:
+        plan = make_plan(loads, cluster, options, current)
+        phy2logs.append(plan.phy2log)
+        logcnts.append(plan.logcnt)
+        current = plan.phy2log
+        advance(1)
+    return torch.stack(phy2logs), torch.stack(logcnts)
 
 
 def _deploy_in_turn(current: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor,

@@ -31,10 +31,9 @@ from .errors import ClusterShapeError, OptionError
 from .metrics import active_layers
 from .plan import PlanOptions, Rebalance, rebalance, sum_steps
 from .policy import validate_weight
-from .replay import replay, trim_idle_steps
+from .replay import GIB, replay, trim_idle_steps
 
 DEFAULT_EXTRA_SLOTS_PER_GPU = (0, 1, 2, 4, 8)
-GIB = 1 << 30
 
 Progress = Callable[[int, int], None]
 

@@ -47,7 +47,7 @@ def test_schema_lists_the_api(client: TestClient) -> None:
         assert upload["requestBody"]["content"].keys() == {"multipart/form-data"}, path
     response_fields = document["components"]["schemas"]["RebalanceResponse"]["properties"]
     assert {"params", "num_layers", "num_experts", "num_steps", "plan", "baseline", "before",
-            "after", "moves", "speedup", "bound", "idle_layers", "notes", "elapsed_ms",
+            "after", "moves", "migration", "speedup", "bound", "idle_layers", "notes", "elapsed_ms",
             "device"} == response_fields.keys()
     replay = document["paths"]["/replay"]["post"]
     assert replay["responses"]["200"]["content"]["application/json"]["schema"] == {

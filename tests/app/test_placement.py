@@ -182,3 +182,39 @@ def test_bad_placement_files_are_refused_with_the_reason(client: TestClient, pla
 
     assert response.status_code == 422, response.text
     assert message(response.json()).startswith(expected)
+
+
+def test_a_move_budget_caps_the_moves_and_prices_them(client: TestClient) -> None:
+    weight = zipf_loads(layers=4, experts=64, seed=8).tolist()
+    # Global policy (1 group over 2 nodes): the trivial layout in use is a valid start.
+    cluster = {"num_replicas": 80, "num_groups": 1, "num_nodes": 2, "num_gpus": 8,
+               "algorithm": "greedy"}
+    in_use = [[slot % 64 for slot in range(80)]] * 4
+
+    free = client.post("/rebalance", json={"weight": weight, **cluster, "current": in_use,
+                                           "keep_slots": True, "renumber_gpus": True}).json()
+    capped = client.post("/rebalance", json={"weight": weight, **cluster, "current": in_use,
+                                             "max_moves": 20, "expert_bytes": 1000,
+                                             "link_gb_per_s": 2.0})
+    shared = client.post("/rebalance", json={"weight": weight, **cluster, "current": in_use,
+                                             "move_budget": 0.0625}).json()  # 20 of 320 slots
+
+    assert capped.status_code == 200, capped.text
+    body = capped.json()
+    assert body["params"]["max_moves"] == 20 and shared["params"]["max_moves"] == 20
+    assert 0 < body["moves"]["total"] <= 20 < free["moves"]["total"]
+    assert shared["plan"] == body["plan"]
+    assert body["after"]["mean_balancedness"] > body["before"]["mean_balancedness"]
+    migration = body["migration"]
+    assert migration["moves"] == body["moves"]["total"]
+    assert migration["total_bytes"] == 1000 * body["moves"]["total"]
+    assert migration["seconds"] == pytest.approx(migration["max_gpu_bytes"] / 2e9)
+
+
+def test_one_budget_form_at_a_time(client: TestClient) -> None:
+    response = client.post("/rebalance", json={
+        "weight": [[1, 2, 3, 4]], "num_replicas": 4, "num_groups": 1, "num_nodes": 1,
+        "num_gpus": 2, "max_moves": 2, "move_budget": 0.5})
+
+    assert response.status_code == 422
+    assert "not both" in response.json()["detail"][0]["msg"]

@@ -35,7 +35,7 @@ def test_readme_vector_gives_the_published_plan(client: TestClient, readme_examp
     assert body["params"] == {"num_replicas": 16, "num_groups": 4, "num_nodes": 2,
                               "num_gpus": 8, "algorithm": "greedy", "seed": 0,
                               "keep_slots": False, "renumber_gpus": False, "policy": "auto",
-                              "spill_slots": 1}
+                              "spill_slots": 1, "max_moves": None}
     assert (body["num_layers"], body["num_experts"]) == (2, 12)
     assert body["device"] == str(Settings().torch_device) and body["elapsed_ms"] >= 0
     for layer, slots in enumerate(plan["phy2log"]):  # log2phy inverts phy2log

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from eplb_core import Cluster, PlanOptions
 from eplb_core.replay import replay
+from eplb_core.synthetic import drifting_series
 from tests.app.conftest import MakeClient
 
 from .test_errors import message
@@ -50,7 +51,8 @@ def test_replay_figures_match_a_hand_computation(client: TestClient) -> None:
     assert body["baseline"] == "trivial"
     assert body["params"] == {**CLUSTER, "window": 2, "seed": 0, "keep_slots": True,
                               "renumber_gpus": False, "policy": "auto",
-                              "spill_slots": 1}
+                              "spill_slots": 1, "max_moves": None,
+                              "expert_bytes": 44_040_192}
     none = body["strategies"]["none"]
     assert none["in_sample"] == pytest.approx([8 / 12, 8 / 9])
     assert none["next_window"] == pytest.approx([8 / 9, 1.0])
@@ -207,3 +209,26 @@ def test_replay_routes_need_their_content_type(client: TestClient) -> None:
                                        "'multipart/form-data'")
     assert uploaded.json()["detail"] == ("expected a body of type multipart/form-data, got "
                                          "'application/json'")
+
+
+def test_replay_under_move_budgets_draws_the_frontier(client: TestClient) -> None:
+    series = drifting_series(24, layers=3, experts=16, seed=9)
+    buffer = io.BytesIO()
+    torch.save({"logical_count": series}, buffer)
+    form = {"num_replicas": "24", "num_groups": "4", "num_nodes": "2", "num_gpus": "8",
+            "window": "4", "budgets": ["0.1", "12", "full"], "expert_bytes": "1073741824"}
+
+    response = client.post("/replay/upload", data=form, files={
+        "file": ("dump.pt", buffer.getvalue(), "application/octet-stream")})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    entries = [(entry["algorithm"], entry["budget"], entry["max_moves"])
+               for entry in body["budgets"]]
+    assert entries == [(algorithm, budget, moves) for algorithm in ("greedy", "hybrid")
+                       for budget, moves in ((0.1, 7), (12, 12), (None, None))]
+    for entry in body["budgets"]:
+        if entry["max_moves"] is not None:
+            assert max(entry["moves"]) <= entry["max_moves"]
+        assert entry["gib_per_window"] == pytest.approx(entry["moves_per_window"])  # 1 GiB
+    assert list(body["strategies"]) == ["none", "greedy", "hybrid"]

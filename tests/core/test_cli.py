@@ -110,11 +110,13 @@ def test_replay_of_an_sglang_dump(dump_pt, series, tmp_path, capsys):
     lines = out.splitlines()
     assert lines[0] == ("series: 40 steps x 6 layers x 16 experts; 4 windows of 10 steps "
                         "(0 steps dropped), 3 scored")
-    assert lines[1].split() == ["strategy", "in-sample", "next", "window", "moves/window"]
+    assert lines[1].split() == ["strategy", "in-sample", "next", "window", "moves/window",
+                                "GiB/window"]
     greedy = expected.strategies["greedy"]
+    gib = greedy.total_moves / 3 * 44_040_192 / (1 << 30)
     assert lines[3].split() == ["greedy", f"{greedy.mean_in_sample:.4f}",
                                 f"{greedy.mean_next_window:.4f}",
-                                f"{greedy.total_moves / 3:.1f}"]
+                                f"{greedy.total_moves / 3:.1f}", f"{gib:.1f}"]
     written = json.loads(out_json.read_text())
     document = json.loads(json.dumps(expected.as_dict()))
     assert written.pop("elapsed_ms") > 0 and document.pop("elapsed_ms") > 0
@@ -269,3 +271,20 @@ def test_example_writes_files_the_other_commands_read(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 of 61 layers carry no load" in out
     assert main(["example", str(tmp_path / "x.txt")]) == 1
+
+
+def test_rebalance_under_a_move_budget_and_replay_of_budgets(window_csv, dump_pt, tmp_path,
+                                                               capsys):
+    in_use = tmp_path / "in-use.csv"
+    in_use.write_text(format_csv_matrix(torch.arange(24).remainder(16).expand(6, 24)))
+    assert main(["rebalance", str(window_csv), "--replicas", "24", "--groups", "1", "--nodes",
+                 "2", "--gpus", "8", "--current", str(in_use), "--max-moves", "10",
+                 "--expert-bytes", str(1 << 30), "--link-gbps", "1", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["params"]["max_moves"] == 10 and 0 < document["moves"]["total"] <= 10
+    assert document["migration"]["total_bytes"] == document["moves"]["total"] << 30
+
+    assert main(["replay", str(dump_pt), "--window", "10", *CLUSTER, "--algorithms", "greedy",
+                 "--budgets", "0.05", "full", "--no-progress"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:7]]
+    assert rows == ["none", "greedy", "greedy@0.05", "greedy@full", "balancedness:"]

@@ -7,11 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eplb_core import Cluster, rebalance_experts
+from eplb_core import Cluster, migration, rebalance_experts
 from eplb_core.metrics import gpu_loads, replica_counts, score, trivial_placement
 from eplb_core.replay import window_loads
 from eplb_core.synthetic import drifting_series
-from eplb_core.migration import (build_log2phy, count_moves, keep_slots, match_gpus,
+from eplb_core.migration import (DEEPSEEK_V3_EXPERT_BYTES, _renumber, _scrambled, build_log2phy,
+                                 count_moves, deploy, keep_slots, match_gpus, migration_cost,
                                  validate_placement)
 
 # Two layers, 4 experts in 6 slots on 2 GPUs (3 slots each).
@@ -25,6 +26,45 @@ def test_count_moves_on_a_hand_made_pair():
     moves = count_moves(OLD, NEW)
     assert moves.per_layer.tolist() == [3, 0]
     assert moves.total == 3
+
+
+def test_migration_cost_on_a_hand_made_pair():
+    # OLD -> NEW changes slots 0 and 1 (GPU 0) and slot 5 (GPU 1) of layer 0.
+    cost = migration_cost(OLD, NEW, num_gpus=2, expert_bytes=1000, link_gb_per_s=2.0)
+    assert (cost.moves, cost.total_bytes) == (3, 3000)
+    assert (cost.max_gpu_bytes, cost.busiest_gpu) == (2000, 0)
+    assert cost.seconds == pytest.approx(2000 / 2e9)
+    assert cost.as_dict() == {"moves": 3, "expert_bytes": 1000, "total_bytes": 3000,
+                              "max_gpu_bytes": 2000, "busiest_gpu": 0, "link_gb_per_s": 2.0,
+                              "seconds": pytest.approx(1e-6)}
+
+
+def test_migration_cost_adds_up_every_layer_per_gpu():
+    # DeepSeek-V3's FP8 experts by default; 3 GPUs of 2 slots, two layers.
+    old = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5]])
+    new = torch.tensor([[0, 1, 2, 3, 5, 4], [0, 1, 3, 2, 4, 4]])
+    cost = migration_cost(old, new, num_gpus=3)
+    assert DEEPSEEK_V3_EXPERT_BYTES == 44_040_192
+    # GPU 1 receives 2 copies (layer 1), GPU 2 receives 3 (2 in layer 0, 1 in layer 1).
+    assert cost.moves == 5 and cost.total_bytes == 5 * 44_040_192
+    assert (cost.max_gpu_bytes, cost.busiest_gpu) == (3 * 44_040_192, 2)
+    assert cost.seconds is None and cost.link_gb_per_s is None
+
+
+def test_migration_cost_of_no_change_is_nothing():
+    cost = migration_cost(OLD, OLD, num_gpus=2, link_gb_per_s=100)
+    assert (cost.moves, cost.total_bytes, cost.max_gpu_bytes, cost.seconds) == (0, 0, 0, 0.0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_gpus": 4}, "6 slots cannot be split evenly over 4 GPUs"),
+    ({"num_gpus": 2, "expert_bytes": 0}, "expert_bytes must be a positive whole number, got 0"),
+    ({"num_gpus": 2, "link_gb_per_s": -1.0}, "link_gb_per_s must be a positive number"),
+    ({"num_gpus": 2, "link_gb_per_s": float("nan")}, "link_gb_per_s must be a positive number"),
+])
+def test_migration_cost_refuses_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        migration_cost(OLD, NEW, **kwargs)
 
 
 def test_count_moves_rejects_placements_of_different_shapes():
@@ -175,3 +215,90 @@ def test_match_gpus_cuts_moves_between_consecutive_plans():
     renumbered = match_gpus(old, new, 32, 4)
     both = count_moves(old, keep_slots(old, renumbered, logcnt, 32)[0]).total
     assert both < 0.95 * kept
+
+
+def _sequential_greedy(old: torch.Tensor, new: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """The matching ``_renumber`` computes in rounds, one pair at a time over a dense table:
+    blocks share the experts both hold; pairs by shared experts down, then the scrambled pair
+    key; blocks left over in order; kept only where it shares more than the numbering as it
+    is."""
+    rows, blocks, _ = new.shape
+
+    def held(placement: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(rows, blocks, num_experts, dtype=torch.int64).scatter_(-1, placement, 1)
+
+    shared = (held(new).unsqueeze(2) * held(old).unsqueeze(1)).sum(-1)
+    result = new.clone()
+    for row in range(rows):
+        pairs = sorted((-int(shared[row, x, y]),
+                        int(_scrambled(torch.tensor((row * blocks + x) * blocks + y))), x, y)
+                       for x in range(blocks) for y in range(blocks) if shared[row, x, y] > 0)
+        target, used = {}, set()
+        for *_, x, y in pairs:
+            if x not in target and y not in used:
+                target[x] = y
+                used.add(y)
+        free = [y for y in range(blocks) if y not in used]
+        for x in range(blocks):
+            if x not in target:
+                target[x] = free.pop(0)
+        if sum(int(shared[row, x, target[x]]) for x in range(blocks)) > int(
+                shared[row].diagonal().sum()):
+            for x in range(blocks):
+                result[row, target[x]] = new[row, x]
+    return result
+
+
+@pytest.mark.parametrize("table", [True, False], ids=["all pairs", "candidate pairs"])
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 3), blocks=st.integers(1, 9),
+       per_block=st.integers(1, 5), experts=st.integers(1, 10))
+def test_renumber_equals_the_one_by_one_greedy(table, seed, rows, blocks, per_block, experts):
+    # Up to 9 blocks: every pair that shares an expert is a candidate on either path, so the
+    # parallel rounds must give exactly the sequential greedy's matching.
+    gen = torch.Generator().manual_seed(seed)
+    old = torch.randint(experts, (rows, blocks, per_block), generator=gen)
+    new = torch.randint(experts, (rows, blocks, per_block), generator=gen)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(migration, "_DENSE_TABLE", 1 << 26 if table else 0)
+        renumbered = _renumber(old, new, experts)
+    assert torch.equal(renumbered, _sequential_greedy(old, new, experts))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), layers=st.integers(1, 3), experts=st.integers(1, 12),
+       num_nodes=st.integers(1, 3), gpus_per_node=st.integers(1, 4),
+       extra_per_gpu=st.integers(0, 3), keep=st.booleans())
+def test_deploy_never_moves_more_with_renumbering(seed, layers, experts, num_nodes,
+                                                  gpus_per_node, extra_per_gpu, keep):
+    gen = torch.Generator().manual_seed(seed)
+    num_gpus = num_nodes * gpus_per_node
+    slots = (-(-experts // num_gpus) + extra_per_gpu) * num_gpus
+    old = _random_plan(gen, layers, experts, slots)
+    new = _random_plan(gen, layers, experts, slots)
+    logcnt = replica_counts(new, experts)
+    plain = deploy(old, new, logcnt, num_gpus, num_nodes, renumber_gpus=False,
+                   keep_old_slots=keep)
+    renumbered = deploy(old, new, logcnt, num_gpus, num_nodes, renumber_gpus=True,
+                        keep_old_slots=keep)
+    assert (count_moves(old, renumbered).per_layer <= count_moves(old, plain).per_layer).all()
+    # Whole nodes move, then whole GPUs within them: each node holds one of the plan's nodes,
+    # its GPUs that node's GPUs (in some order), each GPU the same experts.
+    def nodes(placement: torch.Tensor) -> list:
+        return sorted(sorted(sorted(gpu) for gpu in node)
+                      for node in placement.view(num_nodes, gpus_per_node, -1).tolist())
+
+    for layer in range(layers):
+        assert nodes(renumbered[layer]) == nodes(new[layer])
+
+
+def test_match_gpus_on_thousands_of_gpus():
+    # 4,096 GPUs with 2 slots each: the dense matching took a [GPUs, GPUs] table and as many
+    # rounds; this must just run.
+    gen = torch.Generator().manual_seed(0)
+    old = _random_plan(gen, 2, 12, 8192)
+    new = _random_plan(gen, 2, 12, 8192)
+    renumbered = match_gpus(old, new, num_gpus=4096, num_nodes=1)
+    assert sorted(map(sorted, renumbered.view(2 * 4096, 2).tolist())) == sorted(
+        map(sorted, new.view(2 * 4096, 2).tolist()))
+    assert count_moves(old, renumbered).total <= count_moves(old, new).total

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eplb_core import Cluster, PlanOptions
+from eplb_core import Cluster, OptionError, PlanOptions
 from eplb_core.replay import replay, window_loads
+from eplb_core.synthetic import drifting_series
 
 # One layer that drifts and one uniform layer; 4 experts on 4 slots over 2 GPUs, so each GPU
 # holds 2 experts and the plans only pair experts up (no replicas). Windows of 2 steps:
@@ -112,3 +113,51 @@ def test_replay_rejects_a_bad_cluster_algorithm_or_placement():
         replay(SERIES, 2, CLUSTER, algorithms=["magic"])
     with pytest.raises(ValueError, match=r"this plan needs \[2, 4\]"):
         replay(SERIES, 2, CLUSTER, current=torch.zeros(2, 3, dtype=torch.int64))
+
+
+def test_a_budget_of_no_move_keeps_the_placement_in_use():
+    result = replay(SERIES, 2, CLUSTER, algorithms=["greedy"], budgets=[0])
+    (entry,) = result.budgets
+    assert (entry.algorithm, entry.budget, entry.max_moves) == ("greedy", 0, 0)
+    assert entry.figures == result.strategies["none"]
+
+
+def test_budgets_replay_each_algorithm_under_each_budget():
+    series = drifting_series(60, layers=4, experts=16, seed=1)
+    cluster = Cluster(24, 4, 2, 4)
+    result = replay(series, 10, cluster, budgets=[None, 0.1, 3])
+    assert [(entry.algorithm, entry.budget, entry.max_moves) for entry in result.budgets] == [
+        ("greedy", None, None), ("greedy", 0.1, 9), ("greedy", 3, 3),
+        ("hybrid", None, None), ("hybrid", 0.1, 9), ("hybrid", 3, 3)]
+    for entry in result.budgets:
+        if entry.max_moves is not None:
+            assert max(entry.figures.moves) <= entry.max_moves
+    # No budget: the full plan, deployed over the placement before it.
+    deployed = replay(series, 10, cluster, PlanOptions(keep_slots=True, renumber_gpus=True))
+    assert result.budgets[0].figures == deployed.strategies["greedy"]
+    # The strategies are as without budgets.
+    assert result.strategies == replay(series, 10, cluster).strategies
+
+
+def test_a_budget_in_the_options_plans_every_window_from_the_one_before():
+    series = drifting_series(60, layers=4, experts=16, seed=2)
+    result = replay(series, 10, Cluster(24, 4, 2, 4), PlanOptions(max_moves=5),
+                    algorithms=["hybrid"])
+    assert max(result.strategies["hybrid"].moves) <= 5
+    assert result.as_dict()["params"]["max_moves"] == 5
+
+
+def test_budgets_in_the_json_document():
+    document = replay(SERIES, 2, CLUSTER, algorithms=["greedy"], budgets=[0.5]).as_dict()
+    (entry,) = document["budgets"]
+    assert entry["algorithm"] == "greedy" and entry["budget"] == 0.5
+    assert entry["max_moves"] == 4  # half of 2 layers x 4 slots
+    assert set(entry) >= {"in_sample", "next_window", "moves", "mean_in_sample",
+                          "mean_next_window", "total_moves"}
+    assert replay(SERIES, 2, CLUSTER).as_dict()["budgets"] == []
+
+
+@pytest.mark.parametrize("budget", [-1, 1.5, True, "10%"])
+def test_a_bad_budget_is_refused_before_any_work(budget):
+    with pytest.raises(OptionError, match="a move budget is a share of all slots"):
+        replay(SERIES, 2, CLUSTER, budgets=[budget])
