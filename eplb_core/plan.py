@@ -10,7 +10,7 @@ policy's bound and the moves. ``rebalance_experts`` is DeepSeek's drop-in on top
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -137,10 +137,12 @@ class Plan:
         held = log2phy >= 0
         if not torch.equal(held.sum(-1), self.logcnt):
             raise InvariantError("the plan's log2phy does not list every replica")
+        slots = log2phy.clamp(min=0).view(num_layers, -1)
+        found = self.phy2log.gather(1, slots).view_as(log2phy)
         expert = torch.arange(num_experts, device=log2phy.device).view(1, -1, 1)
-        layer = torch.arange(num_layers, device=log2phy.device).view(-1, 1, 1)
-        found = self.phy2log[layer.expand_as(log2phy)[held], log2phy[held]]
-        if not torch.equal(found, expert.expand_as(log2phy)[held]):
+        listed = torch.zeros_like(self.phy2log).scatter_add_(1, slots, held.view(num_layers, -1)
+                                                             .long())
+        if not bool(((found == expert) | ~held).all()) or not bool((listed == 1).all()):
             raise InvariantError("the plan's log2phy does not invert its phy2log")
 
 
@@ -281,9 +283,11 @@ class Rebalance:
     elapsed_ms: float  # planning and deploying
     notes: list[str] = field(default_factory=list)
 
-    def as_dict(self, *, log2phy: bool = True) -> dict[str, Any]:
+    def as_dict(self, *, log2phy: bool = True, tensors: bool = False) -> dict[str, Any]:
         """The JSON document of ``POST /rebalance`` and ``eplb rebalance --json``; without
-        ``log2phy`` (which the others derive from ``phy2log``) where a page needs none."""
+        ``log2phy`` (which the others derive from ``phy2log``) where a page needs none; with
+        ``tensors``, its arrays stay tensors for a serializer that writes them directly."""
+        out = _writer(tensors)
         return {
             "params": {**asdict(self.cluster), "seed": self.options.seed,
                        "keep_slots": self.options.keep_slots,
@@ -294,17 +298,17 @@ class Rebalance:
             "num_layers": self.plan.phy2log.shape[0],
             "num_experts": self.plan.logcnt.shape[1],
             "num_steps": self.num_steps,
-            "plan": {"phy2log": self.plan.phy2log.tolist(),
-                     **({"log2phy": self.plan.log2phy.tolist()} if log2phy else {}),
-                     "logcnt": self.plan.logcnt.tolist(), "policy": self.policy,
+            "plan": {"phy2log": out(self.plan.phy2log),
+                     **({"log2phy": out(self.plan.log2phy)} if log2phy else {}),
+                     "logcnt": out(self.plan.logcnt), "policy": self.policy,
                      "algorithm": self.options.algorithm},
             "baseline": self.baseline,
-            "before": scores_dict(self.before),
-            "after": scores_dict(self.after),
-            "moves": {"per_layer": self.moves.per_layer.tolist(), "total": self.moves.total},
+            "before": scores_dict(self.before, tensors),
+            "after": scores_dict(self.after, tensors),
+            "moves": {"per_layer": out(self.moves.per_layer), "total": self.moves.total},
             "migration": self.migration.as_dict(),
             "speedup": self.speedup,
-            "bound": self.bound.tolist(),
+            "bound": out(self.bound),
             "idle_layers": self.idle_layers,
             "notes": self.notes,
             "elapsed_ms": self.elapsed_ms,
@@ -312,16 +316,22 @@ class Rebalance:
         }
 
 
-def scores_dict(scores: Scores) -> dict[str, Any]:
-    """A placement's figures as JSON values."""
-    return {"gpu_load": scores.gpu_load.tolist(),
-            "node_load": None if scores.node_load is None else scores.node_load.tolist(),
-            "balancedness": scores.balancedness.tolist(),
+def scores_dict(scores: Scores, tensors: bool = False) -> dict[str, Any]:
+    """A placement's figures as JSON values (arrays as tensors with ``tensors``)."""
+    out = _writer(tensors)
+    return {"gpu_load": out(scores.gpu_load),
+            "node_load": None if scores.node_load is None else out(scores.node_load),
+            "balancedness": out(scores.balancedness),
             "mean_balancedness": scores.mean_balancedness,
             "worst_max_over_mean": scores.worst_max_over_mean,
             "nodes_per_token": None if scores.nodes_per_token is None
-            else scores.nodes_per_token.tolist(),
+            else out(scores.nodes_per_token),
             "mean_nodes_per_token": scores.mean_nodes_per_token}
+
+
+def _writer(tensors: bool) -> Callable[[torch.Tensor], Any]:
+    """How ``as_dict`` writes an array: a nested list, or the tensor itself on the CPU."""
+    return (lambda array: array.cpu()) if tensors else (lambda array: array.tolist())
 
 
 def sum_steps(loads: torch.Tensor) -> tuple[torch.Tensor, int | None]:
@@ -388,8 +398,10 @@ class Evaluation:
     device: str
     notes: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON document of ``POST /evaluate`` and ``eplb evaluate --json``."""
+    def as_dict(self, *, tensors: bool = False) -> dict[str, Any]:
+        """The JSON document of ``POST /evaluate`` and ``eplb evaluate --json`` (arrays as
+        tensors with ``tensors``)."""
+        out = _writer(tensors)
         num_layers, _ = self.placement.gpu_load.shape
         return {
             "params": {**asdict(self.cluster), "policy": self.policy},
@@ -397,12 +409,12 @@ class Evaluation:
             "num_steps": self.num_steps,
             "mean_balancedness": self.placement.mean_balancedness,
             "worst_max_over_mean": self.placement.worst_max_over_mean,
-            "placement": scores_dict(self.placement),
-            "compare": None if self.compare is None else scores_dict(self.compare),
+            "placement": scores_dict(self.placement, tensors),
+            "compare": None if self.compare is None else scores_dict(self.compare, tensors),
             "moves": None if self.moves is None else {
-                "per_layer": self.moves.per_layer.tolist(), "total": self.moves.total},
+                "per_layer": out(self.moves.per_layer), "total": self.moves.total},
             "speedup": self.speedup,
-            "bound": self.bound.tolist(),
+            "bound": out(self.bound),
             "idle_layers": self.idle_layers,
             "notes": self.notes,
             "elapsed_ms": self.elapsed_ms,

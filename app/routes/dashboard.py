@@ -163,7 +163,8 @@ async def rebalance_charted(request: Request, loads: DashboardLoads,
 
     def work() -> bytes:
         result = service.plan(loads.loaded, params, settings, current)
-        return dumps({"result": result.as_dict(log2phy=False), "upload_id": loads.upload_id,
+        return dumps({"result": result.as_dict(log2phy=False, tensors=True),
+                      "upload_id": loads.upload_id,
                       "figures": charts.rebalance_figures(result)})
 
     return json_response(await pool.run(job, work, request))

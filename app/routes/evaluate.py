@@ -33,7 +33,7 @@ async def evaluate_json(request: Request, body: JsonBodyDep, settings: SettingsD
         compare = None if parsed.compare is None else torch.tensor(parsed.compare)
         return dumps(service.score_placement(
             LoadFile(torch.tensor(parsed.weight, dtype=torch.float64)), parsed.params(),
-            settings, torch.tensor(parsed.placement), compare).as_dict())
+            settings, torch.tensor(parsed.placement), compare).as_dict(tensors=True))
 
     return json_response(await pool.run(job, work, request))
 
@@ -57,6 +57,6 @@ async def evaluate_upload(request: Request, loads: LoadsDep, placement: Placemen
         second = None if compare is None else read_placement_file(compare, settings)
         return dumps(service.score_placement(loads, params, settings,
                                              read_placement_file(placement, settings),
-                                             second).as_dict())
+                                             second).as_dict(tensors=True))
 
     return json_response(await pool.run(job, work, request))

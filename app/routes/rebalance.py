@@ -36,7 +36,7 @@ async def rebalance_json(request: Request, body: JsonBodyDep, settings: Settings
         current = None if parsed.current is None else torch.tensor(parsed.current)
         weight = torch.tensor(parsed.weight, dtype=torch.float64)
         return dumps(service.plan(LoadFile(weight), parsed.params(), settings,
-                                  current).as_dict())
+                                  current).as_dict(tensors=True))
 
     return json_response(await pool.run(job, work, request))
 
@@ -54,6 +54,6 @@ async def rebalance_upload(request: Request, loads: LoadsDep,
     """
 
     def work() -> bytes:
-        return dumps(service.plan(loads, params, settings, current).as_dict())
+        return dumps(service.plan(loads, params, settings, current).as_dict(tensors=True))
 
     return json_response(await pool.run(job, work, request))

@@ -225,3 +225,25 @@ def test_a_plan_too_large_to_hold_is_a_422(client: TestClient,
     assert response.status_code == 422
     assert response.json()["detail"].startswith(
         "the plan gives one expert 25 replicas, so log2phy would hold 4 x 8 x 25 entries")
+
+
+def test_an_internal_error_is_a_logged_500_not_a_422(
+        readme_request: dict, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A bug inside the core (here: a plan that breaks its own invariants) is the server's
+    fault: a 500 with a logged traceback, never a 4xx that blames the input."""
+    from eplb_core import plan as core_plan
+    from eplb_core.errors import InvariantError
+
+    def broken(self: object) -> None:
+        raise InvariantError("the plan leaves an expert without a replica")
+
+    monkeypatch.setattr(core_plan.Plan, "check", broken)
+    client = TestClient(create_app(Settings()), raise_server_exceptions=False)
+
+    with caplog.at_level("ERROR", logger="app"):
+        response = client.post("/rebalance", json=readme_request)
+
+    assert response.status_code == 500
+    assert response.json()["detail"].startswith("internal error")
+    assert "InvariantError" in caplog.text and "Traceback" in caplog.text
