@@ -10,6 +10,7 @@ larger of the two loads it touches, so the hybrid's max load is never above the 
 
 from __future__ import annotations
 
+import sys
 from typing import Literal
 
 import torch
@@ -21,6 +22,8 @@ NOISE = 0.2  # multiplicative noise of the noisy-LPT candidates: key = w * (1 + 
 CUDA_CANDIDATES = 128  # the seed's search size; a GPU runs it in a few milliseconds
 CPU_CANDIDATES = 2  # pure + folded LPT; on a CPU more cost time and buy ~1e-4 balancedness
 _SWAP_ELEMENTS = 1 << 22  # bound on the [problems, k, m, k] swap-score tensor per chunk
+_ROUNDS_MIN_PACKS = 5  # from this many packs the LPT goes a round at a time, not an item at a time
+_FULL_KEY = (1 << 63) - 1  # a full pack's key in ``_lpt_rounds``: above every load's (inf, NaN)
 
 
 def default_candidates(device: torch.device) -> int:
@@ -74,34 +77,55 @@ def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorit
 
 def greedy_packing(weight: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DeepSeek's LPT, batched over rows: items by decreasing weight, each to the lightest
-    pack that has room (lowest index on ties), with float32 sums in the same order.
+    pack that has room (lowest index on ties), with sums in the same order and dtype.
 
-    weight: [rows, n] -> pack_index, rank_in_pack: [rows, n]
+    weight: [rows, n], >= 0 -> pack_index, rank_in_pack: [rows, n]
     """
-    order = weight.sort(-1, descending=True).indices
-    sorted_pack = _lpt(weight.gather(1, order), num_packs)
+    sorted_weight, order = weight.sort(-1, descending=True)
+    sorted_pack, sorted_rank = _lpt(sorted_weight, num_packs)
     pack_index = torch.empty_like(sorted_pack).scatter_(1, order, sorted_pack)
-    rank_in_pack = torch.empty_like(sorted_pack).scatter_(1, order, _rank_in_pack(sorted_pack, num_packs))
+    rank_in_pack = torch.empty_like(sorted_rank).scatter_(1, order, sorted_rank)
     return pack_index, rank_in_pack
 
 
-def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> torch.Tensor:
-    """The pack of each item, for items in decreasing weight order: [rows, n] -> [rows, n].
+def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pack of each item and its rank there, for items in decreasing weight order:
+    [rows, n] -> pack, rank: [rows, n].
 
     When the m-1 heaviest items of every row are positive, the first m items go to packs
-    0..m-1, one each, so the loop starts after them. With two items per pack, the second round
-    then fills packs lightest first, lowest index on ties: a stable sort of their loads.
+    0..m-1, one each. With two items per pack, the second round then fills packs lightest
+    first, lowest index on ties: a stable sort of their loads. Otherwise float32 loads go a
+    round at a time (``_lpt_rounds``) and others, or few packs, an item at a time.
     """
     rows, n = sorted_weight.shape
     per_pack = n // num_packs
     device = sorted_weight.device
-    if bool((sorted_weight[:, num_packs - 2] > 0).all()) if num_packs > 1 else True:
+    if num_packs == 1:
+        return (torch.zeros(rows, n, dtype=torch.int64, device=device),
+                torch.arange(n, device=device).expand(rows, n).contiguous())
+    first_round = bool((sorted_weight[:, num_packs - 2] > 0).all())
+    if first_round and per_pack == 2:
         first = torch.arange(num_packs, device=device).expand(rows, num_packs)
+        second = sorted_weight[:, :num_packs].sort(dim=1, stable=True).indices
+        rank = (torch.arange(n, device=device) >= num_packs).long().expand(rows, n)
+        return torch.cat([first, second], 1), rank.contiguous()
+    if (sorted_weight.dtype == torch.float32 and _ROUNDS_MIN_PACKS <= num_packs < 1 << 15
+            and per_pack <= 1 << 16):
+        code = _lpt_rounds(sorted_weight, num_packs, first_round)
+        return (code >> 16).long(), (code & 0xFFFF).long()
+    pack = _lpt_items(sorted_weight, num_packs, first_round)
+    return pack, _rank_in_pack(pack, num_packs)
+
+
+def _lpt_items(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) -> torch.Tensor:
+    """LPT one item at a time (all rows at once): [rows, n] -> pack of each item [rows, n]."""
+    rows, n = sorted_weight.shape
+    per_pack = n // num_packs
+    device = sorted_weight.device
+    if first_round:
         loads = sorted_weight[:, :num_packs].clone()
-        if per_pack == 2:
-            return torch.cat([first, loads.sort(dim=1, stable=True).indices], 1)
         counts = torch.ones(rows, num_packs, dtype=torch.int64, device=device)
-        packs, start = [first], num_packs
+        packs, start = [torch.arange(num_packs, device=device).expand(rows, num_packs)], num_packs
     else:
         loads = torch.zeros(rows, num_packs, dtype=sorted_weight.dtype, device=device)
         counts = torch.zeros(rows, num_packs, dtype=torch.int64, device=device)
@@ -115,6 +139,74 @@ def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> torch.Tensor:
         counts.scatter_add_(1, pack, one)
         loads.masked_fill_(counts == per_pack, float("inf"))
     return torch.cat(packs, 1)
+
+
+def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) -> torch.Tensor:
+    """Exact LPT a round at a time, float32: [rows, n] -> code [rows, n], int32, each item's
+    ``pack << 16 | rank``.
+
+    Each pack has an int64 key, ``load's float32 bits << 32 | pack << 16 | items``, so that keys
+    order packs as the published argmin does (lighter first, then lower index), and a full pack
+    has a key above every load's. Each step sorts the keys and proposes the next m items of every
+    row for the packs in that order, lightest first. Proposal j is LPT's own choice when its
+    pack's key is below the new keys of the packs proposals 0..j-1 filled (an exclusive prefix
+    min), so each row takes its longest such prefix, at least one item, and moves on by it.
+    Loads are nearly even after the first round, so a step usually takes a whole round: about
+    n/m steps instead of n.
+    """
+    rows, n = sorted_weight.shape
+    per_pack = n // num_packs
+    device = sorted_weight.device
+    pack_code = torch.arange(num_packs, dtype=torch.int32, device=device) << 16
+    # Padded with m zero-weight items, so a step's proposals never index past the row.
+    weights = torch.zeros(rows, n + num_packs, dtype=torch.float32, device=device)
+    weights[:, :n] = sorted_weight.abs()  # -0.0 -> +0.0: bit patterns order loads >= 0
+    code = torch.empty(rows, n + num_packs, dtype=torch.int32, device=device)
+    keys = torch.empty(rows, num_packs, dtype=torch.int64, device=device)
+    load_bits, count_bits = _halves(keys)
+    if first_round:
+        load_bits.copy_(weights[:, :num_packs].view(torch.int32))
+        count_bits.copy_(pack_code + 1)
+        code[:, :num_packs] = pack_code
+        start = num_packs
+    else:
+        load_bits.zero_()
+        count_bits.copy_(pack_code)
+        start = 0
+    position = torch.full((rows, 1), start, dtype=torch.int64, device=device)
+    offsets = torch.arange(num_packs, device=device)
+    # new[:, 0] is a full pack's key, so new[:, :m].cummin is the exclusive prefix min.
+    new = torch.empty(rows, num_packs + 1, dtype=torch.int64, device=device)
+    new[:, 0] = _FULL_KEY
+    new_keys = new[:, 1:]
+    new_loads, new_count_bits = _halves(new_keys)
+    new_loads = new_loads.view(torch.float32)
+    # 0-d operands of the right dtype: cheaper per op than Python numbers.
+    one, count_mask, last, full = (torch.tensor(value, dtype=dtype, device=device) for value, dtype
+                                   in ((1, torch.int32), (0xFFFF, torch.int32),
+                                       (per_pack - 1, torch.int32), (_FULL_KEY, torch.int64)))
+    # Every row needs at least this many steps; the loop only checks for the end after them.
+    min_steps, steps = -(-(n - start) // num_packs), 0
+    while steps < min_steps or bool((position < n).any()):
+        keys = keys.sort(1).values
+        load_bits, count_bits = _halves(keys)
+        items = position + offsets
+        torch.add(load_bits.view(torch.float32), weights.gather(1, items), out=new_loads)
+        torch.add(count_bits, one, out=new_count_bits)
+        new_keys.masked_fill_((count_bits & count_mask) == last, full)
+        taken = (keys < new[:, :num_packs].cummin(1).values).cummin(1).values
+        position += taken.sum(1, keepdim=True)
+        code.scatter_(1, items, count_bits)
+        keys = torch.where(taken, new_keys, keys)
+        steps += 1
+    return code[:, :n]
+
+
+def _halves(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views of an int64 tensor's high and low 32 bits, as int32: [rows, m] -> 2 x [rows, m]."""
+    words = keys.view(torch.int32)
+    high = 1 if sys.byteorder == "little" else 0
+    return words[:, high::2], words[:, 1 - high::2]
 
 
 def _rank_in_pack(item_pack: torch.Tensor, num_packs: int) -> torch.Tensor:

@@ -27,26 +27,46 @@ def check_packing(pack_index: torch.Tensor, rank_in_pack: torch.Tensor, num_pack
 
 
 @st.composite
-def problems(draw: st.DrawFn) -> tuple[torch.Tensor, int]:
-    num_packs = draw(st.integers(1, 6))
+def problems(draw: st.DrawFn, max_packs: int = 6) -> tuple[torch.Tensor, int]:
+    num_packs = draw(st.integers(1, max_packs))
     per_pack = draw(st.integers(1, 7))
     rows = draw(st.integers(1, 5))
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
     shape = (rows, num_packs * per_pack)
-    if draw(st.booleans()):
+    kind = draw(st.sampled_from(["int", "float", "sparse", "float64"]))
+    if kind == "int":  # many ties
         weight = torch.randint(0, 5, shape, generator=gen).float()
-    else:
+    elif kind == "float":
         weight = torch.rand(shape, generator=gen) ** 4 * 100
+    elif kind == "sparse":  # mostly zeros, whole zero rows included
+        weight = torch.randint(0, 3, shape, generator=gen).float()
+        weight *= torch.rand(rows, 1, generator=gen) < 0.6
+    else:
+        weight = torch.rand(shape, generator=gen, dtype=torch.float64) * 10
     return weight, num_packs
 
 
-@settings(max_examples=150, deadline=None)
-@given(problem=problems())
+@settings(max_examples=400, deadline=None)
+@given(problem=problems(max_packs=24))
 def test_greedy_is_published_lpt(problem: tuple[torch.Tensor, int]) -> None:
+    # Up to 24 packs: LPT goes an item at a time below 5 packs and a round at a time above.
     weight, num_packs = problem
     ours = balanced_packing(weight, num_packs, algorithm="greedy")
     theirs = published_packing(weight, num_packs)
     assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+
+
+def test_greedy_is_published_lpt_with_many_items_and_ties() -> None:
+    # Long rows of equal and zero loads: a round at a time must still break ties as LPT does.
+    gen = torch.Generator().manual_seed(5)
+    weight = torch.randint(0, 3, (6, 32 * 20), generator=gen).float()
+    weight[0] = 1.0
+    weight[1] = 0.0
+    weight[2, :40] = -0.0
+    for num_packs in (2, 5, 8, 32):
+        ours = balanced_packing(weight, num_packs, algorithm="greedy")
+        theirs = published_packing(weight, num_packs)
+        assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
 
 
 @settings(max_examples=150, deadline=None)
