@@ -21,7 +21,8 @@ ALGORITHMS: tuple[str, ...] = ("greedy", "hybrid")
 NOISE = 0.2  # multiplicative noise of the noisy-LPT candidates: key = w * (1 + NOISE * U[0,1))
 CUDA_CANDIDATES = 128  # the seed's search size; a GPU runs it in a few milliseconds
 CPU_CANDIDATES = 2  # pure + folded LPT; on a CPU more cost time and buy ~1e-4 balancedness
-_SWAP_ELEMENTS = 1 << 22  # bound on the [problems, k, m, k] swap-score tensor per chunk
+_SWAP_ELEMENTS = 1 << 22  # bound on the [problems, k, m, min(k, 64)] tensors of a swap round
+_DENSE_SWAP_ITEMS = 64  # up to this many items per pack, swaps compare all item pairs at once
 _ROUNDS_MIN_PACKS = 5  # from this many packs the LPT goes a round at a time, not an item at a time
 _FULL_KEY = (1 << 63) - 1  # a full pack's key in ``_lpt_rounds``: above every load's (inf, NaN)
 
@@ -69,8 +70,9 @@ def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorit
     if num_rounds is None:
         num_rounds = default_rounds(num_packs)
     pack_index, rank_in_pack = greedy_packing(weight, num_packs)
-    # LPT is optimal for two items per pack (it pairs the i-th heaviest with the i-th lightest).
-    if algorithm == "greedy" or per_pack == 2 or rows == 0:
+    # One pack needs no search, and LPT is optimal for two items per pack (it pairs the i-th
+    # heaviest with the i-th lightest).
+    if algorithm == "greedy" or num_packs == 1 or per_pack == 2 or rows == 0:
         return pack_index, rank_in_pack
     return _hybrid_packing(weight, pack_index, num_packs, num_candidates, num_rounds, generator)
 
@@ -351,7 +353,7 @@ def _refine_by_swaps(slot_weight: torch.Tensor, slots: torch.Tensor, num_rounds:
     """
     problems, num_packs, per_pack = slots.shape
     active = torch.arange(problems, device=slots.device)
-    chunk = max(1, _SWAP_ELEMENTS // (per_pack * num_packs * per_pack))
+    chunk = max(1, _SWAP_ELEMENTS // (num_packs * per_pack * min(per_pack, _DENSE_SWAP_ITEMS)))
     for _ in range(num_rounds):
         moved = []
         for lo in range(0, active.numel(), chunk):
@@ -372,11 +374,14 @@ def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
     slot_b), each [swaps], pack_a always the heavier side; and whether each problem's heaviest
     pack improved, [p] bool.
 
-    ``min(d, g - d) = g/2 - |d - g/2|``: for a given heavy item and partner pack (gap g), the
-    best item b of that pack is the one closest to ``a - g/2``. So the full [p, k, m, k] tensor
-    needs only a subtraction, an in-place abs and a min; gains are formed per pack.
+    ``min(d, g - d) = g/2 - |d - g/2|``: for a given heavy item a and partner pack (gap g), the
+    best item b of that pack is the one closest to ``a - g/2``. With few items per pack, the
+    [p, k, m, k] distances of all pairs need only a subtraction, an in-place abs and a min;
+    with many, a binary search in each pack's sorted items (``_nearest``) gives the same
+    distances in O(m k log k) time and O(m k) memory per problem.
     """
     p, num_packs, per_pack = w.shape
+    dense = per_pack <= _DENSE_SWAP_ITEMS
     loads = w.sum(-1)
     by_load = loads.argsort(1)
     heavy = by_load[:, -1]
@@ -384,11 +389,14 @@ def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
     eps = 1e-6 * max_load.squeeze(1)
     rows = torch.arange(p, device=w.device)
 
-    # The heaviest pack against every other pack: distances [p, k, m, k], gains [p, k, m].
+    # The heaviest pack against every other pack: distances [p, k, m], heavy item by pack.
     half_gap = (max_load - loads).unsqueeze(-1) / 2
     heavy_items = w[rows, heavy]
     target = w + half_gap
-    distance = (heavy_items.view(p, per_pack, 1, 1) - target.unsqueeze(1)).abs_().amin(-1)
+    if dense:
+        distance = (heavy_items.view(p, per_pack, 1, 1) - target.unsqueeze(1)).abs_().amin(-1)
+    else:
+        distance = _nearest(target, heavy_items.unsqueeze(1).expand_as(target)).transpose(1, 2)
     gain, flat = (half_gap.view(p, 1, num_packs) - distance).flatten(1).max(1)
     take = gain > eps
     slot, partner = flat // num_packs, flat % num_packs
@@ -399,22 +407,42 @@ def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
     pack_a, slot_a = [heavy[take]], [slot[take]]
     pack_b, slot_b = [partner[take]], [closest[take]]
 
-    # Pairs (r-th heaviest, r-th lightest) for r = 1 .. m/2 - 1: distances [p, pairs, k, k].
+    # Pairs (r-th heaviest, r-th lightest) for r = 1 .. m/2 - 1: distances [p, pairs, k].
     pairs = num_packs // 2 - 1
     if pairs > 0:
         high, low = by_load.flip(1)[:, 1:1 + pairs], by_load[:, 1:1 + pairs]
         index = lambda packs: packs.unsqueeze(-1).expand(-1, -1, per_pack)
         half_gap = ((loads.gather(1, high) - loads.gather(1, low)) / 2).unsqueeze(-1)
-        distance = (w.gather(1, index(high)).unsqueeze(-1)
-                    - (w.gather(1, index(low)) + half_gap).unsqueeze(-2)).abs_()
-        distance, flat = distance.flatten(2).min(2)
+        high_items, target = w.gather(1, index(high)), w.gather(1, index(low)) + half_gap
+        if dense:
+            distance, flat = (high_items.unsqueeze(-1) - target.unsqueeze(-2)).abs_().flatten(2).min(2)
+            high_slot, low_slot = flat // per_pack, flat % per_pack
+        else:
+            distance, high_slot = _nearest(target, high_items).min(-1)
+            chosen = high_items.gather(-1, high_slot.unsqueeze(-1))
+            low_slot = (chosen - target).abs_().argmin(-1)
         clash = (high == partner.unsqueeze(1)) | (low == partner.unsqueeze(1))
         gains = half_gap.squeeze(-1) - distance
         take_pair, which = torch.nonzero((gains > eps.unsqueeze(1)) & ~clash, as_tuple=True)
         problem.append(take_pair)
         pack_a.append(high[take_pair, which])
-        slot_a.append(flat[take_pair, which] // per_pack)
+        slot_a.append(high_slot[take_pair, which])
         pack_b.append(low[take_pair, which])
-        slot_b.append(flat[take_pair, which] % per_pack)
+        slot_b.append(low_slot[take_pair, which])
     swaps = tuple(torch.cat(x) for x in (problem, pack_a, slot_a, pack_b, slot_b))
     return swaps + (take,)
+
+
+def _nearest(targets: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """``min_b |a - target_b|`` for each query a, by binary search in the sorted targets.
+
+    targets: [..., k]; queries: [..., q] -> [..., q]
+    """
+    per_pack = targets.shape[-1]
+    ascending = targets.sort(-1).values
+    queries = queries.contiguous()
+    above = torch.searchsorted(ascending, queries)
+    below = (above - 1).clamp_(min=0)
+    above.clamp_(max=per_pack - 1)
+    return torch.minimum((queries - ascending.gather(-1, below)).abs_(),
+                         (queries - ascending.gather(-1, above)).abs_())

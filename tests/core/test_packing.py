@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.reference import published_packing
-from eplb_core import balanced_packing
+from eplb_core import balanced_packing, packing
 
 
 def pack_loads(weight: torch.Tensor, pack_index: torch.Tensor, num_packs: int) -> torch.Tensor:
@@ -132,3 +132,28 @@ def test_one_item_per_pack_is_identity() -> None:
 def test_uneven_split_is_rejected() -> None:
     with pytest.raises(ValueError, match="7 items cannot be split evenly into 2 packs"):
         balanced_packing(torch.ones(1, 7), 2)
+
+
+def test_hybrid_with_one_pack_or_many_items_per_pack() -> None:
+    # One pack holds everything: the greedy's packing, no search. Many items per pack take the
+    # binary-search swaps; both stay never worse than the greedy.
+    gen = torch.Generator().manual_seed(2)
+    weight = torch.rand(3, 600, generator=gen) ** 3 * 100
+    assert torch.equal(balanced_packing(weight, 1)[1],
+                       balanced_packing(weight, 1, algorithm="greedy")[1])
+    for num_packs in (2, 3, 4):
+        hybrid = balanced_packing(weight, num_packs, num_candidates=4)
+        check_packing(*hybrid, num_packs)
+        greedy = balanced_packing(weight, num_packs, algorithm="greedy")
+        assert bool((pack_loads(weight, hybrid[0], num_packs).amax(1)
+                     <= pack_loads(weight, greedy[0], num_packs).amax(1)).all())
+
+
+def test_swap_search_by_binary_search_matches_all_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = torch.Generator().manual_seed(4)
+    w = (torch.rand(12, 6, 80, generator=gen) ** 3 * 1000).floor()  # integer loads: ties
+    monkeypatch.setattr(packing, "_DENSE_SWAP_ITEMS", 80)
+    all_pairs = packing._improving_swaps(w)
+    monkeypatch.setattr(packing, "_DENSE_SWAP_ITEMS", 16)
+    searched = packing._improving_swaps(w)
+    assert all(torch.equal(a, b) for a, b in zip(all_pairs, searched))
