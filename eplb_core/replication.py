@@ -6,7 +6,6 @@ import torch
 
 # Bound on the candidate values built at once, [rows, candidates per row].
 _MAX_CANDIDATE_ELEMENTS = 1 << 21
-_LOW = (1 << 32) - 1
 
 
 def replicate_experts(weight: torch.Tensor,
@@ -17,11 +16,11 @@ def replicate_experts(weight: torch.Tensor,
     largest ``weight / count`` (lowest index on ties). That loop picks the values ``w_e / j``
     (expert e's j-th extra replica) in decreasing order, ties by expert then j, so here the
     candidate values are built at once and the largest ``num_phy - num_log`` taken, in that
-    order, with one sort per row. Expert e can only get ``_replica_depths`` extra replicas,
+    order, with one stable sort per row. Expert e can only get ``_replica_depths`` extra replicas,
     so a row has at most about ``num_phy`` candidates, however skewed the loads.
 
     Parameters:
-        weight: [rows, num_log], float32, >= 0
+        weight: [rows, num_log], float, >= 0
         num_phy: total slots per row, ``>= num_log``
 
     Returns:
@@ -56,8 +55,8 @@ def _pick(weight: torch.Tensor, depth: torch.Tensor, ends: torch.Tensor, width: 
     """The ``extra`` picks of each row, in pick order: the expert and its replica index j.
 
     Row r's candidates are laid out expert by expert (increasing id), ``w / 1 .. w / depth``
-    each. Keys ``value's float32 bits << 32 | (2**32 - 1 - position)`` order them as the loop
-    picks them: larger values first, ties to the lower position (lower expert, then lower j).
+    each, padded with -1; a stable sort, largest first, orders them as the loop picks them
+    (ties to the lower position: the lower expert, then the lower j).
     weight, depth, ends: [rows, E] -> expert, j: [rows, extra]
     """
     rows, num_log = weight.shape
@@ -68,12 +67,9 @@ def _pick(weight: torch.Tensor, depth: torch.Tensor, ends: torch.Tensor, width: 
     expert = expert[:, :width]
     unused = expert == num_log  # past the row's last candidate
     expert.clamp_(max=num_log - 1)
-    position = torch.arange(width, device=device)
-    j = position - (ends - depth).gather(1, expert) + 1
-    value = weight.gather(1, expert).abs_() / j  # as the loop's w / count; -0.0 -> 0.0
-    keys = (value.view(torch.int32).long() << 32) | (_LOW - position)
-    keys.masked_fill_(unused, -1)
-    picks = _LOW - (keys.sort(-1, descending=True).values[:, :extra] & _LOW)
+    j = torch.arange(1, width + 1, device=device) - (ends - depth).gather(1, expert)
+    value = (weight.gather(1, expert) / j).masked_fill_(unused, -1)  # as the loop's w / count
+    picks = value.sort(dim=-1, descending=True, stable=True).indices[:, :extra]
     return expert.gather(1, picks), j.gather(1, picks)
 
 
@@ -82,10 +78,10 @@ def _replica_depths(weight: torch.Tensor, num_phy: int, extra: int) -> torch.Ten
 
     Let t be the last value the loop picks. When it stops, every expert f has
     ``w_f / c_f <= t``, so ``num_phy >= W / t``; and an expert e with ``c_e >= 2`` was picked at
-    ``w_e / (c_e - 1) >= t``. Together: ``c_e - 1 <= w_e * num_phy / W``, up to float32 rounding
-    (relative 2**-23 while t is a normal float32, i.e. unless W is below ``num_phy * 2**-125``;
-    such rows get a valid plan that may differ from the loop's), covered by a 1e-6 margin. A row
-    that sums to zero gives every extra slot to its first expert.
+    ``w_e / (c_e - 1) >= t``. Together: ``c_e - 1 <= w_e * num_phy / W``, up to rounding (for
+    float32 a relative 2**-23 while t is a normal number, i.e. unless W is below
+    ``num_phy * 2**-125``; such rows get a valid plan that may differ from the loop's), covered
+    by a 1e-6 margin. A row that sums to zero gives every extra slot to its first expert.
     """
     total = weight.sum(-1, keepdim=True, dtype=torch.float64)
     zero_rows = total <= 0

@@ -12,11 +12,13 @@ from eplb_core import replicate_experts
 
 @settings(max_examples=300, deadline=None)
 @given(rows=st.integers(1, 6), experts=st.integers(1, 12), extra=st.integers(0, 30),
-       seed=st.integers(0, 2**16), kind=st.sampled_from(["float", "int", "sparse", "multiples"]))
+       seed=st.integers(0, 2**16), kind=st.sampled_from(["float", "float64", "int", "sparse", "multiples"]))
 def test_matches_published_loop(rows: int, experts: int, extra: int, seed: int, kind: str) -> None:
     gen = torch.Generator().manual_seed(seed)
     if kind == "float":
         weight = torch.rand(rows, experts, generator=gen) ** 3 * 100
+    elif kind == "float64":  # as the metrics' bound calls it
+        weight = torch.rand(rows, experts, generator=gen, dtype=torch.float64) ** 3 * 100
     elif kind == "int":
         weight = torch.randint(0, 8, (rows, experts), generator=gen).float()
     elif kind == "sparse":  # mostly zeros, whole zero rows included
