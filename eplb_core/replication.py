@@ -88,7 +88,7 @@ def _replica_depths(weight: torch.Tensor, num_phy: int, extra: int) -> torch.Ten
     # In float64, so that tiny loads do not overflow the scale: every row has >= extra
     # candidates, since the floors of shares summing to num_phy sum to more than num_phy - E.
     share = weight.double() * (num_phy * (1 + 1e-6) / total.masked_fill(zero_rows, 1))
-    depth = share.floor_().clamp_(max=extra)
+    depth = share.clamp_(max=extra).long()  # shares >= 0: truncation is the floor
     first = torch.zeros(weight.shape[1], dtype=depth.dtype, device=weight.device)
     first[0] = extra
-    return torch.where(zero_rows, first, depth).long()
+    return torch.where(zero_rows, first, depth)
