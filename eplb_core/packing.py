@@ -177,11 +177,16 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) 
         start = 0
     position = torch.full((rows, 1), start, dtype=torch.int64, device=device)
     offsets = torch.arange(num_packs, device=device)
+    items = torch.empty(rows, num_packs, dtype=torch.int64, device=device)
+    # Buffers reused by every step, and views of their halves made once.
+    ordered, order = torch.empty_like(keys), torch.empty_like(keys)
+    loads, counts = _halves(ordered)
+    loads = loads.view(torch.float32)
     # new[:, 0] is a full pack's key, so new[:, :m].cummin is the exclusive prefix min.
     new = torch.empty(rows, num_packs + 1, dtype=torch.int64, device=device)
     new[:, 0] = _FULL_KEY
     new_keys = new[:, 1:]
-    new_loads, new_count_bits = _halves(new_keys)
+    new_loads, new_counts = _halves(new_keys)
     new_loads = new_loads.view(torch.float32)
     # 0-d operands of the right dtype: cheaper per op than Python numbers.
     one, count_mask, last, full = (torch.tensor(value, dtype=dtype, device=device) for value, dtype
@@ -190,16 +195,16 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) 
     # Every row needs at least this many steps; the loop only checks for the end after them.
     min_steps, steps = -(-(n - start) // num_packs), 0
     while steps < min_steps or bool((position < n).any()):
-        keys = keys.sort(1).values
-        load_bits, count_bits = _halves(keys)
-        items = position + offsets
-        torch.add(load_bits.view(torch.float32), weights.gather(1, items), out=new_loads)
-        torch.add(count_bits, one, out=new_count_bits)
-        new_keys.masked_fill_((count_bits & count_mask) == last, full)
-        taken = (keys < new[:, :num_packs].cummin(1).values).cummin(1).values
+        torch.sort(keys, dim=1, out=(ordered, order))
+        torch.add(position, offsets, out=items)
+        torch.add(loads, weights.gather(1, items), out=new_loads)
+        torch.add(counts, one, out=new_counts)
+        new_keys.masked_fill_((counts & count_mask) == last, full)
+        # Keys ascend and the prefix min does not, so the proposals taken are a prefix.
+        taken = ordered < new[:, :num_packs].cummin(1).values
         position += taken.sum(1, keepdim=True)
-        code.scatter_(1, items, count_bits)
-        keys = torch.where(taken, new_keys, keys)
+        code.scatter_(1, items, counts)
+        torch.where(taken, new_keys, ordered, out=keys)
         steps += 1
     return code[:, :n]
 
