@@ -97,7 +97,8 @@ def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, tor
     When the m-1 heaviest items of every row are positive, the first m items go to packs
     0..m-1, one each. With two items per pack, the second round then fills packs lightest
     first, lowest index on ties: a stable sort of their loads. Otherwise float32 loads go a
-    round at a time (``_lpt_rounds``) and others, or few packs, an item at a time.
+    round at a time (``_lpt_rounds``) and others, or few packs, an item at a time (as do
+    loads on which rounds make little progress).
     """
     rows, n = sorted_weight.shape
     per_pack = n // num_packs
@@ -114,7 +115,8 @@ def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, tor
     if (sorted_weight.dtype == torch.float32 and _ROUNDS_MIN_PACKS <= num_packs < 1 << 15
             and per_pack <= 1 << 16):
         code = _lpt_rounds(sorted_weight, num_packs, first_round)
-        return (code >> 16).long(), (code & 0xFFFF).long()
+        if code is not None:
+            return (code >> 16).long(), (code & 0xFFFF).long()
     pack = _lpt_items(sorted_weight, num_packs, first_round)
     return pack, _rank_in_pack(pack, num_packs)
 
@@ -143,9 +145,10 @@ def _lpt_items(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) -
     return torch.cat(packs, 1)
 
 
-def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) -> torch.Tensor:
+def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
+                first_round: bool) -> torch.Tensor | None:
     """Exact LPT a round at a time, float32: [rows, n] -> code [rows, n], int32, each item's
-    ``pack << 16 | rank``.
+    ``pack << 16 | rank``; None when some row needs more than ``2 n/m + 8`` steps.
 
     Each pack has an int64 key, ``load's float32 bits << 32 | pack << 16 | items``, so that keys
     order packs as the published argmin does (lighter first, then lower index), and a full pack
@@ -154,7 +157,10 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) 
     pack's key is below the new keys of the packs proposals 0..j-1 filled (an exclusive prefix
     min), so each row takes its longest such prefix, at least one item, and moves on by it.
     Loads are nearly even after the first round, so a step usually takes a whole round: about
-    n/m steps instead of n.
+    n/m steps instead of n. Loads where items are far smaller than the gaps between packs (each
+    item's pack stays the lightest) take one item a step; past ``2 n/m + 8`` steps the caller
+    does them an item at a time, which is cheaper per item, so the worst case stays within
+    ``1 + 6/m`` times the item loop's.
     """
     rows, n = sorted_weight.shape
     per_pack = n // num_packs
@@ -195,6 +201,8 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) 
     # Every row needs at least this many steps; the loop only checks for the end after them.
     min_steps, steps = -(-(n - start) // num_packs), 0
     while steps < min_steps or bool((position < n).any()):
+        if steps == 2 * min_steps + 8:
+            return None
         torch.sort(keys, dim=1, out=(ordered, order))
         torch.add(position, offsets, out=items)
         torch.add(loads, weights.gather(1, items), out=new_loads)

@@ -157,3 +157,13 @@ def test_swap_search_by_binary_search_matches_all_pairs(monkeypatch: pytest.Monk
     monkeypatch.setattr(packing, "_DENSE_SWAP_ITEMS", 16)
     searched = packing._improving_swaps(w)
     assert all(torch.equal(a, b) for a, b in zip(all_pairs, searched))
+
+
+def test_greedy_is_published_lpt_where_rounds_make_little_progress() -> None:
+    # Each item far lighter than the one before: the lightest pack stays the lightest, so the
+    # round-at-a-time LPT takes one item a step and hands over to the item loop.
+    weight = 4.0 ** -torch.arange(60.0).repeat(3, 1)
+    weight[1] = weight[1].flip(0)
+    ours = balanced_packing(weight, 6, algorithm="greedy")
+    theirs = published_packing(weight, 6)
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
