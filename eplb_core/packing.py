@@ -198,10 +198,14 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
     one, count_mask, last, full = (torch.tensor(value, dtype=dtype, device=device) for value, dtype
                                    in ((1, torch.int32), (0xFFFF, torch.int32),
                                        (per_pack - 1, torch.int32), (_FULL_KEY, torch.int64)))
+    # The zero items at the end of a row (idle experts, idle layers) leave every load as it is:
+    # the loop stops where they start, and they are placed at once afterwards.
+    zeros_from = (weights[:, :n] > 0).sum(1, keepdim=True).clamp_(min=start)
     # Every row needs at least this many steps; the loop only checks for the end after them.
-    min_steps, steps = -(-(n - start) // num_packs), 0
-    while steps < min_steps or bool((position < n).any()):
-        if steps == 2 * min_steps + 8:
+    min_steps, steps = -(-(int(zeros_from.max()) - start) // num_packs), 0
+    max_steps = 2 * -(-(n - start) // num_packs) + 8
+    while steps < min_steps or bool((position < zeros_from).any()):
+        if steps == max_steps:
             return None
         torch.sort(keys, dim=1, out=(ordered, order))
         torch.add(position, offsets, out=items)
@@ -209,12 +213,31 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
         torch.add(counts, one, out=new_counts)
         new_keys.masked_fill_((counts & count_mask) == last, full)
         # Keys ascend and the prefix min does not, so the proposals taken are a prefix.
-        taken = ordered < new[:, :num_packs].cummin(1).values
+        taken = (ordered < new[:, :num_packs].cummin(1).values) & (items < zeros_from)
         position += taken.sum(1, keepdim=True)
         code.scatter_(1, items, counts)
         torch.where(taken, new_keys, ordered, out=keys)
         steps += 1
-    return code[:, :n]
+    code = code[:, :n]
+    if int(zeros_from.min()) < n:
+        _place_zeros(keys, code, zeros_from, per_pack)
+    return code
+
+
+def _place_zeros(keys: torch.Tensor, code: torch.Tensor, zeros_from: torch.Tensor,
+                 per_pack: int) -> None:
+    """Place each row's zero items, ``zeros_from`` [rows, 1] on, into ``code`` [rows, n], in
+    place: LPT gives each of them to the lightest pack with room (lowest index on ties), and as
+    they add nothing, that fills the packs with room one after another in key order."""
+    rows, n = code.shape
+    ordered = keys.sort(1).values
+    counts = _halves(ordered)[1]
+    room = (per_pack - (counts & 0xFFFF)).masked_fill_(ordered == _FULL_KEY, 0)
+    ends = room.cumsum(1)
+    zero = torch.arange(n, device=code.device) - zeros_from  # index among the row's zeros
+    which = torch.searchsorted(ends, zero.clamp(min=0), right=True).clamp_(max=keys.shape[1] - 1)
+    placed = counts.gather(1, which) + (zero - (ends - room).gather(1, which))
+    torch.where(zero >= 0, placed.int(), code, out=code)
 
 
 def _halves(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
