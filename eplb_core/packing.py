@@ -267,7 +267,7 @@ def _hybrid_packing(weight: torch.Tensor, greedy_pack: torch.Tensor, num_packs: 
     if generator is None:
         generator = torch.Generator(device=weight.device).manual_seed(0)
     greedy_slots = _slots_of(greedy_pack, num_packs)
-    chunk = max(1, _SWAP_ELEMENTS * 4 // (num_candidates * n))
+    chunk = max(1, _SWAP_ELEMENTS // (num_candidates * n))
     best = [
         _search(weight[lo:lo + chunk], greedy_slots[lo:lo + chunk], num_candidates, num_rounds,
                 generator)
