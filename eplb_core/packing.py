@@ -201,6 +201,7 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
     # The zero items at the end of a row (idle experts, idle layers) leave every load as it is:
     # the loop stops where they start, and they are placed at once afterwards.
     zeros_from = (weights[:, :n] > 0).sum(1, keepdim=True).clamp_(min=start)
+    zeros = int(zeros_from.min()) < n
     # Every row needs at least this many steps; the loop only checks for the end after them.
     min_steps, steps = -(-(int(zeros_from.max()) - start) // num_packs), 0
     max_steps = 2 * -(-(n - start) // num_packs) + 8
@@ -213,13 +214,15 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
         torch.add(counts, one, out=new_counts)
         new_keys.masked_fill_((counts & count_mask) == last, full)
         # Keys ascend and the prefix min does not, so the proposals taken are a prefix.
-        taken = (ordered < new[:, :num_packs].cummin(1).values) & (items < zeros_from)
+        taken = ordered < new[:, :num_packs].cummin(1).values
+        if zeros:  # (past a row's last item, every pack is full: nothing is taken)
+            taken &= items < zeros_from
         position += taken.sum(1, keepdim=True)
         code.scatter_(1, items, counts)
         torch.where(taken, new_keys, ordered, out=keys)
         steps += 1
     code = code[:, :n]
-    if int(zeros_from.min()) < n:
+    if zeros:
         _place_zeros(keys, code, zeros_from, per_pack)
     return code
 
