@@ -32,21 +32,21 @@ def replicate_experts(weight: torch.Tensor,
     rows, num_log = weight.shape
     extra = num_phy - num_log
     device = weight.device
-    phy2log = torch.arange(num_phy, dtype=torch.int64, device=device).repeat(rows, 1)
-    rank = torch.zeros(rows, num_phy, dtype=torch.int64, device=device)
     logcnt = torch.ones(rows, num_log, dtype=torch.int64, device=device)
     if extra == 0 or rows == 0:
-        return phy2log, rank, logcnt
+        phy2log = torch.arange(num_phy, dtype=torch.int64, device=device).repeat(rows, 1)
+        return phy2log, torch.zeros_like(phy2log), logcnt
     depth = _replica_depths(weight, num_phy, extra)
     ends = depth.cumsum(-1)  # [rows, E], each expert's end in its row's list of candidates
     width = int(ends[:, -1].max())
     chunk = max(1, _MAX_CANDIDATE_ELEMENTS // width)
-    for lo in range(0, rows, chunk):
-        expert, replica = _pick(weight[lo:lo + chunk], depth[lo:lo + chunk],
-                                ends[lo:lo + chunk], width, extra)
-        phy2log[lo:lo + chunk, num_log:] = expert
-        rank[lo:lo + chunk, num_log:] = replica
-    logcnt.scatter_add_(1, phy2log[:, num_log:], torch.ones_like(rank[:, num_log:]))
+    picks = [_pick(weight[lo:lo + chunk], depth[lo:lo + chunk], ends[lo:lo + chunk], width,
+                   extra) for lo in range(0, rows, chunk)]
+    expert = torch.cat([p[0] for p in picks])
+    first = torch.arange(num_log, dtype=torch.int64, device=device).expand(rows, num_log)
+    phy2log = torch.cat([first, expert], 1)
+    rank = torch.cat([torch.zeros_like(first), torch.cat([p[1] for p in picks])], 1)
+    logcnt.scatter_add_(1, expert, torch.ones_like(expert))
     return phy2log, rank, logcnt
 
 
@@ -84,11 +84,12 @@ def _replica_depths(weight: torch.Tensor, num_phy: int, extra: int) -> torch.Ten
     by a 1e-6 margin. A row that sums to zero gives every extra slot to its first expert.
     """
     total = weight.sum(-1, keepdim=True, dtype=torch.float64)
-    zero_rows = total <= 0
     # In float64, so that tiny loads do not overflow the scale: every row has >= extra
     # candidates, since the floors of shares summing to num_phy sum to more than num_phy - E.
-    share = weight.double() * (num_phy * (1 + 1e-6) / total.masked_fill(zero_rows, 1))
+    share = weight.double() * (num_phy * (1 + 1e-6) / total)
     depth = share.clamp_(max=extra).long()  # shares >= 0: truncation is the floor
-    first = torch.zeros(weight.shape[1], dtype=depth.dtype, device=weight.device)
-    first[0] = extra
-    return torch.where(zero_rows, first, depth)
+    zero_rows = (total <= 0).squeeze(-1)
+    if bool(zero_rows.any()):  # (idle layers; their shares are NaN)
+        depth[zero_rows] = 0
+        depth[zero_rows, 0] = extra
+    return depth
