@@ -181,9 +181,8 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
         load_bits.zero_()
         count_bits.copy_(pack_code)
         start = 0
-    position = torch.full((rows, 1), start, dtype=torch.int64, device=device)
-    offsets = torch.arange(num_packs, device=device)
-    items = torch.empty(rows, num_packs, dtype=torch.int64, device=device)
+    # The items each step proposes; items[:, :1] is the row's next item.
+    items = (torch.arange(num_packs, device=device) + start).repeat(rows, 1)
     # Buffers reused by every step, and views of their halves made once.
     ordered, order = torch.empty_like(keys), torch.empty_like(keys)
     loads, counts = _halves(ordered)
@@ -205,11 +204,10 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
     # Every row needs at least this many steps; the loop only checks for the end after them.
     min_steps, steps = -(-(int(zeros_from.max()) - start) // num_packs), 0
     max_steps = 2 * -(-(n - start) // num_packs) + 8
-    while steps < min_steps or bool((position < zeros_from).any()):
+    while steps < min_steps or bool((items[:, :1] < zeros_from).any()):
         if steps == max_steps:
             return None
         torch.sort(keys, dim=1, out=(ordered, order))
-        torch.add(position, offsets, out=items)
         torch.add(loads, weights.gather(1, items), out=new_loads)
         torch.add(counts, one, out=new_counts)
         new_keys.masked_fill_((counts & count_mask) == last, full)
@@ -217,8 +215,8 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
         taken = ordered < new[:, :num_packs].cummin(1).values
         if zeros:  # (past a row's last item, every pack is full: nothing is taken)
             taken &= items < zeros_from
-        position += taken.sum(1, keepdim=True)
         code.scatter_(1, items, counts)
+        items += taken.sum(1, keepdim=True)
         torch.where(taken, new_keys, ordered, out=keys)
         steps += 1
     code = code[:, :n]
