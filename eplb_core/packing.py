@@ -56,6 +56,19 @@ def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorit
         pack_index: [rows, n], int64, the pack of each item
         rank_in_pack: [rows, n], int64, the item's position within its pack
     """
+    slots = pack_slots(weight, num_packs, algorithm=algorithm, num_candidates=num_candidates,
+                       num_rounds=num_rounds, generator=generator)
+    return _pack_and_rank(slots, num_packs)
+
+
+def pack_slots(weight: torch.Tensor, num_packs: int, *, algorithm: Algorithm = "hybrid",
+               num_candidates: int | None = None, num_rounds: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """``balanced_packing`` as the item in each slot: slot ``p * k + r`` holds pack p's r-th
+    item (k = n / num_packs), the inverse of ``pack_index * k + rank_in_pack``.
+
+    weight: [rows, n] -> [rows, n], int64
+    """
     rows, n = weight.shape
     if n % num_packs:
         raise ValueError(f"{n} items cannot be split evenly into {num_packs} packs")
@@ -63,18 +76,27 @@ def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorit
         raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
     per_pack = n // num_packs
     if per_pack == 1:
-        pack_index = torch.arange(n, dtype=torch.int64, device=weight.device).expand(rows, n)
-        return pack_index.contiguous(), torch.zeros_like(pack_index)
+        return torch.arange(n, dtype=torch.int64, device=weight.device).repeat(rows, 1)
     if num_candidates is None:
         num_candidates = default_candidates(weight.device)
     if num_rounds is None:
         num_rounds = default_rounds(num_packs)
-    pack_index, rank_in_pack = greedy_packing(weight, num_packs)
+    slots = _greedy_slots(weight, num_packs)
     # One pack needs no search, and LPT is optimal for two items per pack (it pairs the i-th
     # heaviest with the i-th lightest).
     if algorithm == "greedy" or num_packs == 1 or per_pack == 2 or rows == 0:
-        return pack_index, rank_in_pack
-    return _hybrid_packing(weight, pack_index, num_packs, num_candidates, num_rounds, generator)
+        return slots
+    return _hybrid_packing(weight, slots, num_packs, num_candidates, num_rounds, generator)
+
+
+def _pack_and_rank(slots: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The item in each slot [rows, n] -> each item's pack and rank there, [rows, n] each."""
+    rows, n = slots.shape
+    position = torch.arange(n, device=slots.device).expand(rows, n)
+    per_pack = n // num_packs
+    pack_index = torch.empty_like(slots).scatter_(1, slots, position // per_pack)
+    rank_in_pack = torch.empty_like(slots).scatter_(1, slots, position % per_pack)
+    return pack_index, rank_in_pack
 
 
 def greedy_packing(weight: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,16 +105,18 @@ def greedy_packing(weight: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, 
 
     weight: [rows, n], >= 0 -> pack_index, rank_in_pack: [rows, n]
     """
+    return _pack_and_rank(_greedy_slots(weight, num_packs), num_packs)
+
+
+def _greedy_slots(weight: torch.Tensor, num_packs: int) -> torch.Tensor:
+    """The LPT's item in each slot: [rows, n] -> [rows, n] (see ``pack_slots``)."""
     sorted_weight, order = weight.sort(-1, descending=True)
-    sorted_pack, sorted_rank = _lpt(sorted_weight, num_packs)
-    pack_index = torch.empty_like(sorted_pack).scatter_(1, order, sorted_pack)
-    rank_in_pack = torch.empty_like(sorted_rank).scatter_(1, order, sorted_rank)
-    return pack_index, rank_in_pack
+    return torch.empty_like(order).scatter_(1, _lpt(sorted_weight, num_packs), order)
 
 
-def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pack of each item and its rank there, for items in decreasing weight order:
-    [rows, n] -> pack, rank: [rows, n].
+def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> torch.Tensor:
+    """The slot (``pack * k + rank``) of each item, for items in decreasing weight order:
+    [rows, n] -> [rows, n], int64.
 
     When the m-1 heaviest items of every row are positive, the first m items go to packs
     0..m-1, one each. With two items per pack, the second round then fills packs lightest
@@ -104,21 +128,19 @@ def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, tor
     per_pack = n // num_packs
     device = sorted_weight.device
     if num_packs == 1:
-        return (torch.zeros(rows, n, dtype=torch.int64, device=device),
-                torch.arange(n, device=device).expand(rows, n).contiguous())
+        return torch.arange(n, device=device).repeat(rows, 1)
     first_round = bool((sorted_weight[:, num_packs - 2] > 0).all())
     if first_round and per_pack == 2:
-        first = torch.arange(num_packs, device=device).expand(rows, num_packs)
-        second = sorted_weight[:, :num_packs].sort(dim=1, stable=True).indices
-        rank = (torch.arange(n, device=device) >= num_packs).long().expand(rows, n)
-        return torch.cat([first, second], 1), rank.contiguous()
+        first = torch.arange(0, n, 2, device=device).expand(rows, num_packs)
+        second = sorted_weight[:, :num_packs].sort(dim=1, stable=True).indices * 2 + 1
+        return torch.cat([first, second], 1)
     if (sorted_weight.dtype == torch.float32 and _ROUNDS_MIN_PACKS <= num_packs < 1 << 15
             and per_pack <= 1 << 16):
         code = _lpt_rounds(sorted_weight, num_packs, first_round)
         if code is not None:
-            return (code >> 16).long(), (code & 0xFFFF).long()
+            return (code >> 16).long() * per_pack + (code & 0xFFFF)
     pack = _lpt_items(sorted_weight, num_packs, first_round)
-    return pack, _rank_in_pack(pack, num_packs)
+    return pack * per_pack + _rank_in_pack(pack, num_packs)
 
 
 def _lpt_items(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) -> torch.Tensor:
@@ -256,39 +278,24 @@ def _rank_in_pack(item_pack: torch.Tensor, num_packs: int) -> torch.Tensor:
     return torch.empty_like(item_pack).scatter_(1, by_pack, ranks.expand(rows, n))
 
 
-def _hybrid_packing(weight: torch.Tensor, greedy_pack: torch.Tensor, num_packs: int,
+def _hybrid_packing(weight: torch.Tensor, greedy_slots: torch.Tensor, num_packs: int,
                     num_candidates: int, num_rounds: int,
-                    generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                    generator: torch.Generator | None) -> torch.Tensor:
     """Multi-start search, in row chunks that keep ``[rows, candidates, n]`` tensors bounded.
 
-    weight, greedy_pack: [rows, n] -> pack_index, rank_in_pack: [rows, n]
+    weight, greedy_slots: [rows, n] -> the winner's item in each slot, [rows, n]
     """
     rows, n = weight.shape
-    per_pack = n // num_packs
     if generator is None:
         generator = torch.Generator(device=weight.device).manual_seed(0)
-    greedy_slots = _slots_of(greedy_pack, num_packs)
+    greedy_slots = greedy_slots.view(rows, num_packs, n // num_packs)
     chunk = max(1, _SWAP_ELEMENTS // (num_candidates * n))
     best = [
         _search(weight[lo:lo + chunk], greedy_slots[lo:lo + chunk], num_candidates, num_rounds,
                 generator)
         for lo in range(0, rows, chunk)
     ]
-    slots = torch.cat(best)  # [rows, m, k], item ids
-    packs = torch.arange(num_packs, device=weight.device).view(1, -1, 1).expand_as(slots)
-    ranks = torch.arange(per_pack, device=weight.device).expand_as(slots)
-    pack_index = torch.empty(rows, n, dtype=torch.int64, device=weight.device)
-    rank_in_pack = torch.empty_like(pack_index)
-    pack_index.scatter_(1, slots.flatten(1), packs.flatten(1))
-    rank_in_pack.scatter_(1, slots.flatten(1), ranks.flatten(1))
-    return pack_index, rank_in_pack
-
-
-def _slots_of(pack_index: torch.Tensor, num_packs: int) -> torch.Tensor:
-    """[rows, n] pack of each item -> [rows, m, k] items of each pack (in item order)."""
-    rows, n = pack_index.shape
-    items = pack_index.argsort(dim=1, stable=True)
-    return items.view(rows, num_packs, n // num_packs)
+    return torch.cat(best).flatten(1)
 
 
 def _search(weight: torch.Tensor, greedy_slots: torch.Tensor, num_candidates: int,
