@@ -106,16 +106,21 @@ def measure(config: str, workload: str, weight: torch.Tensor, args: argparse.Nam
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"{'config':<11} {'workload':<8} {'greedy':>8} {'vllm':>8} {'hybrid':>8} {'seed':>8}"
-          f" {'bound':>8} {'published':>10} {'vllm':>7} {'greedy':>7} {'hybrid':>7}"
-          f" {'pub/greedy':>10} {'vllm/greedy':>11} {'pub/hybrid':>10}")
-    print(f"{'':<11} {'':<8} {'(mean balancedness)':>44} {'(median ms per call)':>34}")
+    """The README's table (markdown): balancedness, then median ms per call with the speed-up
+    over the published code in brackets."""
+    print("| config | workload | greedy | vLLM | hybrid | seed hybrid | bound | published ms"
+          " | vLLM ms | greedy ms | hybrid ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    previous = None
     for r in rows:
-        seed = f"{r.seed:8.5f}" if r.seed is not None else f"{'-':>8}"
-        print(f"{r.config:<11} {r.workload:<8} {r.greedy:8.5f} {r.vllm:8.5f} {r.hybrid:8.5f}"
-              f" {seed} {r.bound:8.5f} {r.published_ms:10.1f} {r.vllm_ms:7.2f} {r.greedy_ms:7.2f}"
-              f" {r.hybrid_ms:7.2f} {r.published_ms / r.greedy_ms:9.0f}x"
-              f" {r.vllm_ms / r.greedy_ms:10.2f}x {r.published_ms / r.hybrid_ms:9.0f}x")
+        label = "" if r.config == previous else "{} {}".format(
+            r.config.split("-")[0], "/".join(map(str, CONFIGS[r.config])))
+        previous = r.config
+        seed = f"{r.seed:.5f}" if r.seed is not None else "-"
+        times = " | ".join(f"{ms:.1f} ({r.published_ms / ms:.0f}x)"
+                           for ms in (r.vllm_ms, r.greedy_ms, r.hybrid_ms))
+        print(f"| {label} | {r.workload} | {r.greedy:.5f} | {r.vllm:.5f} | {r.hybrid:.5f} | {seed}"
+              f" | {r.bound:.5f} | {r.published_ms:.0f} | {times} |")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -459,7 +459,8 @@ def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
         half_gap = ((loads.gather(1, high) - loads.gather(1, low)) / 2).unsqueeze(-1)
         high_items, target = w.gather(1, index(high)), w.gather(1, index(low)) + half_gap
         if dense:
-            distance, flat = (high_items.unsqueeze(-1) - target.unsqueeze(-2)).abs_().flatten(2).min(2)
+            distance = (high_items.unsqueeze(-1) - target.unsqueeze(-2)).abs_()
+            distance, flat = distance.flatten(2).min(2)
             high_slot, low_slot = flat // per_pack, flat % per_pack
         else:
             distance, high_slot = _nearest(target, high_items).min(-1)

@@ -12,7 +12,8 @@ from eplb_core import replicate_experts
 
 @settings(max_examples=300, deadline=None)
 @given(rows=st.integers(1, 6), experts=st.integers(1, 12), extra=st.integers(0, 30),
-       seed=st.integers(0, 2**16), kind=st.sampled_from(["float", "float64", "int", "sparse", "multiples"]))
+       seed=st.integers(0, 2**16),
+       kind=st.sampled_from(["float", "float64", "int", "sparse", "multiples"]))
 def test_matches_published_loop(rows: int, experts: int, extra: int, seed: int, kind: str) -> None:
     gen = torch.Generator().manual_seed(seed)
     if kind == "float":
