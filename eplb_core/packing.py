@@ -1,11 +1,13 @@
 """Balanced packing: n weighted items into m packs of exactly n/m items each, per row.
 
-``greedy`` is DeepSeek's published LPT (heaviest item first, to the lightest pack with room).
+``greedy`` is DeepSeek's published LPT (heaviest item first, to the lightest pack with room),
+exactly, for all rows at once and mostly a round of m items per step (``_lpt_rounds``).
 ``hybrid`` is a multi-start search: many candidate orderings per row, each placed greedily, then
 refined by swaps between the heaviest pack and the others (and between paired heavy and light
-packs); the candidate with the smallest max
-pack load wins. Candidate 0 is the greedy's packing, and a swap is only taken when it lowers the
-larger of the two loads it touches, so the hybrid's max load is never above the greedy's.
+packs); the candidate with the smallest max pack load wins. Candidate 0 is the greedy's
+packing, and a swap is only taken when it lowers the larger of the two loads it touches, so the
+hybrid's max load is never above the greedy's. ``pack_slots`` gives a packing as the item in
+each slot, the form the policy uses.
 """
 
 from __future__ import annotations
