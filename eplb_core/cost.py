@@ -34,7 +34,9 @@ _ELEMENT = 2e-9  # one element of an elementwise op, gather or scatter
 _SORT = 6e-9  # one element of a row sort, per log2 of the row's length
 _PAIR = 5e-9  # one (heavy item, pack, item) triple of a dense swap round
 _SEARCHED = 180e-9  # one item of a swap round by binary search
-_LOG2PHY_ENTRY = 25e-9  # one log2phy entry: filled, then checked by boolean indexing
+# log2phy as Plan.check handles it now (a boolean mask, its int64 sum, boolean indexing); a
+# check that gathers each slot's entry instead needs about half of both.
+_LOG2PHY_ENTRY = 25e-9  # one log2phy entry: filled, then checked
 _LOG2PHY_BYTES = 18  # int64 log2phy, the check's mask and its int64 sum
 _CANDIDATE_BYTES = 48  # one replication candidate (expert, j, value, sort, gathers)
 _ITEM_BYTES = 64  # one item of a packing (sorted values and ids, codes, pack, rank, inverse)
