@@ -1,11 +1,14 @@
 """Speed and quality of the greedy and hybrid policies on DeepSeek-V3-shaped workloads.
 
-    python -m benchmarks.rebalance [--repeat 5] [--json out.json] [--seed-reference]
+    python -m benchmarks.rebalance [--repeat 7] [--json out.json] [--seed-reference]
 
 For every cluster config and workload it prints the mean balancedness (GPU level) of the
-greedy and the hybrid, the upper bound, and the median time per call of: the published
-algorithm as it runs (``tests.reference.published_rebalance``), our greedy and our hybrid.
-``--seed-reference`` also runs the seed spec's hybrid once (minutes per config on a CPU).
+greedy, vLLM's batched policy, the hybrid and the upper bound, and the median time per call of:
+the published algorithm as it runs (``tests.reference.published_rebalance``), vLLM's batched
+numpy policy (``benchmarks.peers``), our greedy and our hybrid (``rebalance_experts``, end to
+end: checks, plan and its invariant check), timed in turns so that load on the machine hits
+them alike. ``--seed-reference`` also runs the seed spec's hybrid once (minutes per config on
+a CPU). Timings use one torch thread unless ``--threads`` says otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from benchmarks.peers import vllm_rebalance
 from tests.reference import published_rebalance, seed_rebalance
 from eplb_core import Cluster, rebalance_experts
 from eplb_core.metrics import balancedness_bound, score
@@ -38,26 +42,32 @@ class Row:
     config: str
     workload: str
     greedy: float
+    vllm: float
     hybrid: float
     bound: float
     published_ms: float
+    vllm_ms: float
     greedy_ms: float
     hybrid_ms: float
     seed: float | None = None
     seed_s: float | None = None
 
 
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``repeat`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def median_ms(fns: dict[str, Callable[[], object]], repeats: dict[str, int]) -> dict[str, float]:
+    """Median wall time (ms) of each function over its repeats, after one warm-up call each;
+    the calls take turns, so that load on the machine hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    for turn in range(max(repeats.values())):
+        for name, fn in fns.items():
+            if turn < repeats[name]:
+                start = time.perf_counter()
+                fn()
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def measure(config: str, workload: str, weight: torch.Tensor, args: argparse.Namespace) -> Row:
@@ -73,15 +83,20 @@ def measure(config: str, workload: str, weight: torch.Tensor, args: argparse.Nam
 
     greedy_plan = run("greedy")
     published = published_rebalance(weight, *shape)
-    if not torch.equal(greedy_plan[0].cpu(), published[0]):
+    if not all(torch.equal(ours.cpu(), theirs) for ours, theirs in zip(greedy_plan, published)):
         raise SystemExit(f"{config}/{workload}: greedy differs from the published plan")
+    ms = median_ms({"published": lambda: published_rebalance(weight, *shape),
+                    "vllm": lambda: vllm_rebalance(weight, *shape),
+                    "greedy": lambda: run("greedy"), "hybrid": lambda: run("hybrid")},
+                   {"published": args.published_repeat, "vllm": args.repeat,
+                    "greedy": args.repeat, "hybrid": args.repeat})
     row = Row(
         config=config, workload=workload,
-        greedy=balance(greedy_plan), hybrid=balance(run("hybrid")),
+        greedy=balance(greedy_plan), vllm=balance(vllm_rebalance(weight, *shape)),
+        hybrid=balance(run("hybrid")),
         bound=float(balancedness_bound(weight, cluster, cluster.auto_policy).mean()),
-        published_ms=median_ms(lambda: published_rebalance(weight, *shape), args.published_repeat),
-        greedy_ms=median_ms(lambda: run("greedy"), args.repeat),
-        hybrid_ms=median_ms(lambda: run("hybrid"), args.repeat),
+        published_ms=ms["published"], vllm_ms=ms["vllm"], greedy_ms=ms["greedy"],
+        hybrid_ms=ms["hybrid"],
     )
     if args.seed_reference:
         start = time.perf_counter()
@@ -91,15 +106,21 @@ def measure(config: str, workload: str, weight: torch.Tensor, args: argparse.Nam
 
 
 def print_table(rows: list[Row]) -> None:
-    head = (f"{'config':<11} {'workload':<8} {'greedy':>8} {'hybrid':>8} {'seed':>8} {'bound':>8}"
-            f" {'published':>10} {'greedy':>9} {'hybrid':>9} {'pub/greedy':>10} {'pub/hybrid':>10}")
-    print(head)
-    print(f"{'':<11} {'':<8} {'(mean balancedness)':>35} {'(median ms per call)':>30}")
+    """The README's table (markdown): balancedness, then median ms per call with the speed-up
+    over the published code in brackets."""
+    print("| config | workload | greedy | vLLM | hybrid | seed hybrid | bound | published ms"
+          " | vLLM ms | greedy ms | hybrid ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    previous = None
     for r in rows:
-        seed = f"{r.seed:8.5f}" if r.seed is not None else f"{'-':>8}"
-        print(f"{r.config:<11} {r.workload:<8} {r.greedy:8.5f} {r.hybrid:8.5f} {seed} {r.bound:8.5f}"
-              f" {r.published_ms:10.1f} {r.greedy_ms:9.2f} {r.hybrid_ms:9.2f}"
-              f" {r.published_ms / r.greedy_ms:9.0f}x {r.published_ms / r.hybrid_ms:9.0f}x")
+        label = "" if r.config == previous else "{} {}".format(
+            r.config.split("-")[0], "/".join(map(str, CONFIGS[r.config])))
+        previous = r.config
+        seed = f"{r.seed:.5f}" if r.seed is not None else "-"
+        times = " | ".join(f"{ms:.1f} ({r.published_ms / ms:.0f}x)"
+                           for ms in (r.vllm_ms, r.greedy_ms, r.hybrid_ms))
+        print(f"| {label} | {r.workload} | {r.greedy:.5f} | {r.vllm:.5f} | {r.hybrid:.5f} | {seed}"
+              f" | {r.bound:.5f} | {r.published_ms:.0f} | {times} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,8 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--seed-reference", action="store_true",
                         help="also run the seed spec's hybrid once (slow)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's own choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: every contender runs on one "
+                             "thread, and on a busy small machine two threads make some ops "
+                             "wait milliseconds for a descheduled worker; 0: torch's choice)")
     parser.add_argument("--json", help="write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:

@@ -1,15 +1,18 @@
 """Balanced packing: n weighted items into m packs of exactly n/m items each, per row.
 
-``greedy`` is DeepSeek's published LPT (heaviest item first, to the lightest pack with room).
+``greedy`` is DeepSeek's published LPT (heaviest item first, to the lightest pack with room),
+exactly, for all rows at once and mostly a round of m items per step (``_lpt_rounds``).
 ``hybrid`` is a multi-start search: many candidate orderings per row, each placed greedily, then
 refined by swaps between the heaviest pack and the others (and between paired heavy and light
-packs); the candidate with the smallest max
-pack load wins. Candidate 0 is the greedy's packing, and a swap is only taken when it lowers the
-larger of the two loads it touches, so the hybrid's max load is never above the greedy's.
+packs); the candidate with the smallest max pack load wins. Candidate 0 is the greedy's
+packing, and a swap is only taken when it lowers the larger of the two loads it touches, so the
+hybrid's max load is never above the greedy's. ``pack_slots`` gives a packing as the item in
+each slot, the form the policy uses.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Literal
 
 import torch
@@ -20,7 +23,10 @@ ALGORITHMS: tuple[str, ...] = ("greedy", "hybrid")
 NOISE = 0.2  # multiplicative noise of the noisy-LPT candidates: key = w * (1 + NOISE * U[0,1))
 CUDA_CANDIDATES = 128  # the seed's search size; a GPU runs it in a few milliseconds
 CPU_CANDIDATES = 2  # pure + folded LPT; on a CPU more cost time and buy ~1e-4 balancedness
-_SWAP_ELEMENTS = 1 << 22  # bound on the [problems, k, m, k] swap-score tensor per chunk
+_SWAP_ELEMENTS = 1 << 22  # bound on the [problems, k, m, min(k, 64)] tensors of a swap round
+_DENSE_SWAP_ITEMS = 64  # up to this many items per pack, swaps compare all item pairs at once
+_ROUNDS_MIN_PACKS = 5  # from this many packs the LPT goes a round at a time, not an item at a time
+_FULL_KEY = (1 << 63) - 1  # a full pack's key in ``_lpt_rounds``: above every load's (inf, NaN)
 
 
 def default_candidates(device: torch.device) -> int:
@@ -52,6 +58,19 @@ def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorit
         pack_index: [rows, n], int64, the pack of each item
         rank_in_pack: [rows, n], int64, the item's position within its pack
     """
+    slots = pack_slots(weight, num_packs, algorithm=algorithm, num_candidates=num_candidates,
+                       num_rounds=num_rounds, generator=generator)
+    return _pack_and_rank(slots, num_packs)
+
+
+def pack_slots(weight: torch.Tensor, num_packs: int, *, algorithm: Algorithm = "hybrid",
+               num_candidates: int | None = None, num_rounds: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """``balanced_packing`` as the item in each slot: slot ``p * k + r`` holds pack p's r-th
+    item (k = n / num_packs), the inverse of ``pack_index * k + rank_in_pack``.
+
+    weight: [rows, n] -> [rows, n], int64
+    """
     rows, n = weight.shape
     if n % num_packs:
         raise ValueError(f"{n} items cannot be split evenly into {num_packs} packs")
@@ -59,49 +78,82 @@ def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorit
         raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
     per_pack = n // num_packs
     if per_pack == 1:
-        pack_index = torch.arange(n, dtype=torch.int64, device=weight.device).expand(rows, n)
-        return pack_index.contiguous(), torch.zeros_like(pack_index)
+        return torch.arange(n, dtype=torch.int64, device=weight.device).repeat(rows, 1)
     if num_candidates is None:
         num_candidates = default_candidates(weight.device)
     if num_rounds is None:
         num_rounds = default_rounds(num_packs)
-    pack_index, rank_in_pack = greedy_packing(weight, num_packs)
-    # LPT is optimal for two items per pack (it pairs the i-th heaviest with the i-th lightest).
-    if algorithm == "greedy" or per_pack == 2 or rows == 0:
-        return pack_index, rank_in_pack
-    return _hybrid_packing(weight, pack_index, num_packs, num_candidates, num_rounds, generator)
+    slots = _greedy_slots(weight, num_packs)
+    # One pack needs no search, and LPT is optimal for two items per pack (it pairs the i-th
+    # heaviest with the i-th lightest).
+    if algorithm == "greedy" or num_packs == 1 or per_pack == 2 or rows == 0:
+        return slots
+    return _hybrid_packing(weight, slots, num_packs, num_candidates, num_rounds, generator)
+
+
+def _pack_and_rank(slots: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The item in each slot [rows, n] -> each item's pack and rank there, [rows, n] each."""
+    rows, n = slots.shape
+    position = torch.arange(n, device=slots.device).expand(rows, n)
+    per_pack = n // num_packs
+    pack_index = torch.empty_like(slots).scatter_(1, slots, position // per_pack)
+    rank_in_pack = torch.empty_like(slots).scatter_(1, slots, position % per_pack)
+    return pack_index, rank_in_pack
 
 
 def greedy_packing(weight: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DeepSeek's LPT, batched over rows: items by decreasing weight, each to the lightest
-    pack that has room (lowest index on ties), with float32 sums in the same order.
+    pack that has room (lowest index on ties), with sums in the same order and dtype.
 
-    weight: [rows, n] -> pack_index, rank_in_pack: [rows, n]
+    weight: [rows, n], >= 0 -> pack_index, rank_in_pack: [rows, n]
     """
-    order = weight.sort(-1, descending=True).indices
-    sorted_pack = _lpt(weight.gather(1, order), num_packs)
-    pack_index = torch.empty_like(sorted_pack).scatter_(1, order, sorted_pack)
-    rank_in_pack = torch.empty_like(sorted_pack).scatter_(1, order, _rank_in_pack(sorted_pack, num_packs))
-    return pack_index, rank_in_pack
+    return _pack_and_rank(_greedy_slots(weight, num_packs), num_packs)
+
+
+def _greedy_slots(weight: torch.Tensor, num_packs: int) -> torch.Tensor:
+    """The LPT's item in each slot: [rows, n] -> [rows, n] (see ``pack_slots``)."""
+    sorted_weight, order = weight.sort(-1, descending=True)
+    return torch.empty_like(order).scatter_(1, _lpt(sorted_weight, num_packs), order)
 
 
 def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> torch.Tensor:
-    """The pack of each item, for items in decreasing weight order: [rows, n] -> [rows, n].
+    """The slot (``pack * k + rank``) of each item, for items in decreasing weight order:
+    [rows, n] -> [rows, n], int64.
 
     When the m-1 heaviest items of every row are positive, the first m items go to packs
-    0..m-1, one each, so the loop starts after them. With two items per pack, the second round
-    then fills packs lightest first, lowest index on ties: a stable sort of their loads.
+    0..m-1, one each. With two items per pack, the second round then fills packs lightest
+    first, lowest index on ties: a stable sort of their loads. Otherwise float32 loads go a
+    round at a time (``_lpt_rounds``) and others, or few packs, an item at a time (as do
+    loads on which rounds make little progress).
     """
     rows, n = sorted_weight.shape
     per_pack = n // num_packs
     device = sorted_weight.device
-    if bool((sorted_weight[:, num_packs - 2] > 0).all()) if num_packs > 1 else True:
-        first = torch.arange(num_packs, device=device).expand(rows, num_packs)
+    if num_packs == 1:
+        return torch.arange(n, device=device).repeat(rows, 1)
+    first_round = bool((sorted_weight[:, num_packs - 2] > 0).all())
+    if first_round and per_pack == 2:
+        first = torch.arange(0, n, 2, device=device).expand(rows, num_packs)
+        second = sorted_weight[:, :num_packs].sort(dim=1, stable=True).indices * 2 + 1
+        return torch.cat([first, second], 1)
+    if (sorted_weight.dtype == torch.float32 and _ROUNDS_MIN_PACKS <= num_packs < 1 << 15
+            and per_pack <= 1 << 16):
+        code = _lpt_rounds(sorted_weight, num_packs, first_round)
+        if code is not None:
+            return (code >> 16).long() * per_pack + (code & 0xFFFF)
+    pack = _lpt_items(sorted_weight, num_packs, first_round)
+    return pack * per_pack + _rank_in_pack(pack, num_packs)
+
+
+def _lpt_items(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) -> torch.Tensor:
+    """LPT one item at a time (all rows at once): [rows, n] -> pack of each item [rows, n]."""
+    rows, n = sorted_weight.shape
+    per_pack = n // num_packs
+    device = sorted_weight.device
+    if first_round:
         loads = sorted_weight[:, :num_packs].clone()
-        if per_pack == 2:
-            return torch.cat([first, loads.sort(dim=1, stable=True).indices], 1)
         counts = torch.ones(rows, num_packs, dtype=torch.int64, device=device)
-        packs, start = [first], num_packs
+        packs, start = [torch.arange(num_packs, device=device).expand(rows, num_packs)], num_packs
     else:
         loads = torch.zeros(rows, num_packs, dtype=sorted_weight.dtype, device=device)
         counts = torch.zeros(rows, num_packs, dtype=torch.int64, device=device)
@@ -117,6 +169,109 @@ def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> torch.Tensor:
     return torch.cat(packs, 1)
 
 
+def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
+                first_round: bool) -> torch.Tensor | None:
+    """Exact LPT a round at a time, float32: [rows, n] -> code [rows, n], int32, each item's
+    ``pack << 16 | rank``; None when some row needs more than ``2 n/m + 8`` steps.
+
+    Each pack has an int64 key, ``load's float32 bits << 32 | pack << 16 | items``, so that keys
+    order packs as the published argmin does (lighter first, then lower index), and a full pack
+    has a key above every load's. Each step sorts the keys and proposes the next m items of every
+    row for the packs in that order, lightest first. Proposal j is LPT's own choice when its
+    pack's key is below the new keys of the packs proposals 0..j-1 filled (an exclusive prefix
+    min), so each row takes its longest such prefix, at least one item, and moves on by it.
+    Loads are nearly even after the first round, so a step usually takes a whole round: about
+    n/m steps instead of n. Loads where items are far smaller than the gaps between packs (each
+    item's pack stays the lightest) take one item a step; past ``2 n/m + 8`` steps the caller
+    does them an item at a time, which is cheaper per item, so the worst case stays within
+    ``1 + 6/m`` times the item loop's.
+    """
+    rows, n = sorted_weight.shape
+    per_pack = n // num_packs
+    device = sorted_weight.device
+    pack_code = torch.arange(num_packs, dtype=torch.int32, device=device) << 16
+    # Padded with m zero-weight items, so a step's proposals never index past the row.
+    weights = torch.zeros(rows, n + num_packs, dtype=torch.float32, device=device)
+    weights[:, :n] = sorted_weight.abs()  # -0.0 -> +0.0: bit patterns order loads >= 0
+    code = torch.empty(rows, n + num_packs, dtype=torch.int32, device=device)
+    keys = torch.empty(rows, num_packs, dtype=torch.int64, device=device)
+    load_bits, count_bits = _halves(keys)
+    if first_round:
+        load_bits.copy_(weights[:, :num_packs].view(torch.int32))
+        count_bits.copy_(pack_code + 1)
+        code[:, :num_packs] = pack_code
+        start = num_packs
+    else:
+        load_bits.zero_()
+        count_bits.copy_(pack_code)
+        start = 0
+    # The items each step proposes; items[:, :1] is the row's next item.
+    items = (torch.arange(num_packs, device=device) + start).repeat(rows, 1)
+    # Buffers reused by every step, and views of their halves made once.
+    ordered, order = torch.empty_like(keys), torch.empty_like(keys)
+    loads, counts = _halves(ordered)
+    loads = loads.view(torch.float32)
+    # new[:, 0] is a full pack's key, so new[:, :m].cummin is the exclusive prefix min.
+    new = torch.empty(rows, num_packs + 1, dtype=torch.int64, device=device)
+    new[:, 0] = _FULL_KEY
+    new_keys = new[:, 1:]
+    new_loads, new_counts = _halves(new_keys)
+    new_loads = new_loads.view(torch.float32)
+    # 0-d operands of the right dtype: cheaper per op than Python numbers.
+    one, count_mask, last, full = (torch.tensor(value, dtype=dtype, device=device) for value, dtype
+                                   in ((1, torch.int32), (0xFFFF, torch.int32),
+                                       (per_pack - 1, torch.int32), (_FULL_KEY, torch.int64)))
+    # The zero items at the end of a row (idle experts, idle layers) leave every load as it is:
+    # the loop stops where they start, and they are placed at once afterwards.
+    zeros_from = (weights[:, :n] > 0).sum(1, keepdim=True).clamp_(min=start)
+    zeros = int(zeros_from.min()) < n
+    # Every row needs at least this many steps; the loop only checks for the end after them.
+    min_steps, steps = -(-(int(zeros_from.max()) - start) // num_packs), 0
+    max_steps = 2 * -(-(n - start) // num_packs) + 8
+    while steps < min_steps or bool((items[:, :1] < zeros_from).any()):
+        if steps == max_steps:
+            return None
+        torch.sort(keys, dim=1, out=(ordered, order))
+        torch.add(loads, weights.gather(1, items), out=new_loads)
+        torch.add(counts, one, out=new_counts)
+        new_keys.masked_fill_((counts & count_mask) == last, full)
+        # Keys ascend and the prefix min does not, so the proposals taken are a prefix.
+        taken = ordered < new[:, :num_packs].cummin(1).values
+        if zeros:  # (past a row's last item, every pack is full: nothing is taken)
+            taken &= items < zeros_from
+        code.scatter_(1, items, counts)
+        items += taken.sum(1, keepdim=True)
+        torch.where(taken, new_keys, ordered, out=keys)
+        steps += 1
+    code = code[:, :n]
+    if zeros:
+        _place_zeros(keys, code, zeros_from, per_pack)
+    return code
+
+
+def _place_zeros(keys: torch.Tensor, code: torch.Tensor, zeros_from: torch.Tensor,
+                 per_pack: int) -> None:
+    """Place each row's zero items, ``zeros_from`` [rows, 1] on, into ``code`` [rows, n], in
+    place: LPT gives each of them to the lightest pack with room (lowest index on ties), and as
+    they add nothing, that fills the packs with room one after another in key order."""
+    rows, n = code.shape
+    ordered = keys.sort(1).values
+    counts = _halves(ordered)[1]
+    room = (per_pack - (counts & 0xFFFF)).masked_fill_(ordered == _FULL_KEY, 0)
+    ends = room.cumsum(1)
+    zero = torch.arange(n, device=code.device) - zeros_from  # index among the row's zeros
+    which = torch.searchsorted(ends, zero.clamp(min=0), right=True).clamp_(max=keys.shape[1] - 1)
+    placed = counts.gather(1, which) + (zero - (ends - room).gather(1, which))
+    torch.where(zero >= 0, placed.int(), code, out=code)
+
+
+def _halves(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views of an int64 tensor's high and low 32 bits, as int32: [rows, m] -> 2 x [rows, m]."""
+    words = keys.view(torch.int32)
+    high = 1 if sys.byteorder == "little" else 0
+    return words[:, high::2], words[:, 1 - high::2]
+
+
 def _rank_in_pack(item_pack: torch.Tensor, num_packs: int) -> torch.Tensor:
     """Each item's position among the items of its pack, in item order: [rows, n] -> [rows, n]."""
     rows, n = item_pack.shape
@@ -125,39 +280,24 @@ def _rank_in_pack(item_pack: torch.Tensor, num_packs: int) -> torch.Tensor:
     return torch.empty_like(item_pack).scatter_(1, by_pack, ranks.expand(rows, n))
 
 
-def _hybrid_packing(weight: torch.Tensor, greedy_pack: torch.Tensor, num_packs: int,
+def _hybrid_packing(weight: torch.Tensor, greedy_slots: torch.Tensor, num_packs: int,
                     num_candidates: int, num_rounds: int,
-                    generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                    generator: torch.Generator | None) -> torch.Tensor:
     """Multi-start search, in row chunks that keep ``[rows, candidates, n]`` tensors bounded.
 
-    weight, greedy_pack: [rows, n] -> pack_index, rank_in_pack: [rows, n]
+    weight, greedy_slots: [rows, n] -> the winner's item in each slot, [rows, n]
     """
     rows, n = weight.shape
-    per_pack = n // num_packs
     if generator is None:
         generator = torch.Generator(device=weight.device).manual_seed(0)
-    greedy_slots = _slots_of(greedy_pack, num_packs)
-    chunk = max(1, _SWAP_ELEMENTS * 4 // (num_candidates * n))
+    greedy_slots = greedy_slots.view(rows, num_packs, n // num_packs)
+    chunk = max(1, _SWAP_ELEMENTS // (num_candidates * n))
     best = [
         _search(weight[lo:lo + chunk], greedy_slots[lo:lo + chunk], num_candidates, num_rounds,
                 generator)
         for lo in range(0, rows, chunk)
     ]
-    slots = torch.cat(best)  # [rows, m, k], item ids
-    packs = torch.arange(num_packs, device=weight.device).view(1, -1, 1).expand_as(slots)
-    ranks = torch.arange(per_pack, device=weight.device).expand_as(slots)
-    pack_index = torch.empty(rows, n, dtype=torch.int64, device=weight.device)
-    rank_in_pack = torch.empty_like(pack_index)
-    pack_index.scatter_(1, slots.flatten(1), packs.flatten(1))
-    rank_in_pack.scatter_(1, slots.flatten(1), ranks.flatten(1))
-    return pack_index, rank_in_pack
-
-
-def _slots_of(pack_index: torch.Tensor, num_packs: int) -> torch.Tensor:
-    """[rows, n] pack of each item -> [rows, m, k] items of each pack (in item order)."""
-    rows, n = pack_index.shape
-    items = pack_index.argsort(dim=1, stable=True)
-    return items.view(rows, num_packs, n // num_packs)
+    return torch.cat(best).flatten(1)
 
 
 def _search(weight: torch.Tensor, greedy_slots: torch.Tensor, num_candidates: int,
@@ -259,7 +399,7 @@ def _refine_by_swaps(slot_weight: torch.Tensor, slots: torch.Tensor, num_rounds:
     """
     problems, num_packs, per_pack = slots.shape
     active = torch.arange(problems, device=slots.device)
-    chunk = max(1, _SWAP_ELEMENTS // (per_pack * num_packs * per_pack))
+    chunk = max(1, _SWAP_ELEMENTS // (num_packs * per_pack * min(per_pack, _DENSE_SWAP_ITEMS)))
     for _ in range(num_rounds):
         moved = []
         for lo in range(0, active.numel(), chunk):
@@ -280,11 +420,14 @@ def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
     slot_b), each [swaps], pack_a always the heavier side; and whether each problem's heaviest
     pack improved, [p] bool.
 
-    ``min(d, g - d) = g/2 - |d - g/2|``: for a given heavy item and partner pack (gap g), the
-    best item b of that pack is the one closest to ``a - g/2``. So the full [p, k, m, k] tensor
-    needs only a subtraction, an in-place abs and a min; gains are formed per pack.
+    ``min(d, g - d) = g/2 - |d - g/2|``: for a given heavy item a and partner pack (gap g), the
+    best item b of that pack is the one closest to ``a - g/2``. With few items per pack, the
+    [p, k, m, k] distances of all pairs need only a subtraction, an in-place abs and a min;
+    with many, a binary search in each pack's sorted items (``_nearest``) gives the same
+    distances in O(m k log k) time and O(m k) memory per problem.
     """
     p, num_packs, per_pack = w.shape
+    dense = per_pack <= _DENSE_SWAP_ITEMS
     loads = w.sum(-1)
     by_load = loads.argsort(1)
     heavy = by_load[:, -1]
@@ -292,11 +435,14 @@ def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
     eps = 1e-6 * max_load.squeeze(1)
     rows = torch.arange(p, device=w.device)
 
-    # The heaviest pack against every other pack: distances [p, k, m, k], gains [p, k, m].
+    # The heaviest pack against every other pack: distances [p, k, m], heavy item by pack.
     half_gap = (max_load - loads).unsqueeze(-1) / 2
     heavy_items = w[rows, heavy]
     target = w + half_gap
-    distance = (heavy_items.view(p, per_pack, 1, 1) - target.unsqueeze(1)).abs_().amin(-1)
+    if dense:
+        distance = (heavy_items.view(p, per_pack, 1, 1) - target.unsqueeze(1)).abs_().amin(-1)
+    else:
+        distance = _nearest(target, heavy_items.unsqueeze(1).expand_as(target)).transpose(1, 2)
     gain, flat = (half_gap.view(p, 1, num_packs) - distance).flatten(1).max(1)
     take = gain > eps
     slot, partner = flat // num_packs, flat % num_packs
@@ -307,22 +453,43 @@ def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
     pack_a, slot_a = [heavy[take]], [slot[take]]
     pack_b, slot_b = [partner[take]], [closest[take]]
 
-    # Pairs (r-th heaviest, r-th lightest) for r = 1 .. m/2 - 1: distances [p, pairs, k, k].
+    # Pairs (r-th heaviest, r-th lightest) for r = 1 .. m/2 - 1: distances [p, pairs, k].
     pairs = num_packs // 2 - 1
     if pairs > 0:
         high, low = by_load.flip(1)[:, 1:1 + pairs], by_load[:, 1:1 + pairs]
         index = lambda packs: packs.unsqueeze(-1).expand(-1, -1, per_pack)
         half_gap = ((loads.gather(1, high) - loads.gather(1, low)) / 2).unsqueeze(-1)
-        distance = (w.gather(1, index(high)).unsqueeze(-1)
-                    - (w.gather(1, index(low)) + half_gap).unsqueeze(-2)).abs_()
-        distance, flat = distance.flatten(2).min(2)
+        high_items, target = w.gather(1, index(high)), w.gather(1, index(low)) + half_gap
+        if dense:
+            distance = (high_items.unsqueeze(-1) - target.unsqueeze(-2)).abs_()
+            distance, flat = distance.flatten(2).min(2)
+            high_slot, low_slot = flat // per_pack, flat % per_pack
+        else:
+            distance, high_slot = _nearest(target, high_items).min(-1)
+            chosen = high_items.gather(-1, high_slot.unsqueeze(-1))
+            low_slot = (chosen - target).abs_().argmin(-1)
         clash = (high == partner.unsqueeze(1)) | (low == partner.unsqueeze(1))
         gains = half_gap.squeeze(-1) - distance
         take_pair, which = torch.nonzero((gains > eps.unsqueeze(1)) & ~clash, as_tuple=True)
         problem.append(take_pair)
         pack_a.append(high[take_pair, which])
-        slot_a.append(flat[take_pair, which] // per_pack)
+        slot_a.append(high_slot[take_pair, which])
         pack_b.append(low[take_pair, which])
-        slot_b.append(flat[take_pair, which] % per_pack)
+        slot_b.append(low_slot[take_pair, which])
     swaps = tuple(torch.cat(x) for x in (problem, pack_a, slot_a, pack_b, slot_b))
     return swaps + (take,)
+
+
+def _nearest(targets: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """``min_b |a - target_b|`` for each query a, by binary search in the sorted targets.
+
+    targets: [..., k]; queries: [..., q] -> [..., q]
+    """
+    per_pack = targets.shape[-1]
+    ascending = targets.sort(-1).values
+    queries = queries.contiguous()
+    above = torch.searchsorted(ascending, queries)
+    below = (above - 1).clamp_(min=0)
+    above.clamp_(max=per_pack - 1)
+    return torch.minimum((queries - ascending.gather(-1, below)).abs_(),
+                         (queries - ascending.gather(-1, above)).abs_())

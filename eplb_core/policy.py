@@ -11,7 +11,7 @@ import torch
 
 from .cluster import Cluster
 from .errors import LoadError
-from .packing import balanced_packing
+from .packing import pack_slots
 from .replication import replicate_experts
 from .spill import Pack, spill
 
@@ -52,7 +52,7 @@ def place(weight: torch.Tensor, cluster: Cluster, policy: str, *, algorithm: str
         policy: "hierarchical", "global" (the hierarchical policy with one group and one
             node, as in DeepSeek's EPLB) or "spill" (the hierarchical plan, then up to
             ``spill_slots`` replicas per GPU of other nodes' experts: ``eplb_core.spill``)
-        algorithm, num_candidates, num_rounds: the packing (``packing.balanced_packing``)
+        algorithm, num_candidates, num_rounds: the packing (``packing.pack_slots``)
         generator: every random draw of the hybrid, on weight's device
 
     Returns:
@@ -60,9 +60,9 @@ def place(weight: torch.Tensor, cluster: Cluster, policy: str, *, algorithm: str
         phy_rank: [layers, num_replicas], each slot's replica index within its expert
         logcnt: [layers, experts], the number of replicas of each expert
     """
-    def pack(w: torch.Tensor, num_packs: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return balanced_packing(w, num_packs, algorithm=algorithm, num_candidates=num_candidates,
-                                num_rounds=num_rounds, generator=generator)
+    def pack(w: torch.Tensor, num_packs: int) -> torch.Tensor:
+        return pack_slots(w, num_packs, algorithm=algorithm, num_candidates=num_candidates,
+                          num_rounds=num_rounds, generator=generator)
 
     groups, nodes = ((cluster.num_groups, cluster.num_nodes)
                      if policy in ("hierarchical", "spill") else (1, 1))
@@ -90,16 +90,15 @@ def _hierarchical(weight: torch.Tensor, num_phy: int, num_groups: int, num_nodes
     """
     num_layers, num_log = weight.shape
     group_size = num_log // num_groups
-    groups_per_node = num_groups // num_nodes
-    phy_per_gpu = num_phy // num_gpus
     device = weight.device
 
-    # 1. Groups to nodes. "mlog" numbers experts node by node: node n owns a contiguous range.
+    # 1. Groups to nodes. "mlog" numbers experts node by node: node n owns a contiguous range,
+    # its groups in their slots' order.
     group_load = weight.unflatten(-1, (num_groups, group_size)).sum(-1)
-    group_pack, group_rank = pack(group_load, num_nodes)
-    log2mlog = (((group_pack * groups_per_node + group_rank) * group_size).unsqueeze(-1)
+    group_in_slot = pack(group_load, num_nodes)
+    mlog2log = ((group_in_slot * group_size).unsqueeze(-1)
                 + torch.arange(group_size, dtype=torch.int64, device=device)).flatten(-2)
-    mlog2log = _inverse(log2mlog)
+    log2mlog = _inverse(mlog2log)
 
     # 2. Replicas within each node: [layers * nodes, experts per node].
     mlog_load = weight.gather(-1, mlog2log).view(-1, num_log // num_nodes)
@@ -107,8 +106,7 @@ def _hierarchical(weight: torch.Tensor, num_phy: int, num_groups: int, num_nodes
 
     # 3. Replicas to the node's GPUs, each replica carrying an equal share of its expert's load.
     phy_load = (mlog_load / mlogcnt).gather(-1, phy2mlog)
-    gpu_index, rank_on_gpu = pack(phy_load, num_gpus // num_nodes)
-    pphy2phy = _inverse(gpu_index * phy_per_gpu + rank_on_gpu)
+    pphy2phy = pack(phy_load, num_gpus // num_nodes)  # the replica in each slot of the node
 
     pphy2mlog = phy2mlog.gather(-1, pphy2phy)
     node_offset = torch.arange(0, num_log, num_log // num_nodes, device=device).view(1, -1, 1)

@@ -51,7 +51,7 @@ _EXCLUDED = 1e300  # a cost (or minus a gain) that is never chosen
 
 # A packing of weighted items into equal packs, per row: (weights [rows, n], packs) ->
 # (pack index, rank in pack), each [rows, n].
-Pack = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+Pack = Callable[[torch.Tensor, int], torch.Tensor]  # weight, packs -> item in each slot
 
 
 def spill(weight: torch.Tensor, hierarchical: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
@@ -188,6 +188,13 @@ def _move_replicas(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tens
         1, members.unsqueeze(-1).expand(-1, -1, num_nodes), replicas)
 
 
+def _pack_of(pack: Pack, load: torch.Tensor, packs: int) -> torch.Tensor:
+    """Each item's pack under ``pack`` (which answers the item in each slot): [rows, n]."""
+    slots = pack(load, packs)
+    position = torch.arange(slots.shape[1], device=slots.device).expand_as(slots)
+    return torch.empty_like(slots).scatter_(1, slots, position // (slots.shape[1] // packs))
+
+
 def _place_on_gpus(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tensor,
                    changed: torch.Tensor, cluster: Cluster, spill_slots: int,
                    pack: Pack) -> torch.Tensor:
@@ -217,19 +224,20 @@ def _place_on_gpus(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tens
     item_load = (weight / on_node.sum(-1)).to(weight.dtype)[layer.unsqueeze(-1), items]
     foreign = home[layer.unsqueeze(-1), items] != node.unsqueeze(-1)
     if seats >= slots_per_node:
-        gpu, _ = pack(item_load, gpus)
+        gpu = _pack_of(pack, item_load, gpus)
         return _lay_out(items, gpu, torch.zeros_like(gpu))
 
     # Stage 1: the seats. Foreign replicas first, then the lightest.
     order = torch.where(foreign, -1.0, item_load).argsort(dim=-1, stable=True)
     seated, rest = order[:, :seats], order[:, seats:]
     seat_load = item_load.gather(1, seated)
-    seat_gpu, _ = pack(seat_load, gpus)
+    seat_gpu = _pack_of(pack, seat_load, gpus)
     gpu_seat_load = torch.zeros(len(layer), gpus, dtype=item_load.dtype,
                                 device=device).scatter_add_(1, seat_gpu, seat_load)
     # Stage 2: the rest, with one stand-in per GPU.
     big = 2 * item_load.sum(-1, keepdim=True) + 1
-    rest_gpu, _ = pack(torch.cat([gpu_seat_load + big, item_load.gather(1, rest)], 1), gpus)
+    rest_gpu = _pack_of(pack, torch.cat([gpu_seat_load + big, item_load.gather(1, rest)], 1),
+                        gpus)
     gpu = torch.empty_like(order)
     gpu.scatter_(1, seated, rest_gpu[:, :gpus].gather(1, seat_gpu))
     gpu.scatter_(1, rest, rest_gpu[:, gpus:])
