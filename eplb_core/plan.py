@@ -133,17 +133,20 @@ class Plan:
             raise InvariantError("the plan's replica counts do not match its slots")
         if int(self.logcnt.min()) < 1:
             raise InvariantError("the plan leaves an expert without a replica")
+        rank = self.phy_rank
+        if rank is None:
+            rank = _rank_in_slot_order(self.phy2log, self.logcnt)
+        if not bool(((rank >= 0) & (rank < self.logcnt.gather(1, self.phy2log))).all()):
+            raise InvariantError("the plan's replica ranks are out of range")
+        # Each slot is found where its (expert, rank) points in log2phy, and log2phy lists
+        # nothing else: it inverts phy2log.
         log2phy = self.log2phy
-        held = log2phy >= 0
-        if not torch.equal(held.sum(-1), self.logcnt):
-            raise InvariantError("the plan's log2phy does not list every replica")
-        slots = log2phy.clamp(min=0).view(num_layers, -1)
-        found = self.phy2log.gather(1, slots).view_as(log2phy)
-        expert = torch.arange(num_experts, device=log2phy.device).view(1, -1, 1)
-        listed = torch.zeros_like(self.phy2log).scatter_add_(1, slots, held.view(num_layers, -1)
-                                                             .long())
-        if not bool(((found == expert) | ~held).all()) or not bool((listed == 1).all()):
+        found = log2phy.view(num_layers, -1).gather(1, self.phy2log * log2phy.shape[-1] + rank)
+        slots = torch.arange(num_slots, device=found.device).expand_as(found)
+        if not torch.equal(found, slots):
             raise InvariantError("the plan's log2phy does not invert its phy2log")
+        if int(torch.count_nonzero(log2phy >= 0)) != num_layers * num_slots:
+            raise InvariantError("the plan's log2phy lists more than its slots")
 
 
 def _rank_in_slot_order(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:
