@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     max_work: Annotated[float, Field(gt=0)] = 30.0  # estimated seconds of planning per request
     max_memory_bytes: Positive = 768 * MIB  # estimated peak memory of one request's work
     workers: Positive = 2  # requests planned at once
+    torch_threads: Positive = 1  # torch's threads per worker (python -m app sets them)
     queue: Annotated[int, Field(ge=0)] = 16  # requests waiting for a worker; more answer 503
     header_timeout: Seconds = 10.0  # a client must send its request headers within this
     body_timeout: Seconds = 30.0  # ... and each part of its body within this

@@ -18,6 +18,8 @@ import resource
 import time
 from typing import Any
 
+import h11
+import torch
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -31,15 +33,40 @@ def guarded_protocol(settings: Settings) -> type[H11Protocol]:
     """uvicorn's h11 protocol with a header deadline and a cap on open connections."""
 
     class GuardedH11Protocol(H11Protocol):
+        headers_deadline: asyncio.TimerHandle | None = None
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > settings.max_connections:
                 transport.abort()
                 return
-            # uvicorn cancels this timer when a request's headers are complete, then arms it
-            # again as the keep-alive timer once the response is sent.
-            self.timeout_keep_alive_task = self.loop.call_later(
-                settings.header_timeout, self.timeout_keep_alive_handler)
+            self._await_headers()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.headers_deadline is not None and self.conn.their_state is not h11.IDLE:
+                self.headers_deadline.cancel()  # the request's headers are complete
+                self.headers_deadline = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._await_headers()  # the next request on this connection, if any
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.headers_deadline is not None:
+                self.headers_deadline.cancel()
+            super().connection_lost(exc)
+
+        def _await_headers(self) -> None:
+            if self.headers_deadline is not None:
+                self.headers_deadline.cancel()
+            self.headers_deadline = self.loop.call_later(settings.header_timeout,
+                                                         self._headers_late)
+
+        def _headers_late(self) -> None:
+            self.headers_deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
 
     return GuardedH11Protocol
 
@@ -74,6 +101,9 @@ def raise_descriptor_limit() -> None:
 def serve(settings: Settings) -> None:
     """Serve ``app.main:app`` on the settings' host and port until interrupted."""
     raise_descriptor_limit()
+    # The workers plan side by side: more torch threads than cores make each wait for
+    # threads descheduled by the others.
+    torch.set_num_threads(settings.torch_threads)
     config = uvicorn.Config("app.main:app", host=settings.host, port=settings.port,
                             http=guarded_protocol(settings),
                             timeout_keep_alive=int(max(1, settings.keep_alive_timeout)),

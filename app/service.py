@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from eplb_core import Cluster, Evaluation, Limits, PlanOptions, Rebalance, evaluate, rebalance
+from eplb_core import Cluster, Evaluation, PlanOptions, Rebalance, evaluate, rebalance
 from eplb_core.errors import LoadError
 from eplb_core.io import LoadFile
 from eplb_core.replay import Replay, budget_moves, replay
@@ -34,27 +34,19 @@ def options_of(params: PlanParams, num_layers: int, algorithm: str = "hybrid") -
                        renumber_gpus=params.renumber_gpus, max_moves=max_moves)
 
 
-def check_request(loads: torch.Tensor, num_replicas: int, limits: Limits) -> None:
-    """``LimitError`` when the loads [..., layers, experts] or the slot count are over what
-    this server plans."""
-    limits.check("max_layers", loads.shape[-2], "layers")
-    limits.check("max_experts", loads.shape[-1], "experts")
-    limits.check("max_replicas", num_replicas, "slots (num_replicas)")
-
-
 def plan(loaded: LoadFile, params: RebalanceParams, settings: Settings,
          current: torch.Tensor | None = None) -> Rebalance:
     """Plan the loads (one window, or a series planned on the sum of its steps) on the
     cluster ``params`` describes, from ``current`` or the placement the file carries
     (``eplb_core.plan.rebalance``)."""
     loads = loaded.loads
-    check_request(loads, params.num_replicas, settings.limits)
     current, notes = loaded.in_use(current)
     device = settings.torch_device
     return rebalance(loads.to(device), cluster_of(params),
                      options_of(params, loads.shape[-2], params.algorithm),
                      None if current is None else current.to(device), notes,
-                     expert_bytes=params.expert_bytes, link_gb_per_s=params.link_gb_per_s)
+                     expert_bytes=params.expert_bytes, link_gb_per_s=params.link_gb_per_s,
+                     limits=settings.limits)
 
 
 def replay_series(loaded: LoadFile, params: ReplayParams, settings: Settings,
@@ -66,56 +58,34 @@ def replay_series(loaded: LoadFile, params: ReplayParams, settings: Settings,
     if series.dim() != 3:
         raise LoadError(f"a replay needs a time series [steps, layers, experts]; got one "
                         f"window of shape {list(series.shape)} (plan it with /rebalance)")
-    num_steps = series.shape[0]
-    limits = settings.limits
-    check_request(series, params.num_replicas, limits)
-    limits.check("max_windows", num_steps // params.window,
-                 f"windows of {params.window} steps in {num_steps} steps")
     current, notes = loaded.in_use(current)
     device = settings.torch_device
     return replay(series.to(device), params.window, cluster_of(params),
                   options_of(params, series.shape[1]),
                   current=None if current is None else current.to(device), progress=progress,
-                  budgets=params.budgets or (), notes=notes, expert_bytes=params.expert_bytes)
+                  budgets=params.budgets or (), notes=notes, expert_bytes=params.expert_bytes,
+                  limits=settings.limits)
 
 
 def score_placement(loaded: LoadFile, params: ClusterParams, settings: Settings,
                     placement: torch.Tensor, compare: torch.Tensor | None = None) -> Evaluation:
     """Score a placement on the loads without planning, and ``compare`` beside it
     (``eplb_core.plan.evaluate``)."""
-    loads = loaded.loads
-    check_request(loads, params.num_replicas, settings.limits)
     device = settings.torch_device
-    return evaluate(loads.to(device), cluster_of(params), placement.to(device),
+    return evaluate(loaded.loads.to(device), cluster_of(params), placement.to(device),
                     None if compare is None else compare.to(device), params.policy,
-                    loaded.notes)
+                    loaded.notes, limits=settings.limits)
 
 
-def sweep_loads(loaded: LoadFile, params: SweepParams, settings: Settings,
-                progress: Callable[[int, int], None] | None = None) -> Sweep:
-    """Compare slot counts, windows and policies on the loads (``eplb_core.sweep``), within
-    the server's limits on points, slots and windows."""
-    cluster, options, counts, policies = check_sweep_request(loaded, params, settings)
-    return sweep(loaded.loads.to(settings.torch_device), cluster, options, num_replicas=counts,
-                 windows=params.windows, policies=policies, expert_bytes=params.expert_bytes,
-                 progress=progress, notes=loaded.notes)
-
-
-def check_sweep_request(loaded: LoadFile, params: SweepParams, settings: Settings
-                        ) -> tuple[Cluster, PlanOptions, list[int], list[tuple[str, int]] | None]:
-    """Every check of a sweep before any plan (the server's limits, then the core's): the
-    cluster, options, slot counts and policies it runs with."""
-    loads = loaded.loads
+def prepare_sweep(loaded: LoadFile, params: SweepParams, settings: Settings
+                  ) -> Callable[[Callable[[int, int], None] | None], Sweep]:
+    """Every check of a sweep (``eplb_core.sweep.check_sweep`` with the server's limits on
+    points, sizes, windows, work and memory), then the sweep itself to run, given a progress
+    callback: a refusal comes before any plan (and before a stream starts)."""
+    loads = loaded.loads.to(settings.torch_device)
     limits = settings.limits
     counts = params.num_replicas or default_replicas(loads.shape[-1], params.num_gpus,
                                                      limits.max_replicas)
-    check_request(loads, max(counts), limits)
-    points = len(counts) * len(params.windows or [None]) * len(params.policies or [None])
-    limits.check("max_sweep_points", points, "sweep points")
-    if loads.dim() == 3:
-        for window in params.windows or []:
-            limits.check("max_windows", loads.shape[0] // window,
-                         f"windows of {window} steps in {loads.shape[0]} steps")
     policies = None if params.policies is None else [
         (name, int(slots) if slots else params.spill_slots)
         for name, _, slots in (choice.partition(":") for choice in params.policies)]
@@ -123,5 +93,11 @@ def check_sweep_request(loaded: LoadFile, params: SweepParams, settings: Setting
     options = PlanOptions(algorithm=params.algorithm, seed=params.seed, policy=params.policy,
                           spill_slots=params.spill_slots)
     check_sweep(loads, cluster, options, num_replicas=counts, windows=params.windows,
-                policies=policies or (), expert_bytes=params.expert_bytes)
-    return cluster, options, counts, policies
+                policies=policies or (), expert_bytes=params.expert_bytes, limits=limits)
+
+    def run(progress: Callable[[int, int], None] | None) -> Sweep:
+        return sweep(loads, cluster, options, num_replicas=counts, windows=params.windows,
+                     policies=policies, expert_bytes=params.expert_bytes, progress=progress,
+                     notes=loaded.notes)
+
+    return run

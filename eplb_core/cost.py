@@ -18,14 +18,19 @@ node, unless the caller knows a tighter ``max_replicas`` (``replica_bound`` of t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
 from .cluster import Cluster
 from .errors import OptionError
+from .limits import Limits
 from .packing import _DENSE_SWAP_ITEMS, _SWAP_ELEMENTS, ALGORITHMS, CPU_CANDIDATES
 from .packing import CUDA_CANDIDATES, default_rounds
+
+if TYPE_CHECKING:
+    from .plan import PlanOptions
 from .replication import _MAX_CANDIDATE_ELEMENTS
 
 # Calibrated on this project's 2-core CPU, one torch thread (benchmarks/cost.py):
@@ -211,3 +216,61 @@ def replica_bound(weight: torch.Tensor, cluster: Cluster, policy: str) -> int:
         return spare + 1
     most = float((loads / totals.clamp(min=1e-300)).max()) * slots * (1 + 1e-6)
     return int(min(spare, math.floor(most))) + 1
+
+
+# Measured against the plain plan of the same shape (benchmarks.policies, benchmarks.migration):
+SPILL_FACTOR = 3.0  # the spill policy repacks the nodes it changes: 2.5-3x the hierarchical
+BUDGET_FACTOR = 3.0  # a move budget's descents and the full plan: at most about 3x
+_RESPONSE_BYTES = 12  # one number of an answer, as JSON text
+
+
+def rebalance_cost(weight: torch.Tensor, cluster: Cluster, policy: str, options: PlanOptions,
+                   *, rows: int | None = None, device: torch.device | str = "cpu") -> Cost:
+    """The cost of ``plan.rebalance`` of ``weight`` [layers, experts] (or of planning ``rows``
+    such layers at once, e.g. the stacked windows of a replay): the plan under its policy and
+    budget, its figures, and its answer (every number of it, as JSON text)."""
+    num_layers, num_experts = weight.shape
+    rows = num_layers if rows is None else rows
+    planned = "hierarchical" if policy == "spill" else policy
+    most = replica_bound(weight, cluster, planned)
+    cost = plan_cost(rows, num_experts, cluster, planned, options.algorithm,
+                     options.num_candidates, options.num_rounds, device, max_replicas=most)
+    if policy == "spill":
+        cost = SPILL_FACTOR * cost
+    if options.max_moves is not None:
+        cost = BUDGET_FACTOR * cost
+    numbers = rows * (3 * cluster.num_replicas + num_experts * (most + 1)
+                      + 6 * cluster.num_gpus)
+    figures = Cost(40 * _OP + numbers * 20 * _ELEMENT, numbers * _RESPONSE_BYTES)
+    return cost + figures
+
+
+def replay_cost(windows: torch.Tensor, cluster: Cluster, policy: str, options: PlanOptions,
+                num_algorithms: int, num_budgets: int, rows_per_call: int,
+                device: torch.device | str = "cpu") -> Cost:
+    """The cost of ``replay.replay`` of ``windows`` [windows, layers, experts]: each algorithm
+    plans every scored window (stacked, ``rows_per_call`` layers a call), and once more under
+    each budget, one window after the other."""
+    num_windows, num_layers, _ = windows.shape
+    scored = max(1, num_windows - 1)
+    stacked = windows.flatten(0, 1)
+    call_rows = min(scored * num_layers, max(num_layers, rows_per_call))
+    calls = -(-scored * num_layers // call_rows)
+    one_call = rebalance_cost(stacked, cluster, policy, options, rows=call_rows, device=device)
+    budgeted = rebalance_cost(stacked, cluster, policy, replace(options, max_moves=0),
+                              rows=num_layers, device=device)
+    work = num_algorithms * (calls * one_call.work + num_budgets * scored * budgeted.work)
+    return Cost(work, max(one_call.peak_bytes, budgeted.peak_bytes))
+
+
+def check_size(num_layers: int, num_experts: int, cluster: Cluster, limits: Limits) -> None:
+    """``LimitError`` when the loads or the slots are over the limits."""
+    limits.check("max_layers", num_layers, "layers")
+    limits.check("max_experts", num_experts, "experts")
+    limits.check("max_replicas", cluster.num_replicas, "slots (num_replicas)")
+
+
+def check_cost(cost: Cost, limits: Limits) -> None:
+    """``LimitError`` when a request's estimated work or memory is over the limits."""
+    limits.check("max_work", round(cost.work, 1), "seconds of estimated work")
+    limits.check("max_memory_bytes", cost.peak_bytes, "bytes of estimated memory")

@@ -23,7 +23,7 @@ class Limits:
     max_elements: int | None = None  # numbers in one load array, all steps together
     max_windows: int | None = None  # windows of one replay
     max_sweep_points: int | None = None  # points of one sweep
-    max_work: float | None = None  # estimated work units of one call (``cost.estimate``)
+    max_work: float | None = None  # estimated seconds of one call (``cost.check_cost``)
     max_memory_bytes: int | None = None  # estimated peak memory of one call
     names: Mapping[str, str] = field(default_factory=dict)
 

@@ -19,7 +19,9 @@ import torch
 
 from .budget import plan_within_budget
 from .cluster import DEEPSEEK_V3_EXPERT_BYTES, Cluster
+from .cost import check_cost, check_size, rebalance_cost
 from .errors import InvariantError, LimitError, LoadError, OptionError, PlacementError
+from .limits import Limits
 from .metrics import (Scores, active_layers, balancedness_bound, moe_speedup, replica_counts,
                       score)
 from .metrics import trivial_placement
@@ -351,16 +353,21 @@ def sum_steps(loads: torch.Tensor) -> tuple[torch.Tensor, int | None]:
 def rebalance(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOptions(),
               current: torch.Tensor | None = None, notes: Sequence[str] = (), *,
               expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
-              link_gb_per_s: float | None = None) -> Rebalance:
+              link_gb_per_s: float | None = None, limits: Limits | None = None) -> Rebalance:
     """Plan ``loads`` (one window [layers, experts], or a series [steps, layers, experts] planned
     on the sum of its steps) and score the plan against the placement it replaces: ``current``
     (phy2log [layers, slots]) or the trivial layout. ``notes``: what the caller knows about the
     loads (from reading their file), shown first. ``expert_bytes`` and ``link_gb_per_s``: what
-    one expert's weights weigh in a layer, and each GPU's link, for the migration's cost."""
+    one expert's weights weigh in a layer, and each GPU's link, for the migration's cost.
+    ``limits``: the sizes, work and memory a caller (the service) allows, checked before any
+    work (``cost.check_cost``)."""
     weight, num_steps = sum_steps(loads)
     num_layers, num_experts = weight.shape
-    policy = cluster.check(num_experts, options.policy)
+    policy = check_request(weight, cluster, options, current)
     device = weight.device
+    if limits is not None:
+        check_size(num_layers, num_experts, cluster, limits)
+        check_cost(rebalance_cost(weight, cluster, policy, options, device=device), limits)
     before = (trivial_placement(num_layers, num_experts, cluster.num_replicas, device)
               if current is None else current.to(device, torch.int64))
     started = time.perf_counter()
@@ -427,7 +434,7 @@ class Evaluation:
 
 def evaluate(loads: torch.Tensor, cluster: Cluster, placement: torch.Tensor,
              compare: torch.Tensor | None = None, policy: str = "auto",
-             notes: Sequence[str] = ()) -> Evaluation:
+             notes: Sequence[str] = (), limits: Limits | None = None) -> Evaluation:
     """Score ``placement`` (phy2log [layers, slots]) on ``loads`` (one window [layers,
     experts], or a series summed over its steps), and ``compare`` beside it: the same figures
     as ``rebalance`` gives a plan, the moves between the two, and the speed-up of the MoE part
@@ -437,6 +444,8 @@ def evaluate(loads: torch.Tensor, cluster: Cluster, placement: torch.Tensor,
     validate_weight(weight)
     num_layers, num_experts = weight.shape
     policy = cluster.check(num_experts, policy)
+    if limits is not None:
+        check_size(num_layers, num_experts, cluster, limits)
     exact = weight.double()
     device = weight.device
     scored = []

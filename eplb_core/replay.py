@@ -22,7 +22,9 @@ from typing import Any
 import torch
 
 from .cluster import DEEPSEEK_V3_EXPERT_BYTES, Cluster
+from .cost import check_cost, check_size, replay_cost
 from .errors import LoadError, OptionError
+from .limits import Limits
 from .metrics import active_layers, balancedness, gpu_loads, trivial_placement
 from .migration import count_moves, validate_placement
 from .packing import ALGORITHMS
@@ -31,7 +33,7 @@ from .policy import validate_weight
 
 NO_REBALANCING = "none"
 GIB = 1 << 30
-_ROWS_PER_CALL = 512  # layers of stacked windows planned per rebalance_experts call
+ROWS_PER_CALL = 512  # layers of stacked windows planned per rebalance_experts call
 
 Progress = Callable[[int, int], None]  # (windows planned so far, windows to plan in all)
 # A move budget per rebalance: a float in [0, 1] is a share of all slots (layers x slots per
@@ -172,7 +174,7 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
            options: PlanOptions = PlanOptions(), *, algorithms: Sequence[str] = ALGORITHMS,
            current: torch.Tensor | None = None, progress: Progress | None = None,
            budgets: Sequence[Budget] = (), notes: Sequence[str] = (),
-           expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES) -> Replay:
+           expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES, limits: Limits | None = None) -> Replay:
     """Plan on each window and score on it and on the next, for "none" and each algorithm.
 
     Parameters:
@@ -195,6 +197,8 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
             planned from the placement deployed before it (``Replay.budgets``)
         notes: what the caller knows about the series (from reading its file), shown first
         expert_bytes: one expert's weights in one layer, for the GiB each rebalance copies
+        limits: the sizes, windows, work and memory a caller (the service) allows, checked
+            before any plan
 
     Returns the per-window balancedness (mean over the layers with load) in-sample and on the
     next window, and the moves each window's plan costs.
@@ -220,6 +224,12 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
                                     device=series.device)
     validate_placement(current, num_layers, num_experts, cluster.num_replicas)
     current = current.to(series.device, torch.int64)
+    if limits is not None:
+        check_size(num_layers, num_experts, cluster, limits)
+        limits.check("max_windows", num_windows,
+                     f"windows of {window} steps in {trimmed.shape[0]} steps")
+        check_cost(replay_cost(windows, cluster, policy, options, len(algorithms), len(budgets),
+                               ROWS_PER_CALL, series.device), limits)
 
     planned = windows[:-1]  # [scored windows, L, E]
     following = windows[1:]
@@ -285,7 +295,7 @@ def _plan_windows(windows: torch.Tensor, cluster: Cluster, options: PlanOptions,
     exactly; a few windows go into each call so that ``advance`` can report progress.
     """
     num_layers = windows.shape[1]
-    chunk = max(1, _ROWS_PER_CALL // num_layers)
+    chunk = max(1, ROWS_PER_CALL // num_layers)
     undeployed = replace(options, keep_slots=False, renumber_gpus=False)
     phy2logs, logcnts = [], []
     for block in windows.split(chunk):

@@ -27,11 +27,13 @@ from typing import Any
 import torch
 
 from .cluster import DEEPSEEK_V3_EXPERT_BYTES, Cluster
+from .cost import Cost, check_cost, check_size, rebalance_cost, replay_cost
 from .errors import ClusterShapeError, OptionError
+from .limits import Limits
 from .metrics import active_layers
 from .plan import PlanOptions, Rebalance, rebalance, sum_steps
 from .policy import validate_weight
-from .replay import GIB, replay, trim_idle_steps
+from .replay import GIB, ROWS_PER_CALL, replay, trim_idle_steps, window_loads
 
 DEFAULT_EXTRA_SLOTS_PER_GPU = (0, 1, 2, 4, 8)
 
@@ -108,7 +110,7 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
           num_replicas: Sequence[int] | None = None, windows: Sequence[int] | None = None,
           policies: Sequence[tuple[str, int]] | None = None,
           expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES, progress: Progress | None = None,
-          notes: Sequence[str] = ()) -> Sweep:
+          notes: Sequence[str] = (), limits: Limits | None = None) -> Sweep:
     """Plan ``loads`` for each policy and slot count (and replay a series for each window).
 
     Parameters:
@@ -121,6 +123,8 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
         expert_bytes: one expert's weights in one layer, for the memory and traffic figures
         progress: called with (plans made, plans to make); it may raise
             ``errors.CancelledError`` to stop the sweep
+        limits: the points, sizes, windows, work and memory a caller (the service) allows,
+            checked before any plan (``check_sweep``)
     """
     started = time.perf_counter()
     weight, num_steps = sum_steps(loads)
@@ -128,7 +132,7 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
     choices = list(policies or [(options.policy, options.spill_slots)])
     clusters, steps_with_load = check_sweep(loads, cluster, options, num_replicas=num_replicas,
                                             windows=windows, policies=choices,
-                                            expert_bytes=expert_bytes)
+                                            expert_bytes=expert_bytes, limits=limits)
     counts = [each.num_replicas for each in clusters]
     replays = list(windows) if windows else [None]
     total = len(choices) * len(clusters) * (
@@ -163,10 +167,12 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
 def check_sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions, *,
                 num_replicas: Sequence[int] | None = None, windows: Sequence[int] | None = None,
                 policies: Sequence[tuple[str, int]] = (),
-                expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES) -> tuple[list[Cluster], int | None]:
+                expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
+                limits: Limits | None = None) -> tuple[list[Cluster], int | None]:
     """Every check of a sweep, before any plan: the cluster of each slot count under each
-    policy, and the steps with load of a series that every window can replay (None without
-    windows)."""
+    policy, the steps with load of a series that every window can replay (None without
+    windows), and, given ``limits``, the points, sizes, windows, work and memory of the whole
+    sweep."""
     weight, _ = sum_steps(loads)
     validate_weight(weight)
     if isinstance(expert_bytes, bool) or not isinstance(expert_bytes, int) or expert_bytes < 0:
@@ -186,7 +192,36 @@ def check_sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions, *,
             except ClusterShapeError as error:
                 raise ClusterShapeError(f"num_replicas {each.num_replicas}, policy {policy}: "
                                         f"{error}") from None
-    return clusters, None if windows is None else _check_windows(loads, windows)
+    steps = None if windows is None else _check_windows(loads, windows)
+    if limits is not None:
+        _check_limits(loads, clusters, options, policies or [(options.policy, 0)], windows,
+                      limits)
+    return clusters, steps
+
+
+def _check_limits(loads: torch.Tensor, clusters: list[Cluster], options: PlanOptions,
+                  policies: Sequence[tuple[str, int]], windows: Sequence[int] | None,
+                  limits: Limits) -> None:
+    """The sweep's points, each point's size and windows, and the whole sweep's cost (its
+    plans' work adds up; its memory is that of the largest, which run one after another)."""
+    weight, _ = sum_steps(loads)
+    num_layers, num_experts = weight.shape
+    limits.check("max_sweep_points", len(policies) * len(clusters) * len(windows or [None]),
+                 "sweep points")
+    replayed = [] if not windows else [window_loads(trim_idle_steps(loads)[0], window)
+                                       for window in windows]
+    for window, each_windows in zip(windows or [], replayed):
+        limits.check("max_windows", len(each_windows), f"windows of {window} steps")
+    costs = []
+    for each in clusters:
+        check_size(num_layers, num_experts, each, limits)
+        for policy, _ in policies:
+            resolved = each.check(num_experts, policy)
+            costs.append(rebalance_cost(weight, each, resolved, options, device=loads.device))
+            costs += [replay_cost(windowed, each, resolved, options, 1, 0, ROWS_PER_CALL,
+                                  loads.device) for windowed in replayed]
+    check_cost(Cost(sum(cost.work for cost in costs), max(cost.peak_bytes for cost in costs)),
+               limits)
 
 
 def _cluster(base: Cluster, num_replicas: int) -> Cluster:

@@ -36,10 +36,10 @@ async def _answer(request: Request, job: Job, pool: WorkPool, loaded: LoadFile,
                   params: SweepParams, settings: Settings) -> Response:
     """The sweep as one JSON answer, or streamed with its progress when the client asks; in
     both cases every check runs first, so a refusal is a 4xx."""
-    await pool.run(job, lambda: service.check_sweep_request(loaded, params, settings))
+    run = await pool.run(job, lambda: service.prepare_sweep(loaded, params, settings))
 
     def work() -> bytes:
-        return dumps(service.sweep_loads(loaded, params, settings, job.progress).as_dict())
+        return dumps(run(job.progress).as_dict())
 
     if NDJSON in request.headers.get("accept", ""):
         return StreamingResponse(pool.stream(job, work), media_type=NDJSON)
