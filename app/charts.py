@@ -647,7 +647,7 @@ def _policies_chart(points: Sequence[SweepPoint], names: list[str],
     layout["margin"] = {**MARGIN, "t": 48}
     layout.update(hovermode="closest", legend=_top_legend(), showlegend=False)
     return _figure(traces, layout, narrow={
-        "margin": {**NARROW_MARGIN, "t": 48},
+        "margin": {**NARROW_MARGIN, "l": 60, "t": 48},
         "xaxis": {**layout["xaxis"], "title": {"text": "nodes per token"}},
         "yaxis": {**layout["yaxis"], "title": {"text": "balancedness"}}})
 
@@ -687,8 +687,8 @@ def evaluate_figures(result: Evaluation, placement: Matrix, compare: Matrix | No
     layout["yaxis"] = _axis("balancedness (mean / max GPU load)", grid=True, range=[0, 1.05])
     layout.update(hovermode="x unified", legend=_top_legend())
     balance = _figure(lines, layout, narrow={
-        "margin": NARROW_MARGIN, "legend": {"orientation": "h", "x": 0, "xanchor": "left",
-                                            "y": -0.25, "yanchor": "top"},
+        "height": 380, "margin": NARROW_MARGIN,
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.35, "yanchor": "top"},
         "yaxis": {**layout["yaxis"], "title": {"text": "balancedness"}}})
     return {"gpu": gpu, "balancedness": balance}
 
