@@ -31,8 +31,8 @@ from .. import charts, service
 from ..deps import (MULTIPART, CacheDep, JobDep, PlacementDep, PoolDep, SettingsDep,
                     known_form_fields, read_loads_file, read_placement_file)
 from ..schemas import (ClusterCheck, ClusterParams, ClusterQuery, ErrorResponse,
-                       EvaluateResponse, RebalanceParams, RebalanceResponse, ReplayParams,
-                       ReplayResponse, SweepParams, SweepResponse)
+                       EvaluateResponse, PolicyChoice, RebalanceParams, RebalanceResponse,
+                       ReplayParams, ReplayResponse, SweepParams, SweepResponse)
 from . import answers, dumps, json_response
 from .sweep import NDJSON
 
@@ -104,10 +104,19 @@ class ChartedEvaluation(BaseModel):
 
 
 class DashboardSweepParams(SweepParams):
-    """``POST /dashboard/sweep``'s fields: ``/sweep/upload``'s, and the slot count in use (its
-    point is ringed in the charts, with the policy in use: ``policy``, ``spill_slots``)."""
+    """``POST /dashboard/sweep``'s fields: ``/sweep/upload``'s, and the choice in use, whose
+    point the charts ring: its policy (``current_policy``, as ``policies`` names them; default
+    ``policy`` with ``spill_slots``) and slot count (``current_replicas``)."""
 
+    current_policy: PolicyChoice | None = None
     current_replicas: int | None = Field(None, gt=0, le=2**31 - 1)
+
+    def current(self) -> tuple[str, int]:
+        """The policy in use and its spill slots."""
+        if self.current_policy is None:
+            return self.policy, self.spill_slots
+        name, _, slots = self.current_policy.partition(":")
+        return name, int(slots) if slots else self.spill_slots
 
 
 class ChartedSweep(BaseModel):
@@ -331,8 +340,8 @@ async def sweep_charted(request: Request, loads: DashboardLoads,
     def work() -> bytes:
         result = service.sweep_loads(loads.loaded, params, settings, job.progress)
         return dumps({"result": result.as_dict(), "upload_id": loads.upload_id,
-                      "figures": charts.sweep_figures(
-                          result, params.policy, params.spill_slots, params.current_replicas)})
+                      "figures": charts.sweep_figures(result, *params.current(),
+                                                      params.current_replicas)})
 
     if NDJSON in request.headers.get("accept", ""):
         return StreamingResponse(pool.stream(job, work), media_type=NDJSON)

@@ -101,14 +101,17 @@ export function initAdvisor(store, config, cluster) {
     return { problem, replicas, policies, windows, points };
   }
 
-  /** The fields a sweep sends: the cluster's, the choices, and the choice in use (ringed). */
+  /** The fields a sweep sends: the cluster's, the choices (a bare "spill" with the form's
+   *  spill slots), and the choice in use, whose point is ringed. */
   function sweepFields(state, chosen) {
     const plan = planFields(state);
+    const spill = `spill:${/^\d+$/.test(state.form.fields.spill_slots)
+      ? state.form.fields.spill_slots : 1}`;
     const sent = { num_groups: plan.num_groups, num_nodes: plan.num_nodes,
-      num_gpus: plan.num_gpus, algorithm: plan.algorithm, seed: plan.seed, policy: plan.policy,
+      num_gpus: plan.num_gpus, algorithm: plan.algorithm, seed: plan.seed,
       expert_bytes: plan.expert_bytes, num_replicas: chosen.replicas,
-      policies: chosen.policies, current_replicas: plan.num_replicas };
-    if (plan.spill_slots !== undefined) sent.spill_slots = plan.spill_slots;
+      policies: chosen.policies.map((policy) => (policy === "spill" ? spill : policy)),
+      current_policy: currentPolicy(state), current_replicas: plan.num_replicas };
     if (chosen.windows.length) sent.windows = chosen.windows;
     return sent;
   }
@@ -212,7 +215,7 @@ export function initAdvisor(store, config, cluster) {
   store.subscribe((state) => {
     const running = state.busy && state.busy.task === "sweep";
     $("sweep-windows-row").hidden = !isSeries(state);
-    if (state.loads !== null) {
+    if (state.loads !== null && state.form.check && state.form.check.ok) {
       const form = state.form.fields;
       const key = JSON.stringify([state.loads.file && state.loads.name, state.loads.numSteps,
         form.num_replicas, form.num_gpus, currentPolicy(state)]);

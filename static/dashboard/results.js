@@ -42,6 +42,7 @@ export function initResults(store, layers) {
       const drawnMs = performance.now() - pressed;
       showSummary(result, drawnMs);
       results.dataset.drawnMs = drawnMs.toFixed(0);
+      $("layer-number").max = result.num_layers - 1;
       store.set({ busy: null, plan: {
         inputs, phy2log: result.plan.phy2log, loads: store.get().loads,
         placement: state.placement, cluster: layerFields(state), baseline: result.baseline,
@@ -159,14 +160,14 @@ export function initResults(store, layers) {
 
   /** The layer clicked in the plan's charts, in detail: the loads, placement and cluster of
    *  the plan on screen. */
-  function openLayer(point) {
+  function openLayer(layer) {
     const { plan } = store.get();
-    if (plan === null) return;
+    if (plan === null || !(layer >= 0 && layer < plan.loads.numLayers)) return;
     layers.open({
       loads: plan.loads, files: { placement: plan.placement, after: planFile(plan) },
       fields: plan.cluster,
       names: { before: plan.placement ? "the placement in use" : null, after: "the plan" },
-    }, Number(point.y));
+    }, layer);
   }
 
   function setPair(id, before, after, format) {
@@ -179,8 +180,13 @@ export function initResults(store, layers) {
 
   for (const chart of PAIRS) {
     $(`${chart}-view`).addEventListener("change", (event) => pickView(chart, event.target.value));
-    onPick($(`chart-${chart}`), openLayer);
+    onPick($(`chart-${chart}`), (point) => openLayer(Number(point.y)));
   }
+  onPick($("chart-balancedness"), (point) => openLayer(Number(point.x)));
+  $("layer-open").addEventListener("submit", (event) => {
+    event.preventDefault();
+    openLayer(Number($("layer-number").value));
+  });
 
   store.subscribe((state) => {
     const stale = state.plan !== null &&

@@ -158,6 +158,22 @@ def test_sweep_is_the_rest_sweep_with_the_advisors_charts(client: TestClient) ->
             assert policies[name]["y"] == [point["mean_balancedness"]]
 
 
+def test_the_choice_in_use_is_named_as_the_policies_are(client: TestClient) -> None:
+    fields = {**SWEEP, "num_replicas": ["32", "48"], "policies": ["hierarchical", "spill:2"],
+              "current_policy": "spill:2", "current_replicas": "48"}
+
+    body = client.post("/dashboard/sweep", files=loads_file(), data=fields).json()
+
+    (spill,) = [p for p in body["result"]["points"]
+                if p["policy"] == "spill" and p["num_replicas"] == 48]
+    policies = {trace["name"]: trace for trace in body["figures"]["policies"]["data"]}
+    assert policies["your choice"]["y"] == [spill["mean_balancedness"]]
+    assert policies["your choice"]["x"] == [spill["mean_nodes_per_token"]]
+    refused = client.post("/dashboard/sweep", files=loads_file(),
+                          data={**fields, "current_policy": "fastest"})
+    assert refused.status_code == 422
+
+
 def test_sweep_of_a_series_streams_its_progress_then_the_windows_chart(
         client: TestClient) -> None:
     series = drifting_series(24, layers=2, experts=32, seed=4)

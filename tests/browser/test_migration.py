@@ -267,4 +267,11 @@ def test_a_click_on_a_heatmap_opens_its_layer(
     expect(page.locator("#layer-summary tbody tr")).to_have_count(2)
     page.get_by_role("button", name="Close").click()
     expect(dialog).to_be_hidden()
+
+    # By number, for the keyboard.
+    page.fill("#layer-number", "3")
+    page.press("#layer-number", "Enter")
+    expect(dialog).to_have_attribute("data-drawn", "3", timeout=30_000)
+    expect(page.locator("#layer-title")).to_have_text("Layer 3 of 58")
+    assert page.evaluate("window.cspViolations") == []
     assert console_errors == []
