@@ -49,7 +49,7 @@ BOUND_COLOUR = "#000000"
 # One colour and marker per replay strategy: keeping the placement (the "before" orange),
 # greedy, hybrid; greedy's lines are drawn wider, under hybrid's, so that both show where they
 # coincide. Widths: the next-window line, then the in-sample one.
-STRATEGY_STYLES = {
+STRATEGY_STYLES: dict[str, dict[str, Any]] = {
     "none": {"color": BEFORE_COLOUR, "widths": (2, 1.5), "symbol": "circle", "size": 6},
     "greedy": {"color": "#CC79A7", "widths": (5, 4), "symbol": "square", "size": 10},
     "hybrid": {"color": AFTER_COLOUR, "widths": (2, 1.5), "symbol": "diamond", "size": 7},
@@ -218,7 +218,7 @@ def _pair(before: Matrix, after: Matrix, unit: str, before_title: str,
 
 
 def _pair_heatmap(z: np.ndarray, side: int, unit: str, coloraxis: str, value: str,
-                  customdata: list | None, hover_extra: str) -> dict[str, Any]:
+                  customdata: list[Any] | None, hover_extra: str) -> dict[str, Any]:
     label = ("before", "after")[side]
     suffix = "" if side == 0 else "2"
     trace = {"type": "heatmap", "z": _json_matrix(z), "coloraxis": coloraxis, "name": label,
@@ -266,8 +266,8 @@ def _pair_figure(traces: list[dict[str, Any]], unit: str, titles: tuple[str, str
     return _figure(traces, layout, narrow=narrow)
 
 
-def _colourbar_place(side: int | None, stacked: bool, x_domains: tuple, y_domains: tuple
-                     ) -> dict[str, Any]:
+def _colourbar_place(side: int | None, stacked: bool, x_domains: tuple[Any, ...],
+                     y_domains: tuple[Any, ...]) -> dict[str, Any]:
     """Where a colour bar goes: the shared one right of both heatmaps; a ratio heatmap's right
     of it (side by side) or beside its row (stacked)."""
     if side is None:
@@ -293,18 +293,19 @@ def _over_layer_mean(loads: np.ndarray) -> np.ndarray:
     return np.where(means > 0, ratio.round(4), np.nan)
 
 
-def _cells(tokens: np.ndarray, held: np.ndarray | None) -> list:
+def _cells(tokens: np.ndarray, held: np.ndarray | None) -> list[Any]:
     """Per-cell hover data of a ratio heatmap: [tokens] or [tokens, experts held]."""
     if held is None:
         return [[[value] for value in row] for row in tokens.tolist()]
-    return [[[value, experts] for value, experts in zip(row, names)]
-            for row, names in zip(tokens.tolist(), held.tolist())]
+    return [[[value, experts] for value, experts in zip(row, names, strict=True)]
+            for row, names in zip(tokens.tolist(), held.tolist(), strict=True)]
 
 
 def _json_matrix(z: np.ndarray) -> list[list[float | None]]:
     """Rows of numbers, NaN as null (a gap in the heatmap)."""
     if not np.isnan(z).any():
-        return z.tolist()
+        rows: list[list[float | None]] = z.tolist()
+        return rows
     return [[None if math.isnan(value) else value for value in row] for row in z.tolist()]
 
 
@@ -394,7 +395,8 @@ def _figure(data: list[dict[str, Any]], layout: dict[str, Any],
 POLICY_COLOURS = ("#0072B2", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#E69F00", "#000000")
 POLICY_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star")
 # Greedy and hybrid on the frontier: their replay colours and markers.
-ALGORITHM_STYLES = {name: STRATEGY_STYLES[name] for name in ("greedy", "hybrid")}
+ALGORITHM_STYLES: dict[str, dict[str, Any]] = {name: STRATEGY_STYLES[name]
+                                               for name in ("greedy", "hybrid")}
 CURRENT_MARKER = {"symbol": "circle-open", "size": 22, "color": BOUND_COLOUR,
                   "line": {"width": 2.5, "color": BOUND_COLOUR}}
 MEMORY_COLOUR = "#BBBBBB"
@@ -440,8 +442,9 @@ def replay_frontier(result: Replay) -> Figure | None:
             "line": {"color": style["color"], "width": style["widths"][0] - 0.5},
             "marker": {"color": style["color"], "symbol": style["symbol"],
                        "size": style["size"] + 2},
-            "customdata": [[label, moves * gib, entry.figures.mean_in_sample]
-                           for label, moves, entry in zip(labels, per_window, entries)],
+            "customdata": [
+                [label, moves * gib, entry.figures.mean_in_sample]
+                for label, moves, entry in zip(labels, per_window, entries, strict=True)],
             "hovertemplate": f"{algorithm}, %{{customdata[0]}}: %{{y:.3f}} next window "
                              "(%{customdata[2]:.3f} in-sample)<br>%{x:,.0f} moves, "
                              "%{customdata[1]:,.2f} GiB per rebalance<extra></extra>"})
@@ -740,7 +743,7 @@ def layer_figures(loads: Sequence[float], gpu: Sequence[Sequence[float] | None],
     them line up."""
     colours = (BEFORE_COLOUR, AFTER_COLOUR)
     shown = [(side, loads_of, _plain(name)) for side, (loads_of, name)
-             in enumerate(zip(gpu, names)) if loads_of is not None]
+             in enumerate(zip(gpu, names, strict=True)) if loads_of is not None]
     bars: list[dict[str, Any]] = [
         {"type": "bar", "x": list(range(len(loads_of))), "y": list(loads_of), "name": name,
          "marker": {"color": colours[side]},
@@ -764,7 +767,7 @@ def layer_figures(loads: Sequence[float], gpu: Sequence[Sequence[float] | None],
     traces: list[dict[str, Any]] = [{
         "type": "bar", "x": experts, "y": list(loads), "name": "tokens",
         "marker": {"color": "#666666"}, "hovertemplate": "%{y:,.0f} tokens<extra></extra>"}]
-    for side, (counts, name) in enumerate(zip(replicas, names)):
+    for side, (counts, name) in enumerate(zip(replicas, names, strict=True)):
         if counts is None:
             continue
         label = f"replicas, {_plain(name)}"

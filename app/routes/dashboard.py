@@ -28,11 +28,32 @@ from eplb_core.plan import sum_steps
 from eplb_core.synthetic import EXAMPLE_SEED, zipf_loads
 
 from .. import charts, service
-from ..deps import (MULTIPART, CacheDep, JobDep, PlacementDep, PoolDep, SettingsDep,
-                    known_form_fields, read_loads_file, read_placement_file)
-from ..schemas import (ClusterCheck, ClusterParams, ClusterQuery, ErrorResponse,
-                       EvaluateResponse, PolicyChoice, RebalanceParams, RebalanceResponse,
-                       ReplayParams, ReplayResponse, SweepParams, SweepResponse)
+from ..config import Settings
+from ..deps import (
+    MULTIPART,
+    CacheDep,
+    JobDep,
+    PlacementDep,
+    PoolDep,
+    SettingsDep,
+    known_form_fields,
+    read_loads_file,
+    read_placement_file,
+)
+from ..schemas import (
+    ClusterCheck,
+    ClusterParams,
+    ClusterQuery,
+    ErrorResponse,
+    EvaluateResponse,
+    PolicyChoice,
+    RebalanceParams,
+    RebalanceResponse,
+    ReplayParams,
+    ReplayResponse,
+    SweepParams,
+    SweepResponse,
+)
 from . import answers, dumps, json_response
 from .sweep import NDJSON
 
@@ -362,9 +383,9 @@ async def layer_charted(request: Request, loads: DashboardLoads,
     def work() -> bytes:
         before = None if placement is None else read_placement_file(placement, settings)
         planned = None if after is None else read_placement_file(after, settings)
-        detail = layer_detail(loads.loaded, params, settings, before, planned,
-                              placement.filename if placement is not None else None,
-                              after.filename if after is not None else None)
+        detail = layer_detail(loads.loaded, params, settings, before=before, after=planned,
+                              before_file=None if placement is None else placement.filename,
+                              after_file=None if after is None else after.filename)
         figures = charts.layer_figures(
             detail["loads"], [detail["before"]["gpu_load"],
                               detail["after"] and detail["after"]["gpu_load"]],
@@ -375,7 +396,7 @@ async def layer_charted(request: Request, loads: DashboardLoads,
     return json_response(await pool.run(job, work, request))
 
 
-def layer_detail(loaded: LoadFile, params: LayerForm, settings: Any,
+def layer_detail(loaded: LoadFile, params: LayerForm, settings: Settings, *,
                  before: torch.Tensor | None, after: torch.Tensor | None,
                  before_file: str | None, after_file: str | None) -> dict[str, Any]:
     """The figures of one layer: the service's scores of the layer alone under each
@@ -403,8 +424,9 @@ def layer_detail(loaded: LoadFile, params: LayerForm, settings: Any,
     before_scores = scored.placement if after is None else scored.compare
     assert before_scores is not None
     loads = weight[layer].double()
-    counts = [replica_counts(phy2log[rows].long(), num_experts)[0].tolist()
-              if phy2log is not None else None for phy2log in (baseline, after)]
+    counted: list[int] = replica_counts(baseline[rows].long(), num_experts)[0].tolist()
+    counted_after: list[int] | None = None if after is None else replica_counts(
+        after[rows].long(), num_experts)[0].tolist()
     names = (params.before_name or before_file or
              ("the placement in use" if in_use is not None else "slot p holds expert p mod E"),
              params.after_name or after_file or "after")
@@ -422,17 +444,18 @@ def layer_detail(loaded: LoadFile, params: LayerForm, settings: Any,
     hottest = []
     for expert in torch.argsort(loads, descending=True, stable=True)[:charts.HOTTEST].tolist():
         tokens = float(loads[expert])
-        replicas_after = None if counts[1] is None else counts[1][expert]
-        replicas = replicas_after if replicas_after is not None else counts[0][expert]
+        replicas_after = None if counted_after is None else counted_after[expert]
+        replicas = counted[expert] if replicas_after is None else replicas_after
         hottest.append({"expert": expert, "tokens": tokens,
                         "share": tokens / total if total > 0 else 0.0,
-                        "replicas_before": counts[0][expert], "replicas_after": replicas_after,
+                        "replicas_before": counted[expert], "replicas_after": replicas_after,
                         "tokens_per_replica": tokens / max(replicas, 1)})
     return {
         "layer": layer, "num_layers": num_layers, "num_experts": num_experts, "tokens": total,
         "loads": loads.tolist(),
-        "before": figures(before_scores, names[0], counts[0]),
-        "after": None if after is None else figures(scored.placement, names[1], counts[1]),
+        "before": figures(before_scores, names[0], counted),
+        "after": None if counted_after is None else figures(scored.placement, names[1],
+                                                            counted_after),
         "moves": None if scored.moves is None else scored.moves.total,
         "bound": float(scored.bound[0]), "hottest": hottest,
     }
