@@ -44,8 +44,42 @@ export async function getJson(url, { signal, label } = {}) {
 }
 
 /** POST a multipart form and parse the JSON answer. */
-export async function postForm(url, body) {
-  return (await send(url, { method: "POST", body })).json();
+export async function postForm(url, body, { signal } = {}) {
+  return (await send(url, { method: "POST", body, signal })).json();
+}
+
+const NDJSON = "application/x-ndjson";
+
+/** POST a multipart form asking for the answer as a stream of lines (NDJSON): each
+ *  ``{"progress": {done, total}}`` goes to ``onProgress``; resolves to the ``result`` line's
+ *  value, rejects with the ``error`` line's (a RequestError). Aborting ``signal`` closes the
+ *  connection, which stops the work on the server. A refusal before the work started is a
+ *  plain error answer. */
+export async function postStream(url, body, { signal, onProgress }) {
+  const response = await send(url, { method: "POST", body, signal, headers: { Accept: NDJSON } });
+  if (!(response.headers.get("content-type") || "").startsWith(NDJSON)) return response.json();
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (value) buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, end).trim();
+      buffer = buffer.slice(end + 1);
+      if (!line) continue;
+      const message = JSON.parse(line);
+      if (message.progress) {
+        onProgress(message.progress);
+      } else if (message.error) {
+        throw new RequestError(message.error.detail, message.error.status, message.error.detail);
+      } else if ("result" in message) {
+        reader.cancel().catch(() => {});
+        return message.result;
+      }
+    }
+    if (done) throw new RequestError("the answer ended before its result", response.status);
+  }
 }
 
 /** POST JSON and take the answer as a file: its bytes and the name the server gives it. */
@@ -58,16 +92,24 @@ export async function postForFile(url, json) {
   return { blob: await response.blob(), filename: named ? named[1] : url.split("/").pop() };
 }
 
-/** POST the loads with the placement in use and ``fields``: by the id the server keeps the file
- *  under, else the file itself (also when the server no longer keeps it). Resolves to the
- *  answer, whose ``upload_id`` is the id to send next time (null: send the file). */
-export async function postLoads(url, loads, placement, fields) {
+/** POST the loads with ``files`` (by field name: a File, a [Blob, file name] pair, or null)
+ *  and ``fields`` (by name: a value, or a list of values for a repeated field): by the id the
+ *  server keeps the loads under, else the file itself (also when the server no longer keeps
+ *  it). With ``onProgress``, the answer streams (``postStream``). Resolves to the answer, whose
+ *  ``upload_id`` is the id to send next time (null: send the file). */
+export async function postLoads(url, loads, files, fields, { signal, onProgress } = {}) {
   const request = (source) => {
     const body = new FormData();
     body.append(...source);
-    if (placement) body.append("placement", placement);
-    for (const [name, value] of Object.entries(fields)) body.append(name, value);
-    return postForm(url, body);
+    for (const [name, file] of Object.entries(files)) {
+      if (Array.isArray(file)) body.append(name, ...file);
+      else if (file) body.append(name, file);
+    }
+    for (const [name, value] of Object.entries(fields)) {
+      for (const each of Array.isArray(value) ? value : [value]) body.append(name, each);
+    }
+    return onProgress ? postStream(url, body, { signal, onProgress })
+      : postForm(url, body, { signal });
   };
   if (loads.uploadId !== null) {
     try {

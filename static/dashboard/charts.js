@@ -1,6 +1,7 @@
 // Drawing the server's Plotly figures, and keeping them inside their panels: a ResizeObserver
 // resizes a chart whenever its element's width changes (a window resize, the layout switching
-// to one column), and switches to the figure's narrow layout below its max_width.
+// to one column), and switches to the figure's narrow layout below its max_width. A chart can
+// take clicks on its points (``onPick``): a heatmap's cell names its layer.
 /* global Plotly */
 
 const CONFIG = {
@@ -11,6 +12,8 @@ const CONFIG = {
 
 /** Per chart element: the figure drawn, whether in its narrow layout, and at what width. */
 const drawn = new WeakMap();
+/** Per chart element: what a click on one of its points calls, with the point. */
+const picks = new WeakMap();
 
 const observer = new ResizeObserver((entries) => {
   for (const entry of entries) fit(entry.target, entry.contentRect.width);
@@ -33,6 +36,19 @@ async function render(element, figure, narrow) {
   const layout = structuredClone(narrow ? figure.narrow.layout : figure.layout);
   await Plotly.react(element, figure.data, layout, CONFIG);
   if (element._fullLayout.width !== element.clientWidth) await Plotly.Plots.resize(element);
+  // A new plot (Plotly.react may start one) comes without listeners: bind the click again.
+  element.removeAllListeners("plotly_click");
+  element.on("plotly_click", (event) => {
+    const pick = picks.get(element);
+    if (pick && event.points.length) pick(event.points[0]);
+  });
+}
+
+/** Call ``pick(point)`` when a point of the chart in ``element`` is clicked (Plotly's point:
+ *  ``x``, ``y``, ``z``, ``data``). */
+export function onPick(element, pick) {
+  picks.set(element, pick);
+  element.classList.add("pickable");
 }
 
 function fit(element, width) {

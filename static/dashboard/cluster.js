@@ -4,14 +4,16 @@
 
 import { RequestError, getJson } from "./api.js";
 import { $ } from "./dom.js";
-import { count, sentence } from "./format.js";
+import { count, formatInteger, sentence } from "./format.js";
 
 const CHECK_DELAY_MS = 250;
 const SHAPE_FIELDS = ["num_replicas", "num_groups", "num_nodes", "num_gpus"];
 const POLICY_MEANINGS = {
   hierarchical: "hierarchical policy: groups stay within nodes",
   global: "global policy: replicas go to any GPU",
+  spill: "spill policy: groups stay within nodes, a few slots take other nodes' experts",
 };
+const NO_PLACEMENT = "optional: count the experts a plan moves, cap them";
 
 export function initCluster(store, { onRebalance }) {
   const form = $("cluster-form");
@@ -38,12 +40,14 @@ export function initCluster(store, { onRebalance }) {
     for (const name of SHAPE_FIELDS) query.set(name, fields[name]);
     query.set("num_experts", loads ? loads.numExperts : 0);
     query.set("policy", fields.policy);
+    if (fields.policy === "spill") query.set("spill_slots", fields.spill_slots);
     return query.toString();
   }
 
   const label = (name) => {
     const field = form.elements[name];
-    return field && field.labels.length ? field.labels[0].firstChild.textContent.trim() : name;
+    return field && field.labels.length ? field.labels[0].firstChild.textContent.trim()
+      .replace(/\s+/g, " ") : name;
   };
 
   /** The server's check of the fields as they are now: the last answer when it is for them,
@@ -81,14 +85,42 @@ export function initCluster(store, { onRebalance }) {
     timer = setTimeout(check, CHECK_DELAY_MS);
   }
 
-  /** Why the fields cannot be planned now, or null. */
+  /** Why the fields cannot be planned now, or null: the page's own checks of the fields the
+   *  server's check does not see, then the server's answer. */
   function problemOf(state) {
+    const { fields } = state.form;
     const seed = form.elements.seed;
     if (!seed.validity.valid || seed.value.trim() === "") {
       return "Seed must be a whole number of at least 0.";
     }
+    if (fields.policy === "spill" && !/^\d+$/.test(fields.spill_slots)) {
+      return "Spill slots must be a whole number of at least 0.";
+    }
+    const budget = fields.move_budget_pct;
+    if (budget !== "" && !(Number(budget) >= 0 && Number(budget) <= 100)) {
+      return "The move budget is a share of all slots, from 0 to 100%; leave it empty for no " +
+        "limit.";
+    }
+    if (!(Number(fields.expert_mib) > 0)) return "The expert size must be more than 0 MiB.";
+    if (fields.link_gb_per_s !== "" && !(Number(fields.link_gb_per_s) > 0)) {
+      return "The link bandwidth must be more than 0 GB/s; leave it empty for no time.";
+    }
     const result = state.form.check;
     return result && !result.ok ? sentence(result.problem) : null;
+  }
+
+  /** What the move budget allows, in slots, and what the expert size means. */
+  function budgetHint({ form: { fields }, loads }) {
+    const budget = fields.move_budget_pct;
+    const slots = loads ? loads.numLayers * Number(fields.num_replicas) : NaN;
+    if (budget === "" || !(Number(budget) >= 0 && Number(budget) <= 100)) {
+      return "No move budget: the plan moves what it needs.";
+    }
+    if (!Number.isFinite(slots) || slots <= 0) return `At most ${budget}% of all slots move.`;
+    const allowed = Math.floor((Number(budget) / 100) * loads.numLayers * Number(fields.num_replicas));
+    return `At most ${count(allowed, "slot")} of ${formatInteger(slots)} ` +
+      `(${count(loads.numLayers, "layer")} × ${formatInteger(Number(fields.num_replicas))}) ` +
+      "change expert: the most balanced plan that budget buys.";
   }
 
   function meaningOf(state) {
@@ -115,6 +147,11 @@ export function initCluster(store, { onRebalance }) {
     presetSelect.value = matched ? matched.value : "";
     $("preset-description").textContent = matched ? matched.dataset.description : "";
     $("preset-description").hidden = !matched;
+    $("spill-row").hidden = fields.policy !== "spill";
+    $("budget-hint").textContent = budgetHint(state);
+    $("deploy-summary").textContent = [state.placement && state.placement.name,
+      fields.move_budget_pct !== "" && `budget ${fields.move_budget_pct}%`]
+      .filter(Boolean).join(" · ") || NO_PLACEMENT;
     const running = state.busy && state.busy.task === "rebalance";
     button.classList.toggle("busy", Boolean(running));
     button.querySelector(".label").textContent = running ? state.busy.label : "Rebalance";

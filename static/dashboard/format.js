@@ -24,3 +24,16 @@ export function sentence(text) {
   const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
   return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
+
+const GIB = 1024 ** 3;
+const MIB = 1024 ** 2;
+
+/** Bytes as people read them: "3.21 GiB", "42 MiB". */
+export function formatBytes(bytes) {
+  if (bytes >= GIB / 10) return `${(bytes / GIB).toFixed(bytes >= 100 * GIB ? 0 : 2)} GiB`;
+  if (bytes >= MIB) return `${(bytes / MIB).toFixed(bytes >= 100 * MIB ? 0 : 1)} MiB`;
+  return count(bytes, "byte");
+}
+
+/** A share of 1 as a percentage: 0.1 -> "10%", 0.125 -> "12.5%". */
+export const formatShare = (share) => `${Number((share * 100).toFixed(2))}%`;

@@ -1,14 +1,17 @@
 // The loads panel: a file dropped, chosen or the example, previewed by the server (shape,
-// total, heatmap, and the id to plan it by), and the placement in use.
+// total, heatmap, and the id to plan it by), and the placement in use. A click on the
+// heatmap opens its layer in detail.
 
 import { postForm } from "./api.js";
-import { draw } from "./charts.js";
+import { draw, onPick } from "./charts.js";
 import { $ } from "./dom.js";
 import { count } from "./format.js";
+import { currentPlan, layerFields, planFile } from "./store.js";
+
 const EXAMPLE_URL = "/dashboard/example.csv";
 const EXAMPLE_NAME = "deepseek-v3-example.csv";
 
-export function initLoads(store, config) {
+export function initLoads(store, config, layers) {
   const fileInput = $("loads-file");
   const dropzone = $("dropzone");
   const placementInput = $("placement-file");
@@ -75,7 +78,6 @@ export function initLoads(store, config) {
     store.set({ placement: file, error: null });
     $("placement-name").textContent = file ? file.name : "";
     $("placement-chosen").hidden = !file;
-    $("deploy-summary").textContent = file ? file.name : "optional: count the experts a plan moves";
     placementInput.value = "";
   }
 
@@ -104,6 +106,18 @@ export function initLoads(store, config) {
     if (placementInput.files.length) setPlacement(placementInput.files[0]);
   });
   $("placement-clear").addEventListener("click", () => setPlacement(null));
+  // A layer of the loads in detail: under the placement in use, and the plan on screen when it
+  // is the plan of these loads and this cluster.
+  onPick($("chart-input"), (point) => {
+    const state = store.get();
+    if (state.loads === null) return;
+    const plan = currentPlan(state);
+    layers.open({
+      loads: state.loads, files: { placement: state.placement, after: plan && planFile(plan) },
+      fields: layerFields(state),
+      names: { before: state.placement ? "the placement in use" : null, after: "the plan" },
+    }, Number(point.y));
+  });
 
   store.subscribe(({ busy, loads }) => {
     $("load-example").disabled = busy !== null;

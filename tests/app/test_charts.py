@@ -13,8 +13,8 @@ import torch
 
 from app import charts
 from app.config import Settings
-from app.schemas import RebalanceParams, ReplayParams
-from app.service import plan, replay_series
+from app.schemas import RebalanceParams, ReplayParams, SweepParams
+from app.service import plan, replay_series, sweep_loads
 from eplb_core.io import LoadFile
 
 
@@ -253,3 +253,49 @@ def test_few_layers_get_one_tick_each_and_many_get_plotlys() -> None:
         assert view["layout"]["yaxis"]["dtick"] == 1 and view["layout"]["xaxis"]["dtick"] == 1
     many = charts.load_heatmap(np.ones((58, 256)))
     assert "dtick" not in many["layout"]["yaxis"] and "dtick" not in many["layout"]["xaxis"]
+
+
+def test_budget_labels_read_as_people_write_them() -> None:
+    assert charts.budget_label(None, None) == "full plan"
+    assert charts.budget_label(0.05, 835) == "5%"
+    assert charts.budget_label(0.125, 2088) == "12.5%"
+    assert charts.budget_label(500, 500) == "500 slots"
+    assert charts.budget_label(1, 1) == "1 slot"
+
+
+def test_the_choice_in_use_is_ringed_only_where_the_sweep_has_it() -> None:
+    weight = torch.tensor([[90.0, 10, 10, 10, 5, 5, 5, 5], [1, 1, 1, 1, 1, 1, 1, 60]])
+    params = SweepParams(num_replicas=[8, 12], num_groups=2, num_nodes=2, num_gpus=4,
+                         algorithm="greedy")
+    result = sweep_loads(LoadFile(weight), params, Settings())
+
+    ringed = charts.sweep_figures(result, "auto", 1, current_replicas=12)
+    (ring,) = [trace for trace in ringed["slots"]["data"] if trace["name"] == "your choice"]
+    (point,) = [p for p in result.points if p.num_replicas == 12]
+    assert (ring["x"], ring["y"]) == ([point.slots_per_gpu], [point.mean_balancedness])
+    elsewhere = charts.sweep_figures(result, "auto", 1, current_replicas=16)
+    assert "your choice" not in [trace["name"] for trace in elsewhere["slots"]["data"]]
+    # One policy: no comparison to draw; one window: no windows to draw.
+    assert ringed["policies"] is None and ringed["windows"] is None
+    # "auto" is named as it resolves (groups split over nodes: hierarchical).
+    assert "hierarchical" in [trace["name"] for trace in ringed["slots"]["data"]]
+
+
+def test_a_layer_draws_both_placements_against_the_mean() -> None:
+    figures = charts.layer_figures([8.0, 2.0, 2.0], [[10.0, 2.0], [6.0, 6.0]],
+                                   [[1, 1, 2], [2, 1, 1]], ["in <b>use</b>", "the plan"])
+
+    bars = {trace["name"]: trace for trace in figures["gpu"]["data"]}
+    assert set(bars) == {"in &lt;b&gt;use&lt;/b&gt;", "the plan", "mean GPU load"}
+    assert bars["the plan"]["y"] == [6.0, 6.0]
+    assert bars["mean GPU load"]["y"] == [6.0, 6.0]  # (10 + 2) / 2
+    assert bars["mean GPU load"]["line"]["dash"] == "dot"
+    experts = {trace["name"]: trace for trace in figures["experts"]["data"]}
+    assert experts["tokens"]["y"] == [8.0, 2.0, 2.0]
+    after, before = experts["replicas, the plan"], experts["replicas, in &lt;b&gt;use&lt;/b&gt;"]
+    assert (after["type"], after["yaxis"], after["y"]) == ("bar", "y2", [2, 1, 1])
+    assert (before["mode"], before["yaxis"], before["y"]) == ("markers", "y2", [1, 1, 2])
+    # Replicas under the loads, on one expert axis.
+    layout = figures["experts"]["layout"]
+    assert layout["yaxis2"]["domain"][1] < layout["yaxis"]["domain"][0]
+    assert layout["yaxis2"]["dtick"] == 1

@@ -38,8 +38,12 @@ def test_page_has_the_form_the_api_names(client: TestClient) -> None:
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
     for name in ("num_replicas", "num_groups", "num_nodes", "num_gpus", "algorithm", "policy",
-                 "seed", "keep_slots", "renumber_gpus"):
+                 "seed", "keep_slots", "renumber_gpus", "spill_slots", "link_gb_per_s"):
         assert f'name="{name}"' in page
+    # The move budget in % of all slots and the expert's size in MiB: the page sends them as
+    # move_budget (a share) and expert_bytes.
+    assert 'name="move_budget_pct"' in page
+    assert re.search(r'name="expert_mib"[^>]*value="42"', page)  # DeepSeek-V3 FP8: 42 MiB
     assert re.search(r'<button type="submit"[^>]*>.*Rebalance</span>', page, re.DOTALL)
     assert 'type="file"' in page
     assert '<script src="/vendor/plotly/plotly.min.js">' in page
@@ -66,7 +70,8 @@ def test_page_takes_presets_names_and_limits_from_the_server(make_client: MakeCl
     config = json.loads(re.search(
         r'<script type="application/json" id="page-config">(.*?)</script>', page).group(1))
     assert config == {"max_upload_bytes": 64 * 1024 * 1024, "max_upload_text": "64 MiB",
-                      "max_windows": 50}
+                      "max_windows": 50, "max_replicas": 16384, "max_sweep_points": 16,
+                      "expert_bytes": 44040192}
     assert "up to 64 MiB, 1,024 × 4,096" in " ".join(page.split())  # the drop zone says so
 
 
@@ -105,7 +110,8 @@ def test_every_module_the_page_imports_is_served_as_javascript(client: TestClien
         assert all(path.startswith("./") for path in imports), name  # no outside module
         pending += [path[2:] for path in imports]
     assert {"main.js", "api.js", "store.js", "loads.js", "cluster.js", "results.js",
-            "replay.js", "downloads.js", "charts.js"} <= served
+            "replay.js", "downloads.js", "charts.js", "evaluate.js", "advisor.js",
+            "layer.js"} <= served
 
 
 def test_example_is_a_deterministic_deepseek_v3_matrix(client: TestClient) -> None:
@@ -141,7 +147,8 @@ def test_preview_of_a_bad_csv_names_the_cell(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("route", ["/dashboard/preview", "/dashboard/rebalance",
-                                   "/dashboard/replay"])
+                                   "/dashboard/replay", "/dashboard/evaluate",
+                                   "/dashboard/sweep", "/dashboard/layer"])
 def test_dashboard_posts_need_a_multipart_upload(client: TestClient, route: str) -> None:
     response = client.post(route, json={"weight": SMALL})
 
@@ -238,7 +245,8 @@ def test_charted_replay_is_the_rest_replay_with_its_chart(client: TestClient) ->
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"result", "upload_id", "figure"}
+    assert set(body) == {"result", "upload_id", "figure", "frontier"}
+    assert body["frontier"] is None  # no budgets asked
     assert body["result"]["strategies"] == rest["strategies"]
     lines = {line["name"]: values(line["y"]).tolist() for line in body["figure"]["data"]}
     for name, figures in rest["strategies"].items():

@@ -105,3 +105,38 @@ def test_the_busy_overlay_stays_in_view_while_the_page_scrolls(page: Page) -> No
     held[0].continue_()
     expect(page.locator("#busy")).to_be_hidden(timeout=60_000)
     expect(page.locator("#card-policy .note")).to_contain_text("seed 1")
+
+
+NEW_CHARTS = ("chart-evaluate-gpu", "chart-evaluate-balancedness", "chart-sweep-slots",
+              "chart-sweep-policies")
+
+
+def test_scores_and_the_advisor_stay_inside_their_panels(
+        page: Page, tmp_path: Path, artifacts: Path, console_errors: list[str]) -> None:
+    placement = tmp_path / "in-use.csv"  # slot p holds expert p mod 256
+    placement.write_text("".join(",".join(str(slot % 256) for slot in range(288)) + "\n"
+                                 for _ in range(58)))
+    page.get_by_role("button", name="Load example").click()
+    expect(page.locator("#data-name")).to_have_text("deepseek-v3-example.csv")
+    page.locator("#deploy summary").click()
+    page.set_input_files("#placement-file", placement)
+    page.get_by_role("button", name="Score", exact=True).click()
+    expect(page.locator("#evaluate-results")).to_have_attribute("data-drawn", "true",
+                                                                timeout=60_000)
+    page.select_option("#cluster-form [name=algorithm]", "greedy")
+    page.get_by_role("button", name="Run the advisor").click()
+    expect(page.locator("#advisor-results")).to_have_attribute("data-drawn", "true",
+                                                               timeout=120_000)
+
+    for width in (1440, 700, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        try:
+            page.wait_for_function(FITS, arg=list(NEW_CHARTS), timeout=10_000)
+        except PlaywrightTimeout:
+            pytest.fail(f"at {width} px: {page.evaluate(BOXES, list(NEW_CHARTS))}")
+        # Tables scroll inside their panels, never the page sideways.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        if width == 390:
+            page.locator("#advisor-results").screenshot(path=artifacts / "advisor-390.png")
+            page.locator("#evaluate-results").screenshot(path=artifacts / "evaluate-390.png")
+    assert console_errors == []

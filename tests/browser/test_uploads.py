@@ -96,9 +96,13 @@ def test_rebalance_and_replay_send_the_upload_id_not_the_file(
         assert "file" not in form
         assert not any(isinstance(value, dict) for value in form.values())  # no file at all
     # Only the fields the routes take: unknown ones are refused.
+    # No move budget, link or spill slots unless set; the expert's bytes always (for the
+    # migration's figures).
     assert set(plans[0]) == {"num_replicas", "num_groups", "num_nodes", "num_gpus",
-                             "algorithm", "policy", "seed", "keep_slots", "renumber_gpus"}
-    assert set(plans[2]) == set(plans[0]) - {"algorithm"} | {"window"}
+                             "algorithm", "policy", "seed", "keep_slots", "renumber_gpus",
+                             "expert_bytes"}
+    assert plans[0]["expert_bytes"] == "44040192"  # DeepSeek-V3's expert in FP8
+    assert set(plans[2]) == set(plans[0]) - {"algorithm"} | {"window", "budgets"}
 
 
 def test_an_upload_the_server_forgot_is_sent_again(
