@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from eplb_core import Cluster
 from eplb_core.errors import EPLBError, LoadError, OptionError
+from eplb_core.cost import check_size
 from eplb_core.io import LoadFile, format_csv_matrix
 from eplb_core.metrics import replica_counts, trivial_placement
 from eplb_core.migration import validate_placement
@@ -339,7 +340,7 @@ async def evaluate_charted(request: Request, loads: DashboardLoads,
         result = service.score_placement(loads.loaded, params, settings, scored, second)
         titles = (params.placement_name or placement.filename or "placement",
                   None if compare is None else params.compare_name or compare.filename)
-        return dumps({"result": result.as_dict(), "upload_id": loads.upload_id,
+        return dumps({"result": result.as_dict(tensors=True), "upload_id": loads.upload_id,
                       "figures": charts.evaluate_figures(result, scored.cpu().numpy(),
                                                          None if second is None
                                                          else second.cpu().numpy(), titles)})
@@ -357,10 +358,10 @@ async def sweep_charted(request: Request, loads: DashboardLoads,
     application/x-ndjson`` it streams ``{"progress": {"done", "total"}}`` lines, then
     ``{"result": {"result", "upload_id", "figures"}}`` or ``{"error": {"status", "detail"}}``,
     and closing the connection stops the sweep. Every check runs first: a refusal is a 4xx."""
-    await pool.run(job, lambda: service.check_sweep_request(loads.loaded, params, settings))
+    run = await pool.run(job, lambda: service.prepare_sweep(loads.loaded, params, settings))
 
     def work() -> bytes:
-        result = service.sweep_loads(loads.loaded, params, settings, job.progress)
+        result = run(job.progress)
         return dumps({"result": result.as_dict(), "upload_id": loads.upload_id,
                       "figures": charts.sweep_figures(result, *params.current(),
                                                       params.current_replicas)})
@@ -408,9 +409,9 @@ def layer_detail(loaded: LoadFile, params: LayerForm, settings: Settings, *,
     if layer >= num_layers:
         raise OptionError(f"layer {layer}: the loads have {num_layers} "
                           f"{'layer' if num_layers == 1 else 'layers'} (0 to {num_layers - 1})")
-    service.check_request(weight, params.num_replicas, settings.limits)
-    Cluster(params.num_replicas, params.num_groups, params.num_nodes, params.num_gpus).check(
-        num_experts, params.policy)
+    cluster = Cluster(params.num_replicas, params.num_groups, params.num_nodes, params.num_gpus)
+    check_size(num_layers, num_experts, cluster, settings.limits)
+    cluster.check(num_experts, params.policy)
     in_use, _ = loaded.in_use(before)
     baseline = (trivial_placement(num_layers, num_experts, params.num_replicas)
                 if in_use is None else in_use)

@@ -14,7 +14,7 @@ import torch
 from app import charts
 from app.config import Settings
 from app.schemas import RebalanceParams, ReplayParams, SweepParams
-from app.service import plan, replay_series, sweep_loads
+from app.service import plan, prepare_sweep, replay_series
 from eplb_core.io import LoadFile
 
 
@@ -267,7 +267,7 @@ def test_the_choice_in_use_is_ringed_only_where_the_sweep_has_it() -> None:
     weight = torch.tensor([[90.0, 10, 10, 10, 5, 5, 5, 5], [1, 1, 1, 1, 1, 1, 1, 60]])
     params = SweepParams(num_replicas=[8, 12], num_groups=2, num_nodes=2, num_gpus=4,
                          algorithm="greedy")
-    result = sweep_loads(LoadFile(weight), params, Settings())
+    result = prepare_sweep(LoadFile(weight), params, Settings())(None)
 
     ringed = charts.sweep_figures(result, "auto", 1, current_replicas=12)
     (ring,) = [trace for trace in ringed["slots"]["data"] if trace["name"] == "your choice"]

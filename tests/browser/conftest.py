@@ -38,7 +38,9 @@ VIEWPORT = {"width": 1440, "height": 900}
 def serve(**settings: str) -> Iterator[str]:
     """``python -m app`` with the test settings and ``EPLB_<NAME>`` for each of ``settings``,
     answering /healthz; its URL."""
-    env = {"EPLB_MAX_REPLICAS": str(MAX_REPLICAS),
+    # The advisor's Cancel test runs a sweep of about 20 s, whose (conservative) estimate is
+    # over the default EPLB_MAX_WORK: these tests are about the page, not the limits.
+    env = {"EPLB_MAX_REPLICAS": str(MAX_REPLICAS), "EPLB_MAX_WORK": "1000",
            **{f"EPLB_{name.upper()}": value for name, value in settings.items()}}
     with start_server(env) as server:
         yield server.url
