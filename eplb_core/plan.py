@@ -346,7 +346,7 @@ def sum_steps(loads: torch.Tensor) -> tuple[torch.Tensor, int | None]:
         shape = list(loads.shape) if isinstance(loads, torch.Tensor) else type(loads).__name__
         raise LoadError(f"loads are [layers, experts] or [steps, layers, experts], got {shape}")
     if loads.dim() == 3:
-        return loads.double().sum(0), loads.shape[0]
+        return loads.sum(0, dtype=torch.float64), loads.shape[0]
     return loads, None
 
 

@@ -30,11 +30,14 @@ def validate_weight(weight: torch.Tensor) -> None:
         raise LoadError(f"weight is empty: shape {list(weight.shape)}")
     if weight.dtype == torch.bool or weight.is_complex():
         raise LoadError(f"weight must hold real numbers, got dtype {weight.dtype}")
-    if weight.is_floating_point() and not bool(torch.isfinite(weight).all()):
+    # One pass for the sums, one for the minimum. A NaN or an infinity makes its layer's sum
+    # non-finite; so does a sum past a float's range, told apart by a look at the values.
+    # (Floats sum in their own dtype, fast; integers in float64, which cannot wrap.)
+    totals = weight.sum(-1) if weight.is_floating_point() else weight.sum(-1, dtype=torch.float64)
+    if not bool(torch.isfinite(totals).all()) and not bool(torch.isfinite(weight).all()):
         raise LoadError("weight has NaN or infinite values")
-    if bool((weight < 0).any()):
+    if float(weight.min()) < 0:
         raise LoadError("weight has negative values; loads are token counts >= 0")
-    totals = weight.double().sum(-1)
     heaviest = int(totals.argmax())
     if float(totals[heaviest]) > MAX_LAYER_LOAD:
         raise LoadError(f"layer {heaviest} sums to {float(totals[heaviest]):.4g} tokens, more "

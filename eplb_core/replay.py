@@ -149,7 +149,7 @@ def budget_moves(budget: Budget, num_layers: int, num_replicas: int) -> int | No
 def trim_idle_steps(series: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Drop the leading and trailing steps without any load (an engine's recorder buffer that
     had not filled): [steps, L, E] -> the steps between, and how many went from each end."""
-    busy = (series.flatten(1) > 0).any(-1).nonzero().flatten()
+    busy = (series.flatten(1).amax(-1) > 0).nonzero().flatten()  # loads are >= 0
     if busy.numel() == 0:
         raise LoadError(f"the series has no load in any of its {series.shape[0]} steps")
     first, last = int(busy[0]), int(busy[-1])

@@ -30,8 +30,8 @@ from .cluster import DEEPSEEK_V3_EXPERT_BYTES, Cluster
 from .cost import Cost, check_cost, check_size, rebalance_cost, replay_cost
 from .errors import ClusterShapeError, OptionError
 from .limits import Limits
-from .metrics import active_layers
-from .plan import PlanOptions, Rebalance, rebalance, sum_steps
+from .metrics import Scores, active_layers, balancedness_bound, score
+from .plan import PlanOptions, make_plan, sum_steps
 from .policy import validate_weight
 from .replay import GIB, ROWS_PER_CALL, replay, trim_idle_steps, window_loads
 
@@ -127,12 +127,13 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
             checked before any plan (``check_sweep``)
     """
     started = time.perf_counter()
-    weight, num_steps = sum_steps(loads)
+    weight, num_steps = sum_steps(loads)  # once: a series' sum is a pass over every step
     num_layers, num_experts = weight.shape
     choices = list(policies or [(options.policy, options.spill_slots)])
     clusters, steps_with_load = check_sweep(loads, cluster, options, num_replicas=num_replicas,
                                             windows=windows, policies=choices,
-                                            expert_bytes=expert_bytes, limits=limits)
+                                            expert_bytes=expert_bytes, limits=limits,
+                                            weight=weight)
     counts = [each.num_replicas for each in clusters]
     replays = list(windows) if windows else [None]
     total = len(choices) * len(clusters) * (
@@ -146,17 +147,23 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
             progress(done, total)
 
     points = []
-    active = active_layers(weight.double())
+    exact = weight.double()
+    active = active_layers(exact)
     for policy, spill_slots in choices:
         chosen = replace(options, policy=policy, spill_slots=spill_slots)
         for each in clusters:
-            planned = rebalance(loads, each, chosen)
+            # The figures ``rebalance`` gives the plan ("after" and the bound), with the same
+            # functions; none of the "before" figures a sweep does not show.
+            plan = make_plan(weight, each, chosen)
+            scores = score(exact, plan.phy2log, each, plan.logcnt)
+            bound = balancedness_bound(exact, each, each.check(num_experts, policy))
             advance(1)
             for window in replays:
                 replayed = None if window is None else _replay(loads, window, each, chosen,
                                                                advance)
-                points.append(_point(planned, chosen, float(planned.bound[active].mean()),
-                                     expert_bytes, window, replayed))
+                points.append(_point(each, num_experts, scores, chosen,
+                                     float(bound[active].mean()), expert_bytes, window,
+                                     replayed))
     return Sweep(cluster=cluster, options=options, policies=choices, replicas=counts,
                  windows=None if windows is None else list(windows), num_layers=num_layers,
                  num_experts=num_experts, num_steps=num_steps, expert_bytes=expert_bytes,
@@ -167,13 +174,14 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
 def check_sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions, *,
                 num_replicas: Sequence[int] | None = None, windows: Sequence[int] | None = None,
                 policies: Sequence[tuple[str, int]] = (),
-                expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
-                limits: Limits | None = None) -> tuple[list[Cluster], int | None]:
+                expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES, limits: Limits | None = None,
+                weight: torch.Tensor | None = None) -> tuple[list[Cluster], int | None]:
     """Every check of a sweep, before any plan: the cluster of each slot count under each
     policy, the steps with load of a series that every window can replay (None without
     windows), and, given ``limits``, the points, sizes, windows, work and memory of the whole
-    sweep."""
-    weight, _ = sum_steps(loads)
+    sweep. ``weight``: the loads summed over their steps, when the caller has it already."""
+    if weight is None:
+        weight, _ = sum_steps(loads)
     validate_weight(weight)
     if isinstance(expert_bytes, bool) or not isinstance(expert_bytes, int) or expert_bytes < 0:
         raise OptionError(f"expert_bytes must be a whole number of bytes >= 0, got "
@@ -194,17 +202,17 @@ def check_sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions, *,
                                         f"{error}") from None
     steps = None if windows is None else _check_windows(loads, windows)
     if limits is not None:
-        _check_limits(loads, clusters, options, policies or [(options.policy, 0)], windows,
-                      limits)
+        _check_limits(loads, weight, clusters, options, policies or [(options.policy, 0)],
+                      windows, limits)
     return clusters, steps
 
 
-def _check_limits(loads: torch.Tensor, clusters: list[Cluster], options: PlanOptions,
+def _check_limits(loads: torch.Tensor, weight: torch.Tensor, clusters: list[Cluster],
+                  options: PlanOptions,
                   policies: Sequence[tuple[str, int]], windows: Sequence[int] | None,
                   limits: Limits) -> None:
     """The sweep's points, each point's size and windows, and the whole sweep's cost (its
     plans' work adds up; its memory is that of the largest, which run one after another)."""
-    weight, _ = sum_steps(loads)
     num_layers, num_experts = weight.shape
     limits.check("max_sweep_points", len(policies) * len(clusters) * len(windows or [None]),
                  "sweep points")
@@ -270,10 +278,10 @@ def _replay(loads: torch.Tensor, window: int, cluster: Cluster, options: PlanOpt
     return figures.mean_next_window, figures.total_moves / (len(figures.moves) * window)
 
 
-def _point(planned: Rebalance, options: PlanOptions, bound: float, expert_bytes: int,
-           window: int | None, replayed: tuple[float, float] | None) -> SweepPoint:
-    cluster = planned.cluster
-    num_layers, num_experts = planned.plan.logcnt.shape
+def _point(cluster: Cluster, num_experts: int, scores: Scores, options: PlanOptions,
+           bound: float, expert_bytes: int, window: int | None,
+           replayed: tuple[float, float] | None) -> SweepPoint:
+    num_layers = scores.balancedness.shape[0]
     extra = (cluster.num_replicas - num_experts) / cluster.num_gpus
     moves = None if replayed is None else replayed[1] * 1000
     return SweepPoint(
@@ -281,8 +289,8 @@ def _point(planned: Rebalance, options: PlanOptions, bound: float, expert_bytes:
         num_replicas=cluster.num_replicas, window=window, slots_per_gpu=cluster.slots_per_gpu,
         extra_slots_per_gpu=extra,
         extra_memory_per_gpu_bytes=round(expert_bytes * num_layers * extra),
-        mean_balancedness=planned.after.mean_balancedness,
-        mean_nodes_per_token=planned.after.mean_nodes_per_token, bound=bound,
+        mean_balancedness=scores.mean_balancedness,
+        mean_nodes_per_token=scores.mean_nodes_per_token, bound=bound,
         next_window=None if replayed is None else replayed[0],
         moves_per_1000_steps=moves,
         gib_per_1000_steps=None if moves is None else moves * expert_bytes / GIB)
