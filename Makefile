@@ -36,5 +36,10 @@ lint: install
 	$(PY) -m ruff format --check eplb_core app
 	$(PY) -m mypy eplb_core app
 
+# Speed and quality (README "Benchmarks"): the balancer against DeepSeek's and vLLM's, the
+# advisor's sweeps, the policies' price in traffic, and the move budget's frontier.
 bench: install
 	$(PY) -m benchmarks.rebalance
+	$(PY) -m benchmarks.advisor
+	$(PY) -m benchmarks.policies --threads 1
+	$(PY) -m benchmarks.migration
