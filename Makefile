@@ -31,10 +31,11 @@ chromium:
 test: install chromium
 	$(PY) -m pytest
 
+# ruff (lint and format) on every Python file, mypy --strict on the core and the app.
 lint: install
 	$(PY) -m ruff check eplb_core app tests benchmarks scripts
-	$(PY) -m ruff format --check eplb_core app
-	$(PY) -m mypy eplb_core app
+	$(PY) -m ruff format --check eplb_core app tests benchmarks scripts
+	$(PY) -m mypy
 
 # Speed and quality (README "Benchmarks"): the balancer against DeepSeek's and vLLM's, the
 # advisor's sweeps, the policies' price in traffic, and the move budget's frontier.

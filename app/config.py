@@ -63,10 +63,20 @@ class Settings(BaseSettings):
     @property
     def limits(self) -> Limits:
         """The core's limits, named by the variables that set them."""
-        fields = ("max_layers", "max_experts", "max_replicas", "max_elements", "max_windows",
-                  "max_sweep_points", "max_work", "max_memory_bytes")
-        return Limits(**{name: getattr(self, name) for name in fields},
-                      names={name: env_name(name) for name in fields})
+        fields = (
+            "max_layers",
+            "max_experts",
+            "max_replicas",
+            "max_elements",
+            "max_windows",
+            "max_sweep_points",
+            "max_work",
+            "max_memory_bytes",
+        )
+        return Limits(
+            **{name: getattr(self, name) for name in fields},
+            names={name: env_name(name) for name in fields},
+        )
 
 
 def env_name(field_name: str) -> str:

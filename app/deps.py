@@ -29,14 +29,21 @@ CHUNK_BYTES = 64 * 1024
 # Room beside the loads file for the multipart framing, the form fields and a placement file
 # (DeepSeek-V3's 58 x 288 phy2log is about 134 KB as an int64 .pt).
 FORM_OVERHEAD_BYTES = 1024 * 1024
-UPLOAD_CONTENT_TYPES = frozenset({
-    "text/csv", "text/plain", "text/tab-separated-values", "application/csv",
-    "application/vnd.ms-excel",  # what Windows browsers call a .csv file
-    "application/json", "text/json",
-    "application/octet-stream",  # a .pt file, or anything curl cannot name
-    "application/vnd.snesdev-page-table",  # .pt in /etc/mime.types: Python's requests, httpx
-    "application/zip", "application/x-zip-compressed",  # torch.save writes a zip archive
-})
+UPLOAD_CONTENT_TYPES = frozenset(
+    {
+        "text/csv",
+        "text/plain",
+        "text/tab-separated-values",
+        "application/csv",
+        "application/vnd.ms-excel",  # what Windows browsers call a .csv file
+        "application/json",
+        "text/json",
+        "application/octet-stream",  # a .pt file, or anything curl cannot name
+        "application/vnd.snesdev-page-table",  # .pt in /etc/mime.types: Python's requests, httpx
+        "application/zip",
+        "application/x-zip-compressed",  # torch.save writes a zip archive
+    }
+)
 Model = TypeVar("Model", bound=BaseModel)
 Read = TypeVar("Read")
 
@@ -66,8 +73,10 @@ def require_content_type(expected: str) -> Callable[[Request], None]:
     def check(request: Request) -> None:
         given = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if given != expected:
-            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"expected a body of "
-                                f"type {expected}, got {given or 'no content type'!r}")
+            raise HTTPException(
+                status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                f"expected a body of type {expected}, got {given or 'no content type'!r}",
+            )
 
     return check
 
@@ -83,10 +92,12 @@ async def json_body(request: Request, settings: SettingsDep) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > settings.max_json_bytes:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                f"the JSON body is larger than the "
-                                f"{size_text(settings.max_json_bytes)} limit "
-                                f"(EPLB_MAX_JSON_BYTES); upload large loads as a file")
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"the JSON body is larger than the "
+                f"{size_text(settings.max_json_bytes)} limit "
+                f"(EPLB_MAX_JSON_BYTES); upload large loads as a file",
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -102,10 +113,12 @@ def parse_json(model: type[Model], body: bytes) -> Model:
     except ValidationError as error:
         errors = error.errors(include_url=False, include_input=False)
         if any(item["type"] == "json_invalid" for item in errors):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                                f"the body is not valid JSON: {errors[0]['msg']}") from None
-        raise RequestValidationError([{**item, "loc": ("body", *item["loc"])}
-                                      for item in errors]) from None
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, f"the body is not valid JSON: {errors[0]['msg']}"
+            ) from None
+        raise RequestValidationError(
+            [{**item, "loc": ("body", *item["loc"])} for item in errors]
+        ) from None
 
 
 def read_loads_file(file: UploadFile, settings: Settings) -> LoadFile:
@@ -124,10 +137,12 @@ def read_placement_file(file: UploadFile, settings: Settings) -> torch.Tensor:
 def _read_upload(file: UploadFile, settings: Settings, read: Callable[..., Read]) -> Read:
     content_type = (file.content_type or "").split(";")[0].strip().lower()
     if content_type and content_type not in UPLOAD_CONTENT_TYPES:
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            f"the file {file.filename!r} has content type {content_type!r}; "
-                            f"expected CSV, JSON or a .pt file "
-                            f"({', '.join(sorted(UPLOAD_CONTENT_TYPES))})")
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"the file {file.filename!r} has content type {content_type!r}; "
+            f"expected CSV, JSON or a .pt file "
+            f"({', '.join(sorted(UPLOAD_CONTENT_TYPES))})",
+        )
     data = _read_capped(file, settings.max_upload_bytes)
     try:
         return read(data, file.filename or "", limits=settings.limits)
@@ -142,32 +157,44 @@ def _read_capped(file: UploadFile, max_bytes: int) -> bytes:
     while chunk := file.file.read(CHUNK_BYTES):
         size += len(chunk)
         if size > max_bytes:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                f"the file {file.filename!r} is larger than the "
-                                f"{size_text(max_bytes)} upload limit (EPLB_MAX_UPLOAD_BYTES)")
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"the file {file.filename!r} is larger than the "
+                f"{size_text(max_bytes)} upload limit (EPLB_MAX_UPLOAD_BYTES)",
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-LoadsFile = Annotated[UploadFile, File(
-    description="loads: CSV (a row per layer, a column per expert), JSON (a nested list or an "
-                "object with logical_count) or .pt (a tensor or a dict with logical_count, as "
-                "SGLang's expert distribution recorder dumps); [layers, experts], or [steps, "
-                "layers, experts]")]
-PlacementFile = Annotated[UploadFile | None, File(
-    description="the placement in use, phy2log [layers, slots]: CSV, JSON (a nested list or an "
-                "object with phy2log or physical_to_logical_map) or .pt; default the trivial "
-                "layout")]
+LoadsFile = Annotated[
+    UploadFile,
+    File(
+        description="loads: CSV (a row per layer, a column per expert), JSON (a nested list or an "
+        "object with logical_count) or .pt (a tensor or a dict with logical_count, as "
+        "SGLang's expert distribution recorder dumps); [layers, experts], or [steps, "
+        "layers, experts]"
+    ),
+]
+PlacementFile = Annotated[
+    UploadFile | None,
+    File(
+        description="the placement in use, phy2log [layers, slots]: CSV, JSON (a nested list or an "
+        "object with phy2log or physical_to_logical_map) or .pt; default the trivial "
+        "layout"
+    ),
+]
 
 
-async def uploaded_loads(file: LoadsFile, settings: SettingsDep, job: JobDep,
-                         pool: PoolDep) -> LoadFile:
+async def uploaded_loads(
+    file: LoadsFile, settings: SettingsDep, job: JobDep, pool: PoolDep
+) -> LoadFile:
     """The ``file`` form field read into loads, in the pool."""
     return await pool.run(job, lambda: read_loads_file(file, settings))
 
 
-async def uploaded_placement(settings: SettingsDep, job: JobDep, pool: PoolDep,
-                             placement: PlacementFile = None) -> torch.Tensor | None:
+async def uploaded_placement(
+    settings: SettingsDep, job: JobDep, pool: PoolDep, placement: PlacementFile = None
+) -> torch.Tensor | None:
     """The optional ``placement`` form field read into a phy2log, in the pool."""
     if placement is None:
         return None
@@ -183,9 +210,12 @@ class UploadExpired(HTTPException):
     restarted); send the file again."""
 
     def __init__(self) -> None:
-        super().__init__(status.HTTP_410_GONE, "the uploaded file is no longer kept on the "
-                                               "server (it expired or the server restarted): "
-                                               "send the file again")
+        super().__init__(
+            status.HTTP_410_GONE,
+            "the uploaded file is no longer kept on the "
+            "server (it expired or the server restarted): "
+            "send the file again",
+        )
 
 
 class UploadCache:
@@ -262,8 +292,15 @@ def known_form_fields(model: type[BaseModel], *others: str) -> Callable[..., obj
         form = await request.form()
         unknown = sorted(set(form.keys()) - allowed)
         if unknown:
-            raise RequestValidationError([
-                {"type": "extra_forbidden", "loc": ("body", name),
-                 "msg": f"Unknown field; expected some of {sorted(allowed)}"} for name in unknown])
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "extra_forbidden",
+                        "loc": ("body", name),
+                        "msg": f"Unknown field; expected some of {sorted(allowed)}",
+                    }
+                    for name in unknown
+                ]
+            )
 
     return check

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from eplb_core.errors import CancelledError, EPLBError
 
-from .pool import Busy
+from .pool import BusyError
 
 logger = logging.getLogger("app")
 
@@ -30,16 +30,21 @@ async def invalid(request: Request, error: Exception) -> JSONResponse:
     a NaN or infinity; it also repeats a whole form, uploaded file included.
     """
     assert isinstance(error, RequestValidationError)
-    detail = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
-              for item in error.errors()]
+    detail = [
+        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+        for item in error.errors()
+    ]
     return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 async def busy(request: Request, error: Exception) -> JSONResponse:
     """503 with ``Retry-After`` when every worker is taken and the queue is full."""
-    assert isinstance(error, Busy)
-    return JSONResponse({"detail": str(error)}, status.HTTP_503_SERVICE_UNAVAILABLE,
-                        headers={"Retry-After": str(error.retry_after)})
+    assert isinstance(error, BusyError)
+    return JSONResponse(
+        {"detail": str(error)},
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(error.retry_after)},
+    )
 
 
 async def abandoned(request: Request, error: Exception) -> JSONResponse:
@@ -51,15 +56,19 @@ async def abandoned(request: Request, error: Exception) -> JSONResponse:
 async def unexpected(request: Request, error: Exception) -> JSONResponse:
     """500 for anything else, logged with its traceback: an internal error, never input."""
     logger.error("internal error on %s %s", request.method, request.url.path, exc_info=error)
-    return JSONResponse({"detail": "internal error: the server failed to answer this request "
-                                   "(logged); please report it"},
-                        status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return JSONResponse(
+        {
+            "detail": "internal error: the server failed to answer this request "
+            "(logged); please report it"
+        },
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
 
 
 def install(application: FastAPI) -> None:
     """Register every handler on the app."""
     application.add_exception_handler(EPLBError, refused)
     application.add_exception_handler(RequestValidationError, invalid)
-    application.add_exception_handler(Busy, busy)
+    application.add_exception_handler(BusyError, busy)
     application.add_exception_handler(CancelledError, abandoned)
     application.add_exception_handler(Exception, unexpected)

@@ -17,8 +17,7 @@ from .config import Settings, get_settings
 from .deps import FORM_OVERHEAD_BYTES, UploadCache, size_text
 from .middleware import Guard
 from .pool import WorkPool
-from .routes import (dashboard, docs, evaluate, export, health, pages, rebalance, replay,
-                     sweep)
+from .routes import dashboard, docs, evaluate, export, health, pages, rebalance, replay, sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_JS_DIR = Path(plotly.__file__).parent / "package_data"
@@ -30,11 +29,18 @@ logger = logging.getLogger("app")
 async def lifespan(application: FastAPI) -> AsyncIterator[None]:
     """Say what this server plans on and what it accepts; stop the pool at the end."""
     settings: Settings = application.state.settings
-    logger.info("EPLB service: planning on %s with %d workers (queue %d); uploads up to %d "
-                "bytes; at most %d layers x %d experts, %d slots, %d replay windows",
-                settings.torch_device, settings.workers, settings.queue,
-                settings.max_upload_bytes, settings.max_layers, settings.max_experts,
-                settings.max_replicas, settings.max_windows)
+    logger.info(
+        "EPLB service: planning on %s with %d workers (queue %d); uploads up to %d "
+        "bytes; at most %d layers x %d experts, %d slots, %d replay windows",
+        settings.torch_device,
+        settings.workers,
+        settings.queue,
+        settings.max_upload_bytes,
+        settings.max_layers,
+        settings.max_experts,
+        settings.max_replicas,
+        settings.max_windows,
+    )
     try:
         yield
     finally:
@@ -61,22 +67,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         application.dependency_overrides[get_settings] = lambda: given
     application.state.settings = settings
     application.state.pool = WorkPool(settings.workers, settings.queue)
-    application.state.upload_cache = UploadCache(settings.upload_cache_bytes,
-                                                 settings.upload_cache_seconds)
+    application.state.upload_cache = UploadCache(
+        settings.upload_cache_bytes, settings.upload_cache_seconds
+    )
     # A request carries a file at EPLB_MAX_UPLOAD_BYTES, with room for the form beside it.
     application.add_middleware(
-        Guard, max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        Guard,
+        max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
         limit_message=f"the request is larger than the {size_text(settings.max_upload_bytes)} "
-                      f"upload limit (EPLB_MAX_UPLOAD_BYTES)",
-        body_timeout=settings.body_timeout)
+        f"upload limit (EPLB_MAX_UPLOAD_BYTES)",
+        body_timeout=settings.body_timeout,
+    )
     errors.install(application)
 
     application.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     application.mount("/vendor/plotly", StaticFiles(directory=PLOTLY_JS_DIR), name="plotly")
-    application.mount(docs.SWAGGER_UI_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR),
-                      name="swagger-ui")
-    for router in (pages.router, dashboard.router, rebalance.router, replay.router,
-                   evaluate.router, sweep.router, export.router, health.router, docs.router):
+    application.mount(
+        docs.SWAGGER_UI_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="swagger-ui"
+    )
+    for router in (
+        pages.router,
+        dashboard.router,
+        rebalance.router,
+        replay.router,
+        evaluate.router,
+        sweep.router,
+        export.router,
+        health.router,
+        docs.router,
+    ):
         application.include_router(router)
     return application
 

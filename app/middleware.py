@@ -16,10 +16,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The page, its scripts, styles and Plotly.js are all served here; nothing from elsewhere.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; "
-                           "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-                           "font-src 'self' data:; connect-src 'self' blob:; object-src 'none'; "
-                           "base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self' data:; connect-src 'self' blob:; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
     "x-frame-options": "DENY",
@@ -27,8 +29,7 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
 }
 # What a browser may send cross-site without asking first (a CORS "simple" request).
-SIMPLE_CONTENT_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded",
-                        "text/plain")
+SIMPLE_CONTENT_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded", "text/plain")
 
 
 class Guard:
@@ -36,8 +37,9 @@ class Guard:
     ``max_body_bytes`` (``limit_message`` says which limit); 408 when a part of the body takes
     longer than ``body_timeout`` seconds to arrive."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, limit_message: str,
-                 body_timeout: float) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, limit_message: str, body_timeout: float
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.limit_message = limit_message
@@ -51,8 +53,12 @@ class Guard:
         refusal = None
         if scope["method"] == "POST" and _cross_site(headers):
             refusal = JSONResponse(
-                {"detail": "a form posted from another site's page is refused: post from this "
-                           "server's page, or send JSON"}, 403)
+                {
+                    "detail": "a form posted from another site's page is refused: post from this "
+                    "server's page, or send JSON"
+                },
+                403,
+            )
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             refusal = JSONResponse({"detail": self.limit_message}, 413, {"connection": "close"})
@@ -74,8 +80,11 @@ class Guard:
             try:
                 message = await asyncio.wait_for(receive(), self.body_timeout)
             except TimeoutError:
-                raise HTTPException(408, f"the request body stopped arriving for "
-                                         f"{self.body_timeout:g} s (EPLB_BODY_TIMEOUT)") from None
+                raise HTTPException(
+                    408,
+                    f"the request body stopped arriving for "
+                    f"{self.body_timeout:g} s (EPLB_BODY_TIMEOUT)",
+                ) from None
             received += len(message.get("body", b""))
             if received > self.max_body_bytes:
                 # An HTTPException: FastAPI re-raises it from body parsing and answers it.

@@ -26,12 +26,14 @@ logger = logging.getLogger("app")
 DISCONNECT_POLL_SECONDS = 0.25
 
 
-class Busy(Exception):
+class BusyError(Exception):
     """Every worker is taken and the queue is full: try again in ``retry_after`` seconds."""
 
     def __init__(self, admitted: int, retry_after: int = 2) -> None:
-        super().__init__(f"the server is busy: {admitted} requests are being planned or are "
-                         f"waiting (EPLB_WORKERS + EPLB_QUEUE); retry in a few seconds")
+        super().__init__(
+            f"the server is busy: {admitted} requests are being planned or are "
+            f"waiting (EPLB_WORKERS + EPLB_QUEUE); retry in a few seconds"
+        )
         self.retry_after = retry_after
 
 
@@ -79,16 +81,17 @@ class WorkPool:
     def _executor(self) -> ThreadPoolExecutor:
         """The threads, started on first use (and again after ``shutdown``)."""
         if self._threads is None:
-            self._threads = ThreadPoolExecutor(max_workers=self.workers,
-                                               thread_name_prefix="eplb-work")
+            self._threads = ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix="eplb-work"
+            )
         return self._threads
 
     @contextmanager
     def admit(self) -> Iterator[Job]:
-        """A slot for one request, held until the request is done; ``Busy`` when none is
+        """A slot for one request, held until the request is done; ``BusyError`` when none is
         left."""
         if self.admitted >= self.capacity:
-            raise Busy(self.admitted)
+            raise BusyError(self.admitted)
         self.admitted += 1
         try:
             yield Job()
@@ -114,8 +117,7 @@ class WorkPool:
         "detail"}}``. Closing the stream (the client went away) cancels the job."""
         loop = asyncio.get_running_loop()
         updates: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
-        job.listen(lambda done, total: loop.call_soon_threadsafe(updates.put_nowait,
-                                                                 (done, total)))
+        job.listen(lambda done, total: loop.call_soon_threadsafe(updates.put_nowait, (done, total)))
         future = loop.run_in_executor(self._executor, work)
         try:
             while not future.done():
@@ -150,4 +152,5 @@ def _last_line(future: asyncio.Future[bytes]) -> bytes:
     except Exception as error:
         logger.error("internal error in streamed work", exc_info=error)
         return orjson.dumps({"error": {"status": 500, "detail": "internal error (logged)"}}) + (
-            b"\n")
+            b"\n"
+        )

@@ -60,8 +60,9 @@ def guarded_protocol(settings: Settings) -> type[H11Protocol]:
         def _await_headers(self) -> None:
             if self.headers_deadline is not None:
                 self.headers_deadline.cancel()
-            self.headers_deadline = self.loop.call_later(settings.header_timeout,
-                                                         self._headers_late)
+            self.headers_deadline = self.loop.call_later(
+                settings.header_timeout, self._headers_late
+            )
 
         def _headers_late(self) -> None:
             self.headers_deadline = None
@@ -83,8 +84,9 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
         now = time.monotonic()
         if now - last >= ACCEPT_ERROR_INTERVAL:
             last = now
-            logger.warning("cannot accept connections: out of file descriptors (%s)",
-                           context.get("exception"))
+            logger.warning(
+                "cannot accept connections: out of file descriptors (%s)", context.get("exception")
+            )
 
     loop.set_exception_handler(handle)
 
@@ -104,10 +106,15 @@ def serve(settings: Settings) -> None:
     # The workers plan side by side: more torch threads than cores make each wait for
     # threads descheduled by the others.
     torch.set_num_threads(settings.torch_threads)
-    config = uvicorn.Config("app.main:app", host=settings.host, port=settings.port,
-                            http=guarded_protocol(settings),
-                            timeout_keep_alive=int(max(1, settings.keep_alive_timeout)),
-                            h11_max_incomplete_event_size=64 * 1024, log_level="info")
+    config = uvicorn.Config(
+        "app.main:app",
+        host=settings.host,
+        port=settings.port,
+        http=guarded_protocol(settings),
+        timeout_keep_alive=int(max(1, settings.keep_alive_timeout)),
+        h11_max_incomplete_event_size=64 * 1024,
+        log_level="info",
+    )
     server = uvicorn.Server(config)
 
     async def run() -> None:

@@ -45,21 +45,30 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     weight, series = zipf_loads(), drifting_series(1000)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median ms of "
-          f"{args.repeat} runs")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; median ms of "
+        f"{args.repeat} runs"
+    )
     print("| algorithm | one plan | 8 slot counts | ratio | one replay | 4 windows | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for algorithm in ("greedy", "hybrid"):
         options = PlanOptions(algorithm=algorithm)
-        one = median_ms(lambda: rebalance(weight, CLUSTER, options), args.repeat)
-        slots = median_ms(lambda: sweep(weight, CLUSTER, options, num_replicas=SLOTS),
-                          args.repeat)
-        replayed = median_ms(lambda: replay(series, 50, CLUSTER, options,
-                                            algorithms=[algorithm]), args.repeat)
-        windows = median_ms(lambda: sweep(series, CLUSTER, options, num_replicas=[288],
-                                          windows=WINDOWS), args.repeat)
-        print(f"| {algorithm} | {one:.1f} | {slots:.1f} | {slots / one:.1f}x | "
-              f"{replayed:.0f} | {windows:.0f} | {windows / replayed:.1f}x |", flush=True)
+        one = median_ms(lambda o=options: rebalance(weight, CLUSTER, o), args.repeat)
+        slots = median_ms(
+            lambda o=options: sweep(weight, CLUSTER, o, num_replicas=SLOTS), args.repeat
+        )
+        replayed = median_ms(
+            lambda o=options: replay(series, 50, CLUSTER, o, algorithms=[o.algorithm]), args.repeat
+        )
+        windows = median_ms(
+            lambda o=options: sweep(series, CLUSTER, o, num_replicas=[288], windows=WINDOWS),
+            args.repeat,
+        )
+        print(
+            f"| {algorithm} | {one:.1f} | {slots:.1f} | {slots / one:.1f}x | "
+            f"{replayed:.0f} | {windows:.0f} | {windows / replayed:.1f}x |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -70,10 +70,25 @@ SHAPES = [
     Shape("1-pack", 64, 4096, 16384, 1, 1, 1),
 ]
 # Worst-case packings: (rows, items, packs).
-PACKINGS = [(232, 72, 8), (58, 320, 64), (1024, 320, 64), (16, 4096, 64), (64, 2048, 256),
-            (64, 16384, 4096)]
-QUICK = ["tiny", "small", "qwen3", "prefill", "decode", "global-320", "8-experts",
-         "prefill-1024", "global-1024"]
+PACKINGS = [
+    (232, 72, 8),
+    (58, 320, 64),
+    (1024, 320, 64),
+    (16, 4096, 64),
+    (64, 2048, 256),
+    (64, 16384, 4096),
+]
+QUICK = [
+    "tiny",
+    "small",
+    "qwen3",
+    "prefill",
+    "decode",
+    "global-320",
+    "8-experts",
+    "prefill-1024",
+    "global-1024",
+]
 
 
 def _rss_bytes() -> int:
@@ -106,8 +121,12 @@ def worker(spec: dict) -> dict:
     plan = make_plan(weight, shape.cluster, options)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    return {"seconds": seconds, "peak_bytes": max(peak, 0), "replica_bound": bound,
-            "max_replicas": int(plan.logcnt.max())}
+    return {
+        "seconds": seconds,
+        "peak_bytes": max(peak, 0),
+        "replica_bound": bound,
+        "max_replicas": int(plan.logcnt.max()),
+    }
 
 
 def pack_worker(spec: dict) -> dict:
@@ -129,8 +148,13 @@ def measure(spec: dict, timeout: float) -> dict | None:
     """Run a worker in a subprocess; None when it ran out of time or failed."""
     spec = json.dumps(spec)
     try:
-        done = subprocess.run([sys.executable, "-m", "benchmarks.cost", "--worker", spec],
-                              capture_output=True, text=True, timeout=timeout, check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.cost", "--worker", spec],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
     except subprocess.TimeoutExpired:
         return None
     except subprocess.CalledProcessError as failed:
@@ -144,8 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="the small and medium shapes only")
     parser.add_argument("--shapes", nargs="+", choices=[s.name for s in SHAPES])
-    parser.add_argument("--algorithms", nargs="+", default=["greedy", "hybrid"],
-                        choices=["greedy", "hybrid"])
+    parser.add_argument(
+        "--algorithms", nargs="+", default=["greedy", "hybrid"], choices=["greedy", "hybrid"]
+    )
     parser.add_argument("--timeout", type=float, default=300, help="seconds per measurement")
     parser.add_argument("--json", help="write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -155,41 +180,62 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     names = args.shapes or (QUICK if args.quick else [s.name for s in SHAPES])
-    print(f"{'shape':<13} {'layers':>6} {'experts':>7} {'slots':>6} {'gpus':>5} {'policy':<12}"
-          f" {'algo':<6} {'est s':>8} {'meas s':>8} {'ratio':>6} {'worst MiB':>10}"
-          f" {'est MiB':>8} {'meas MiB':>8} {'ratio':>6}")
+    print(
+        f"{'shape':<13} {'layers':>6} {'experts':>7} {'slots':>6} {'gpus':>5} {'policy':<12}"
+        f" {'algo':<6} {'est s':>8} {'meas s':>8} {'ratio':>6} {'worst MiB':>10}"
+        f" {'est MiB':>8} {'meas MiB':>8} {'ratio':>6}"
+    )
     rows = []
     for shape in (s for s in SHAPES if s.name in names):
         policy = shape.cluster.check(shape.experts)
         for algorithm in args.algorithms:
             got = measure({"shape": shape.__dict__, "algorithm": algorithm}, args.timeout)
             worst = plan_cost(shape.layers, shape.experts, shape.cluster, policy, algorithm)
-            est = plan_cost(shape.layers, shape.experts, shape.cluster, policy, algorithm,
-                            max_replicas=got["replica_bound"] if got else None)
-            row = {"shape": shape.name, "policy": policy, "algorithm": algorithm,
-                   "estimated_s": est.work, "estimated_bytes": est.peak_bytes,
-                   "worst_case_bytes": worst.peak_bytes, "measured": got}
+            est = plan_cost(
+                shape.layers,
+                shape.experts,
+                shape.cluster,
+                policy,
+                algorithm,
+                max_replicas=got["replica_bound"] if got else None,
+            )
+            row = {
+                "shape": shape.name,
+                "policy": policy,
+                "algorithm": algorithm,
+                "estimated_s": est.work,
+                "estimated_bytes": est.peak_bytes,
+                "worst_case_bytes": worst.peak_bytes,
+                "measured": got,
+            }
             rows.append(row)
             mib = 1 << 20
             if got:
-                measured = (f"{got['seconds']:8.3f} {got['seconds'] / est.work:6.2f}",
-                            f"{got['peak_bytes'] / mib:8.1f}"
-                            f" {got['peak_bytes'] / est.peak_bytes:6.2f}")
+                measured = (
+                    f"{got['seconds']:8.3f} {got['seconds'] / est.work:6.2f}",
+                    f"{got['peak_bytes'] / mib:8.1f} {got['peak_bytes'] / est.peak_bytes:6.2f}",
+                )
             else:
                 measured = (f"{'-':>8} {'-':>6}", f"{'-':>8} {'-':>6}")
-            print(f"{shape.name:<13} {shape.layers:>6} {shape.experts:>7} {shape.slots:>6}"
-                  f" {shape.gpus:>5} {policy:<12} {algorithm:<6} {est.work:8.3f} {measured[0]}"
-                  f" {worst.peak_bytes / mib:10.1f} {est.peak_bytes / mib:8.1f} {measured[1]}",
-                  flush=True)
-    print(f"\n{'rows':>6} {'items':>6} {'packs':>6} {'est s':>8} {'meas s':>8} {'ratio':>6}"
-          "  (greedy packing, m heavy items and light ones: the worst case)")
+            print(
+                f"{shape.name:<13} {shape.layers:>6} {shape.experts:>7} {shape.slots:>6}"
+                f" {shape.gpus:>5} {policy:<12} {algorithm:<6} {est.work:8.3f} {measured[0]}"
+                f" {worst.peak_bytes / mib:10.1f} {est.peak_bytes / mib:8.1f} {measured[1]}",
+                flush=True,
+            )
+    print(
+        f"\n{'rows':>6} {'items':>6} {'packs':>6} {'est s':>8} {'meas s':>8} {'ratio':>6}"
+        "  (greedy packing, m heavy items and light ones: the worst case)"
+    )
     for packing in PACKINGS if not args.quick else PACKINGS[:3]:
         got = measure({"packing": packing}, args.timeout)
         est = packing_cost(*packing, "greedy")
         rows.append({"packing": packing, "estimated_s": est.work, "measured": got})
         measured = f"{got['seconds']:8.3f} {got['seconds'] / est.work:6.2f}" if got else "-"
-        print(f"{packing[0]:>6} {packing[1]:>6} {packing[2]:>6} {est.work:8.3f} {measured}",
-              flush=True)
+        print(
+            f"{packing[0]:>6} {packing[1]:>6} {packing[2]:>6} {est.work:8.3f} {measured}",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as out:
             json.dump(rows, out, indent=1)

@@ -57,13 +57,15 @@ class Row:
     plan_ms: float  # median per window
 
 
-def adopt_per_layer(weight: torch.Tensor, current: torch.Tensor, full: torch.Tensor,
-                    max_moves: int) -> torch.Tensor:
+def adopt_per_layer(
+    weight: torch.Tensor, current: torch.Tensor, full: torch.Tensor, max_moves: int
+) -> torch.Tensor:
     """The peer rule: layers take the full plan ``full`` whole, best gain in balancedness per
     move first, while the budget lasts (a layer that does not fit is skipped)."""
     mean = weight.double().sum(-1) / PREFILL.num_gpus
-    gain = (mean / gpu_loads(weight, full, PREFILL.num_gpus).amax(-1)
-            - mean / gpu_loads(weight, current, PREFILL.num_gpus).amax(-1))
+    gain = mean / gpu_loads(weight, full, PREFILL.num_gpus).amax(-1) - mean / gpu_loads(
+        weight, current, PREFILL.num_gpus
+    ).amax(-1)
     moves = count_moves(current, full).per_layer
     placement = current.clone()
     left = max_moves
@@ -74,8 +76,14 @@ def adopt_per_layer(weight: torch.Tensor, current: torch.Tensor, full: torch.Ten
     return placement
 
 
-def run(name: str, strategy: Strategy, windows: torch.Tensor, start: torch.Tensor,
-        max_moves: int | None, bandwidth: float) -> Row:
+def run(
+    name: str,
+    strategy: Strategy,
+    windows: torch.Tensor,
+    start: torch.Tensor,
+    max_moves: int | None,
+    bandwidth: float,
+) -> Row:
     """Plan every window but the last from the placement deployed before, score it on its
     own window and the next. ``share`` is filled in by the caller."""
     current, in_sample, next_window, moves, busiest, times = start, [], [], [], [], []
@@ -89,13 +97,19 @@ def run(name: str, strategy: Strategy, windows: torch.Tensor, start: torch.Tenso
         in_sample.append(_balance(planned, placement))
         next_window.append(_balance(following, placement))
         current = placement
-    return Row(strategy=name, max_moves=max_moves, next_window=statistics.mean(next_window),
-               share=float("nan"), in_sample=statistics.mean(in_sample),
-               moves=statistics.mean(moves), most_moves=max(moves),
-               gib=statistics.mean(moves) * cost.expert_bytes / GIB,
-               busiest_gib=statistics.mean(busiest) / GIB,
-               busiest_seconds=statistics.mean(busiest) / (bandwidth * 1e9),
-               plan_ms=statistics.median(times))
+    return Row(
+        strategy=name,
+        max_moves=max_moves,
+        next_window=statistics.mean(next_window),
+        share=float("nan"),
+        in_sample=statistics.mean(in_sample),
+        moves=statistics.mean(moves),
+        most_moves=max(moves),
+        gib=statistics.mean(moves) * cost.expert_bytes / GIB,
+        busiest_gib=statistics.mean(busiest) / GIB,
+        busiest_seconds=statistics.mean(busiest) / (bandwidth * 1e9),
+        plan_ms=statistics.median(times),
+    )
 
 
 def _balance(weight: torch.Tensor, placement: torch.Tensor) -> float:
@@ -103,15 +117,21 @@ def _balance(weight: torch.Tensor, placement: torch.Tensor) -> float:
 
 
 def print_table(rows: list[Row], bandwidth: float) -> None:
-    print(f"{'strategy':<27} {'max moves':>9} {'next win':>8} {'share':>7} {'in-sample':>9} "
-          f"{'moves/win':>9} {'most':>5} {'GiB/win':>7} {'busiest GPU':>15} {'ms/plan':>7}")
-    print(f"{'':<27} {'':>9} {'':>8} {'':>7} {'':>9} {'':>9} {'':>5} {'':>7} "
-          f"{f'GiB, s@{bandwidth:g}GB/s':>15}")
+    print(
+        f"{'strategy':<27} {'max moves':>9} {'next win':>8} {'share':>7} {'in-sample':>9} "
+        f"{'moves/win':>9} {'most':>5} {'GiB/win':>7} {'busiest GPU':>15} {'ms/plan':>7}"
+    )
+    print(
+        f"{'':<27} {'':>9} {'':>8} {'':>7} {'':>9} {'':>9} {'':>5} {'':>7} "
+        f"{f'GiB, s@{bandwidth:g}GB/s':>15}"
+    )
     for r in rows:
         budget = "-" if r.max_moves is None else f"{r.max_moves}"
-        print(f"{r.strategy:<27} {budget:>9} {r.next_window:8.4f} {r.share:7.1%} "
-              f"{r.in_sample:9.4f} {r.moves:9.0f} {r.most_moves:5d} {r.gib:7.1f} "
-              f"{r.busiest_gib:6.2f}, {r.busiest_seconds:6.3f}s {r.plan_ms:7.1f}")
+        print(
+            f"{r.strategy:<27} {budget:>9} {r.next_window:8.4f} {r.share:7.1%} "
+            f"{r.in_sample:9.4f} {r.moves:9.0f} {r.most_moves:5d} {r.gib:7.1f} "
+            f"{r.busiest_gib:6.2f}, {r.busiest_seconds:6.3f}s {r.plan_ms:7.1f}"
+        )
 
 
 def targets(rows: list[Row], budgets: list[float], deploy_equal: bool) -> list[str]:
@@ -122,18 +142,25 @@ def targets(rows: list[Row], budgets: list[float], deploy_equal: bool) -> list[s
     for budget, goal in ((0.1, 0.95), (0.2, 0.99)):
         if budget in budgeted:
             r = budgeted[budget]
-            lines.append(f"{'met   ' if r.share >= goal else 'MISSED'} {budget:.0%} of slots: "
-                         f"{r.share:.1%} of the full replan's next-window balancedness "
-                         f"(target {goal:.0%})")
+            lines.append(
+                f"{'met   ' if r.share >= goal else 'MISSED'} {budget:.0%} of slots: "
+                f"{r.share:.1%} of the full replan's next-window balancedness "
+                f"(target {goal:.0%})"
+            )
     over = [r.strategy for r in rows if r.max_moves is not None and r.most_moves > r.max_moves]
-    lines.append(f"{'MISSED' if over else 'met   '} never more moves than the budget"
-                 + (f": {', '.join(over)}" if over else ""))
-    lines.append(f"{'met   ' if deploy_equal else 'MISSED'} max_moves=None with current "
-                 f"gives today's deploy")
+    lines.append(
+        f"{'MISSED' if over else 'met   '} never more moves than the budget"
+        + (f": {', '.join(over)}" if over else "")
+    )
+    lines.append(
+        f"{'met   ' if deploy_equal else 'MISSED'} max_moves=None with current gives today's deploy"
+    )
     slowest = max(r.plan_ms for r in budgeted.values())
-    lines.append(f"{'met   ' if slowest <= 3 * full.plan_ms else 'MISSED'} planning with a "
-                 f"budget: {slowest:.1f} ms per window at most, {slowest / full.plan_ms:.2f}x "
-                 f"the {full.plan_ms:.1f} ms without one (target at most 3x)")
+    lines.append(
+        f"{'met   ' if slowest <= 3 * full.plan_ms else 'MISSED'} planning with a "
+        f"budget: {slowest:.1f} ms per window at most, {slowest / full.plan_ms:.2f}x "
+        f"the {full.plan_ms:.1f} ms without one (target at most 3x)"
+    )
     return lines
 
 
@@ -149,11 +176,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--window", type=int, default=50)
-    parser.add_argument("--budgets", type=share, nargs="+", default=[0.05, 0.1, 0.2],
-                        help="shares of all slots per rebalance, each in 0..1")
+    parser.add_argument(
+        "--budgets",
+        type=share,
+        nargs="+",
+        default=[0.05, 0.1, 0.2],
+        help="shares of all slots per rebalance, each in 0..1",
+    )
     parser.add_argument("--algorithm", default="hybrid", choices=["greedy", "hybrid"])
-    parser.add_argument("--bandwidth", type=float, default=50.0,
-                        help="GB/s into each GPU, for the time of the busiest GPU's copies")
+    parser.add_argument(
+        "--bandwidth",
+        type=float,
+        default=50.0,
+        help="GB/s into each GPU, for the time of the busiest GPU's copies",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the drifting series")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--json", help="write the rows to this JSON file")
@@ -165,10 +201,12 @@ def main(argv: list[str] | None = None) -> None:
     options = PlanOptions(algorithm=args.algorithm, keep_slots=True, renumber_gpus=True)
     start = make_plan(windows[0], PREFILL, options).phy2log  # an engine balanced on window 0
     windows = windows[1:]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {args.steps} steps "
-          f"x {num_layers} layers x {num_experts} experts in windows of {args.window}; prefill "
-          f"288/8/4/32, {args.algorithm}; {len(windows) - 1} windows planned from the placement "
-          f"deployed before and scored on the next")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {args.steps} steps "
+        f"x {num_layers} layers x {num_experts} experts in windows of {args.window}; prefill "
+        f"288/8/4/32, {args.algorithm}; {len(windows) - 1} windows planned from the placement "
+        f"deployed before and scored on the next"
+    )
 
     def full(loads: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
         return make_plan(loads, PREFILL, options, current).phy2log
@@ -178,18 +216,38 @@ def main(argv: list[str] | None = None) -> None:
         return lambda loads, current: make_plan(loads, PREFILL, under, current).phy2log
 
     def peer(max_moves: int) -> Strategy:
-        return lambda loads, current: adopt_per_layer(loads, current, full(loads, current),
-                                                      max_moves)
+        return lambda loads, current: adopt_per_layer(
+            loads, current, full(loads, current), max_moves
+        )
 
     started = time.perf_counter()
     limits = [int(budget * num_layers * PREFILL.num_replicas) for budget in args.budgets]
     rows = [run("full replan", full, windows, start, None, args.bandwidth)]
-    rows += [run(f"budget {budget:.0%}", budgeted(limit), windows, start, limit, args.bandwidth)
-             for budget, limit in zip(args.budgets, limits)]
-    rows += [run(f"peer: per-layer adoption {budget:.0%}", peer(limit), windows, start, limit,
-                 args.bandwidth) for budget, limit in zip(args.budgets, limits)]
-    rows.append(run("none (keep the placement)", lambda loads, current: current, windows,
-                    start, None, args.bandwidth))
+    rows += [
+        run(f"budget {budget:.0%}", budgeted(limit), windows, start, limit, args.bandwidth)
+        for budget, limit in zip(args.budgets, limits)
+    ]
+    rows += [
+        run(
+            f"peer: per-layer adoption {budget:.0%}",
+            peer(limit),
+            windows,
+            start,
+            limit,
+            args.bandwidth,
+        )
+        for budget, limit in zip(args.budgets, limits)
+    ]
+    rows.append(
+        run(
+            "none (keep the placement)",
+            lambda loads, current: current,
+            windows,
+            start,
+            None,
+            args.bandwidth,
+        )
+    )
     for r in rows:
         r.share = r.next_window / rows[0].next_window
     print(f"ran in {time.perf_counter() - started:.1f} s\n")
@@ -198,9 +256,11 @@ def main(argv: list[str] | None = None) -> None:
     # max_moves=None with current is today's deploy (nodes and GPUs renumbered, slots kept).
     loads, current = windows[1], full(windows[0], start)
     deploy_equal = torch.equal(
-        rebalance_experts(loads, 288, 8, 4, 32, algorithm=args.algorithm, current=current,
-                          max_moves=None)[0],
-        make_plan(loads, PREFILL, options, current).phy2log)
+        rebalance_experts(
+            loads, 288, 8, 4, 32, algorithm=args.algorithm, current=current, max_moves=None
+        )[0],
+        make_plan(loads, PREFILL, options, current).phy2log,
+    )
     print()
     for line in targets(rows, args.budgets, deploy_equal):
         print(line)

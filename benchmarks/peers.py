@@ -43,8 +43,9 @@ def balanced_packing(weight: np.ndarray, num_packs: int) -> tuple[np.ndarray, np
     return pack_index, rank_in_pack
 
 
-def replicate_experts(weight: np.ndarray,
-                      num_phy: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def replicate_experts(
+    weight: np.ndarray, num_phy: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One redundant slot per step to the expert with the largest load per replica.
 
     weight: [rows, num_log] -> phy2log, rank: [rows, num_phy]; logcnt: [rows, num_log]
@@ -68,8 +69,9 @@ def _inverse(perm: np.ndarray) -> np.ndarray:
     return inverse
 
 
-def _hierarchical(weight: np.ndarray, num_phy: int, num_groups: int, num_nodes: int,
-                  num_gpus: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _hierarchical(
+    weight: np.ndarray, num_phy: int, num_groups: int, num_nodes: int, num_gpus: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Groups to nodes, replicas within nodes, replicas to GPUs: [layers, experts] ->
     phy2log, rank: [layers, num_phy]; logcnt: [layers, experts]."""
     num_layers, num_log = weight.shape
@@ -79,8 +81,10 @@ def _hierarchical(weight: np.ndarray, num_phy: int, num_groups: int, num_nodes: 
 
     group_load = weight.reshape(num_layers, num_groups, group_size).sum(-1)
     group_pack, group_rank = balanced_packing(group_load, num_nodes)
-    log2mlog = (((group_pack * groups_per_node + group_rank) * group_size)[..., None]
-                + np.arange(group_size, dtype=np.int64)).reshape(num_layers, num_log)
+    log2mlog = (
+        ((group_pack * groups_per_node + group_rank) * group_size)[..., None]
+        + np.arange(group_size, dtype=np.int64)
+    ).reshape(num_layers, num_log)
     mlog2log = _inverse(log2mlog)
 
     mlog_load = np.take_along_axis(weight, mlog2log, axis=1).reshape(-1, num_log // num_nodes)
@@ -99,20 +103,24 @@ def _hierarchical(weight: np.ndarray, num_phy: int, num_groups: int, num_nodes: 
     return phy2log, rank, logcnt
 
 
-def vllm_rebalance(weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
-                   num_gpus: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def vllm_rebalance(
+    weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """vLLM's batched policy with DeepSeek's interface: phy2log [layers, slots], log2phy
     [layers, experts, max replicas] (padded with -1) and logcnt [layers, experts]."""
     loads = weight.float().cpu().numpy()
     num_layers, num_log = loads.shape
     if num_groups % num_nodes == 0:
-        phy2log, rank, logcnt = _hierarchical(loads, num_replicas, num_groups, num_nodes,
-                                              num_gpus)
+        phy2log, rank, logcnt = _hierarchical(loads, num_replicas, num_groups, num_nodes, num_gpus)
     else:
         phy2log, rank, logcnt = _hierarchical(loads, num_replicas, 1, 1, num_gpus)
     max_count = int(logcnt.max())
     log2phy = np.full((num_layers, num_log * max_count), -1, dtype=np.int64)
-    np.put_along_axis(log2phy, phy2log * max_count + rank,
-                      np.arange(num_replicas, dtype=np.int64)[None], axis=1)
-    return (torch.from_numpy(phy2log), torch.from_numpy(log2phy).view(num_layers, num_log, -1),
-            torch.from_numpy(logcnt))
+    np.put_along_axis(
+        log2phy, phy2log * max_count + rank, np.arange(num_replicas, dtype=np.int64)[None], axis=1
+    )
+    return (
+        torch.from_numpy(phy2log),
+        torch.from_numpy(log2phy).view(num_layers, num_log, -1),
+        torch.from_numpy(logcnt),
+    )

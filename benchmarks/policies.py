@@ -66,7 +66,7 @@ def drifted(weight: torch.Tensor, drift: float, windows: int, seed: int) -> list
     log-normal factor of mean 1 (float64)."""
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(windows, *weight.shape, generator=gen, dtype=torch.float64)
-    return list(weight.double() * torch.exp(drift * noise - drift ** 2 / 2))
+    return list(weight.double() * torch.exp(drift * noise - drift**2 / 2))
 
 
 def median_ms(run, repeat: int) -> float:
@@ -89,34 +89,47 @@ def measure(workload: str, args: argparse.Namespace) -> list[Row]:
     following = drifted(weight, args.drift, args.windows, args.seed)
     rows = []
     for label, options in POLICIES.items():
-        run = partial(rebalance_experts, weight, *shape, algorithm=args.algorithm,
-                      seed=args.seed, **options)
+        run = partial(
+            rebalance_experts, weight, *shape, algorithm=args.algorithm, seed=args.seed, **options
+        )
         phy2log, _, logcnt = run()
-        next_window = [score(loads, phy2log, PREFILL, logcnt).mean_balancedness
-                       for loads in following]
+        next_window = [
+            score(loads, phy2log, PREFILL, logcnt).mean_balancedness for loads in following
+        ]
         nodes = [float(nodes_per_token(phy2log, loads, PREFILL).mean()) for loads in following]
-        rows.append(Row(workload=workload, policy=label,
-                        in_sample=score(weight, phy2log, PREFILL, logcnt).mean_balancedness,
-                        next_window=statistics.mean(next_window),
-                        nodes_per_token=statistics.mean(nodes),
-                        plan_ms=median_ms(run, args.repeat)))
+        rows.append(
+            Row(
+                workload=workload,
+                policy=label,
+                in_sample=score(weight, phy2log, PREFILL, logcnt).mean_balancedness,
+                next_window=statistics.mean(next_window),
+                nodes_per_token=statistics.mean(nodes),
+                plan_ms=median_ms(run, args.repeat),
+            )
+        )
     hierarchical, global_ = rows[0], rows[1]
     for row in rows[2:]:
-        row.gain_share = ((row.next_window - hierarchical.next_window)
-                          / (global_.next_window - hierarchical.next_window))
-        row.traffic_share = ((row.nodes_per_token - hierarchical.nodes_per_token)
-                             / (global_.nodes_per_token - hierarchical.nodes_per_token))
+        row.gain_share = (row.next_window - hierarchical.next_window) / (
+            global_.next_window - hierarchical.next_window
+        )
+        row.traffic_share = (row.nodes_per_token - hierarchical.nodes_per_token) / (
+            global_.nodes_per_token - hierarchical.nodes_per_token
+        )
     return rows
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"{'workload':<8} {'policy':<12} {'in-sample':>9} {'next':>7} {'nodes/token':>11}"
-          f" {'gain share':>10} {'traffic share':>13} {'plan ms':>8}")
+    print(
+        f"{'workload':<8} {'policy':<12} {'in-sample':>9} {'next':>7} {'nodes/token':>11}"
+        f" {'gain share':>10} {'traffic share':>13} {'plan ms':>8}"
+    )
     for r in rows:
         gain = f"{r.gain_share:10.2f}" if r.gain_share is not None else f"{'':>10}"
         traffic = f"{r.traffic_share:13.2f}" if r.traffic_share is not None else f"{'':>13}"
-        print(f"{r.workload:<8} {r.policy:<12} {r.in_sample:9.4f} {r.next_window:7.4f}"
-              f" {r.nodes_per_token:11.3f} {gain} {traffic} {r.plan_ms:8.1f}")
+        print(
+            f"{r.workload:<8} {r.policy:<12} {r.in_sample:9.4f} {r.next_window:7.4f}"
+            f" {r.nodes_per_token:11.3f} {gain} {traffic} {r.plan_ms:8.1f}"
+        )
 
 
 def check_targets(rows: list[Row]) -> list[str]:
@@ -126,40 +139,54 @@ def check_targets(rows: list[Row]) -> list[str]:
         if r.policy != "spill/1":
             continue
         if r.workload == "uniform":
-            hierarchical = next(h for h in rows if h.workload == r.workload
-                                and h.policy == "hierarchical")
+            hierarchical = next(
+                h for h in rows if h.workload == r.workload and h.policy == "hierarchical"
+            )
             loss = hierarchical.next_window - r.next_window
-            lines.append(f"{r.workload}: spill/1 is {loss:+.4f} below hierarchical on the next "
-                         f"window (target <= {TARGET_UNIFORM_LOSS}): "
-                         f"{'met' if loss <= TARGET_UNIFORM_LOSS else 'MISSED'}")
+            lines.append(
+                f"{r.workload}: spill/1 is {loss:+.4f} below hierarchical on the next "
+                f"window (target <= {TARGET_UNIFORM_LOSS}): "
+                f"{'met' if loss <= TARGET_UNIFORM_LOSS else 'MISSED'}"
+            )
         else:
             met = r.gain_share >= TARGET_GAIN and r.traffic_share <= TARGET_TRAFFIC
-            lines.append(f"{r.workload}: spill/1 wins {r.gain_share:.0%} of global's gain "
-                         f"(target >= {TARGET_GAIN:.0%}) for {r.traffic_share:.0%} of its extra "
-                         f"nodes per token (target <= {TARGET_TRAFFIC:.0%}): "
-                         f"{'met' if met else 'MISSED'}")
+            lines.append(
+                f"{r.workload}: spill/1 wins {r.gain_share:.0%} of global's gain "
+                f"(target >= {TARGET_GAIN:.0%}) for {r.traffic_share:.0%} of its extra "
+                f"nodes per token (target <= {TARGET_TRAFFIC:.0%}): "
+                f"{'met' if met else 'MISSED'}"
+            )
     return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--drift", type=float, default=0.3,
-                        help="log-normal sigma of each expert's load from one window to the next")
+    parser.add_argument(
+        "--drift",
+        type=float,
+        default=0.3,
+        help="log-normal sigma of each expert's load from one window to the next",
+    )
     parser.add_argument("--windows", type=int, default=16, help="next windows scored")
     parser.add_argument("--algorithm", default="hybrid", choices=["greedy", "hybrid"])
     parser.add_argument("--seed", type=int, default=0, help="seeds the drift and the hybrid")
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per plan")
-    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS),
-                        choices=list(WORKLOADS))
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's own choice)")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's own choice)",
+    )
     parser.add_argument("--json", help="write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; prefill "
-          f"288/8/4/32, {args.algorithm}, drift {args.drift}, {args.windows} next windows")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; prefill "
+        f"288/8/4/32, {args.algorithm}, drift {args.drift}, {args.windows} next windows"
+    )
     rows = [row for workload in args.workloads for row in measure(workload, args)]
     print_table(rows)
     print("policy='auto' (greedy) is DeepSeek's published plan on every workload")

@@ -23,8 +23,16 @@ from .metrics import (
     trivial_placement,
 )
 from .packing import ALGORITHMS, balanced_packing, greedy_packing
-from .plan import (Evaluation, Plan, PlanOptions, Rebalance, evaluate, make_plan, rebalance,
-                   rebalance_experts)
+from .plan import (
+    Evaluation,
+    Plan,
+    PlanOptions,
+    Rebalance,
+    evaluate,
+    make_plan,
+    rebalance,
+    rebalance_experts,
+)
 from .replication import replicate_experts
 
 __all__ = [

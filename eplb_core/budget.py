@@ -62,9 +62,15 @@ _ENVELOPE_ELEMENTS = 1 << 22
 Ladders = list[tuple[torch.Tensor, torch.Tensor]]  # (layers [n], their problems [n, per layer])
 
 
-def plan_within_budget(weight: torch.Tensor, current: torch.Tensor | None, phy2log: torch.Tensor,
-                       logcnt: torch.Tensor, cluster: Cluster, policy: str,
-                       max_moves: int) -> torch.Tensor:
+def plan_within_budget(
+    weight: torch.Tensor,
+    current: torch.Tensor | None,
+    phy2log: torch.Tensor,
+    logcnt: torch.Tensor,
+    cluster: Cluster,
+    policy: str,
+    max_moves: int,
+) -> torch.Tensor:
     """The most balanced placement that differs from ``current`` in at most ``max_moves`` slots.
 
     Parameters:
@@ -85,26 +91,39 @@ def plan_within_budget(weight: torch.Tensor, current: torch.Tensor | None, phy2l
     # Inference mode spares the descents' many small ops their autograd bookkeeping; the
     # clone hands back an ordinary tensor.
     with torch.inference_mode():
-        placement = _plan_within_budget(weight, current, phy2log, logcnt, cluster, policy,
-                                        max_moves)
+        placement = _plan_within_budget(
+            weight, current, phy2log, logcnt, cluster, policy, max_moves
+        )
     return placement.clone()
 
 
-def _plan_within_budget(weight: torch.Tensor, current: torch.Tensor | None,
-                        phy2log: torch.Tensor, logcnt: torch.Tensor, cluster: Cluster,
-                        policy: str, max_moves: int) -> torch.Tensor:
+def _plan_within_budget(
+    weight: torch.Tensor,
+    current: torch.Tensor | None,
+    phy2log: torch.Tensor,
+    logcnt: torch.Tensor,
+    cluster: Cluster,
+    policy: str,
+    max_moves: int,
+) -> torch.Tensor:
     weight = weight.double()
     num_layers, num_experts = weight.shape
     if current is None:
         current = trivial_placement(num_layers, num_experts, cluster.num_replicas, weight.device)
     current = current.to(weight.device, torch.int64)
     nodes = cluster.num_nodes if policy == "hierarchical" else 1
-    target = deploy(current, phy2log, logcnt, cluster.num_gpus, nodes, renumber_gpus=True,
-                    keep_old_slots=True)
+    target = deploy(
+        current, phy2log, logcnt, cluster.num_gpus, nodes, renumber_gpus=True, keep_old_slots=True
+    )
     problems, ladders, gpus_per_problem = _problems(weight, current, cluster, policy)
-    descent = descend(problems.weight.float(), problems.start, problems.reference,
-                      gpus_per_problem, _floors(problems, ladders, gpus_per_problem),
-                      max(MAX_DESCENT_STEPS, gpus_per_problem // 2))
+    descent = descend(
+        problems.weight.float(),
+        problems.start,
+        problems.reference,
+        gpus_per_problem,
+        _floors(problems, ladders, gpus_per_problem),
+        max(MAX_DESCENT_STEPS, gpus_per_problem // 2),
+    )
 
     # Every layer's points: the placement in use, each ladder's levels, the deployed target.
     costs = [torch.zeros(num_layers, 1, dtype=torch.int64, device=weight.device)]
@@ -129,8 +148,11 @@ def _plan_within_budget(weight: torch.Tensor, current: torch.Tensor | None,
     for (layers, rows), steps in zip(ladders, levels):
         level = chosen[layers] - first
         picked = (level >= 0) & (level < steps.shape[2])
-        row_steps[rows[picked]] = steps[picked].gather(
-            2, level[picked].view(-1, 1, 1).expand(-1, rows.shape[1], 1)).squeeze(2)
+        row_steps[rows[picked]] = (
+            steps[picked]
+            .gather(2, level[picked].view(-1, 1, 1).expand(-1, rows.shape[1], 1))
+            .squeeze(2)
+        )
         picks.append((layers[picked], rows[picked]))
         first += steps.shape[2]
     descended = problems.to_global(descent.replay(row_steps))
@@ -140,8 +162,9 @@ def _plan_within_budget(weight: torch.Tensor, current: torch.Tensor | None,
     return kept_in_place(current, placement, cluster.num_gpus, num_experts)
 
 
-def _problems(weight: torch.Tensor, current: torch.Tensor, cluster: Cluster,
-              policy: str) -> tuple[Problems, Ladders, int]:
+def _problems(
+    weight: torch.Tensor, current: torch.Tensor, cluster: Cluster, policy: str
+) -> tuple[Problems, Ladders, int]:
     """The descents' problems and each ladder's layers and problems, and the GPUs of a problem.
 
     Under the hierarchical policy: a problem per node of each structured layer, and one per
@@ -154,10 +177,12 @@ def _problems(weight: torch.Tensor, current: torch.Tensor, cluster: Cluster,
         return Problems.whole(weight, current), [(layers, layers.unsqueeze(1))], cluster.num_gpus
     group_node, structured = groups_on_nodes(current, cluster, num_experts)
     layers = structured.nonzero().flatten()
-    base = Problems.by_node(weight[layers], current[layers], current[layers], group_node[layers],
-                            cluster)
-    positions, swap_start, swap_nodes = exchange_groups(weight[layers], current[layers],
-                                                        group_node[layers], cluster)
+    base = Problems.by_node(
+        weight[layers], current[layers], current[layers], group_node[layers], cluster
+    )
+    positions, swap_start, swap_nodes = exchange_groups(
+        weight[layers], current[layers], group_node[layers], cluster
+    )
     swapped = layers[positions]
     moved = Problems.by_node(weight[swapped], swap_start, current[swapped], swap_nodes, cluster)
     num_nodes, per_node = cluster.num_nodes, cluster.num_replicas // cluster.num_nodes
@@ -165,9 +190,11 @@ def _problems(weight: torch.Tensor, current: torch.Tensor, cluster: Cluster,
     base_rows = torch.arange(len(base.weight), device=weight.device).view(len(layers), num_nodes)
     new_rows = len(base.weight) + changed.flatten().cumsum(0).view_as(changed) - 1
     exchange_rows = torch.where(changed, new_rows, base_rows[positions])
-    return (base.extend(moved, changed.flatten()),
-            [(layers, base_rows), (swapped, exchange_rows)],
-            cluster.num_gpus // cluster.num_nodes)
+    return (
+        base.extend(moved, changed.flatten()),
+        [(layers, base_rows), (swapped, exchange_rows)],
+        cluster.num_gpus // cluster.num_nodes,
+    )
 
 
 def _floors(problems: Problems, ladders: Ladders, gpus_per_problem: int) -> torch.Tensor:
@@ -182,11 +209,13 @@ def _floors(problems: Problems, ladders: Ladders, gpus_per_problem: int) -> torc
     return floor.float()
 
 
-def _per_layer(values: torch.Tensor, layers: torch.Tensor, num_layers: int,
-               missing: float) -> torch.Tensor:
+def _per_layer(
+    values: torch.Tensor, layers: torch.Tensor, num_layers: int, missing: float
+) -> torch.Tensor:
     """Spread a ladder's rows [ladders, K] over all layers, ``missing`` where a layer has none."""
-    spread = torch.full((num_layers, values.shape[1]), missing, dtype=values.dtype,
-                        device=values.device)
+    spread = torch.full(
+        (num_layers, values.shape[1]), missing, dtype=values.dtype, device=values.device
+    )
     spread[layers] = values
     return spread
 
@@ -195,12 +224,12 @@ def _peak(weight: torch.Tensor, phy2log: torch.Tensor, num_gpus: int) -> torch.T
     """The heaviest GPU's load: [layers, experts], [layers, slots] -> [layers]."""
     counts = replica_counts(phy2log, weight.shape[1])
     slot_load = (weight / counts.clamp(min=1)).gather(1, phy2log)
-    return slot_load.view(phy2log.shape[0], num_gpus, phy2log.shape[1] // num_gpus).sum(
-        -1).amax(-1)
+    return slot_load.view(phy2log.shape[0], num_gpus, phy2log.shape[1] // num_gpus).sum(-1).amax(-1)
 
 
-def groups_on_nodes(placement: torch.Tensor, cluster: Cluster,
-                    num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
+def groups_on_nodes(
+    placement: torch.Tensor, cluster: Cluster, num_experts: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Which node holds each group, and whether a layer keeps the hierarchical structure.
 
     A layer is structured when every group's replicas sit on one node and every node holds
@@ -218,16 +247,17 @@ def groups_on_nodes(placement: torch.Tensor, cluster: Cluster,
     lowest = lowest.scatter_reduce(1, group, slot_node, "amin")
     highest = torch.full(shape, -1, dtype=torch.int64, device=device)
     highest = highest.scatter_reduce(1, group, slot_node, "amax")
-    groups_per_node = torch.zeros(num_layers, cluster.num_nodes, dtype=torch.int64,
-                                  device=device)
+    groups_per_node = torch.zeros(num_layers, cluster.num_nodes, dtype=torch.int64, device=device)
     groups_per_node.scatter_add_(1, highest, torch.ones_like(highest))
-    structured = ((lowest == highest).all(-1)
-                  & (groups_per_node == cluster.num_groups // cluster.num_nodes).all(-1))
+    structured = (lowest == highest).all(-1) & (
+        groups_per_node == cluster.num_groups // cluster.num_nodes
+    ).all(-1)
     return highest, structured
 
 
-def exchange_groups(weight: torch.Tensor, placement: torch.Tensor, group_node: torch.Tensor,
-                    cluster: Cluster) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def exchange_groups(
+    weight: torch.Tensor, placement: torch.Tensor, group_node: torch.Tensor, cluster: Cluster
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The exchange of two groups between two nodes that most lowers the busiest node, per layer
     of a structured ``placement`` [layers, slots].
 
@@ -246,13 +276,15 @@ def exchange_groups(weight: torch.Tensor, placement: torch.Tensor, group_node: t
     node_load = torch.zeros(num_layers, cluster.num_nodes, dtype=weight.dtype, device=device)
     node_load.scatter_add_(1, group_node, group_load)
     # Group a goes to group c's node and c to a's: node loads [layers, a, c, nodes].
-    on_node = (group_node.unsqueeze(-1) == torch.arange(cluster.num_nodes, device=device))
+    on_node = group_node.unsqueeze(-1) == torch.arange(cluster.num_nodes, device=device)
     on_node = on_node.to(weight.dtype)
     shift = (group_load.unsqueeze(1) - group_load.unsqueeze(2)).unsqueeze(-1)  # load_c - load_a
-    after = node_load.unsqueeze(1).unsqueeze(1) + shift * (on_node.unsqueeze(2)
-                                                            - on_node.unsqueeze(1))
-    busiest = after.amax(-1).masked_fill(group_node.unsqueeze(2) == group_node.unsqueeze(1),
-                                         float("inf"))
+    after = node_load.unsqueeze(1).unsqueeze(1) + shift * (
+        on_node.unsqueeze(2) - on_node.unsqueeze(1)
+    )
+    busiest = after.amax(-1).masked_fill(
+        group_node.unsqueeze(2) == group_node.unsqueeze(1), float("inf")
+    )
     best, pair = busiest.flatten(1).min(1)
     swapped = (best < node_load.amax(-1) * (1 - _MIN_EXCHANGE_GAIN)).nonzero().flatten()
     group_a, group_c = pair[swapped] // num_groups, pair[swapped] % num_groups
@@ -267,8 +299,14 @@ def exchange_groups(weight: torch.Tensor, placement: torch.Tensor, group_node: t
     return swapped, start, nodes
 
 
-def _refill(start: torch.Tensor, placement: torch.Tensor, weight: torch.Tensor,
-            leaving: torch.Tensor, arriving: torch.Tensor, group_size: int) -> None:
+def _refill(
+    start: torch.Tensor,
+    placement: torch.Tensor,
+    weight: torch.Tensor,
+    leaving: torch.Tensor,
+    arriving: torch.Tensor,
+    group_size: int,
+) -> None:
     """Write group ``arriving``'s replicas, in place in ``start``, into the slots that
     ``placement`` gives group ``leaving``: the heaviest replica where the heaviest one was.
 
@@ -316,8 +354,14 @@ class Problems:
         return cls(weight, placement, placement, experts)
 
     @classmethod
-    def by_node(cls, weight: torch.Tensor, start: torch.Tensor, reference: torch.Tensor,
-                group_node: torch.Tensor, cluster: Cluster) -> Problems:
+    def by_node(
+        cls,
+        weight: torch.Tensor,
+        start: torch.Tensor,
+        reference: torch.Tensor,
+        group_node: torch.Tensor,
+        cluster: Cluster,
+    ) -> Problems:
         """One problem per (layer, node) of structured placements ``start`` [layers, slots],
         whose groups sit on the nodes ``group_node`` [layers, groups]; ``reference`` is the
         placement in use."""
@@ -327,23 +371,36 @@ class Problems:
         group_size = num_experts // cluster.num_groups
         here = cluster.num_groups // num_nodes * group_size
         node_groups = group_node.argsort(dim=-1, stable=True).view(
-            num_layers, num_nodes, cluster.num_groups // num_nodes)
-        experts = (node_groups.unsqueeze(-1) * group_size
-                   + torch.arange(group_size, device=device)).view(num_layers, num_nodes, here)
-        local = torch.full((num_layers, num_nodes, num_experts), -1, dtype=torch.int64,
-                           device=device)
+            num_layers, num_nodes, cluster.num_groups // num_nodes
+        )
+        experts = (
+            node_groups.unsqueeze(-1) * group_size + torch.arange(group_size, device=device)
+        ).view(num_layers, num_nodes, here)
+        local = torch.full(
+            (num_layers, num_nodes, num_experts), -1, dtype=torch.int64, device=device
+        )
         local.scatter_(2, experts, torch.arange(here, device=device).expand_as(experts))
         slots = (num_layers, num_nodes, start.shape[1] // num_nodes)
-        return cls(weight.unsqueeze(1).expand(-1, num_nodes, -1).gather(2, experts).flatten(0, 1),
-                   local.gather(2, start.view(slots)).flatten(0, 1),
-                   local.gather(2, reference.view(slots)).flatten(0, 1),
-                   experts.flatten(0, 1))
+        return cls(
+            weight.unsqueeze(1).expand(-1, num_nodes, -1).gather(2, experts).flatten(0, 1),
+            local.gather(2, start.view(slots)).flatten(0, 1),
+            local.gather(2, reference.view(slots)).flatten(0, 1),
+            experts.flatten(0, 1),
+        )
 
     def extend(self, other: Problems, keep: torch.Tensor) -> Problems:
         """These problems, then the rows ``keep`` [rows of other] of ``other``."""
-        return Problems(*(torch.cat([mine, theirs[keep]]) for mine, theirs in (
-            (self.weight, other.weight), (self.start, other.start),
-            (self.reference, other.reference), (self.experts, other.experts))))
+        return Problems(
+            *(
+                torch.cat([mine, theirs[keep]])
+                for mine, theirs in (
+                    (self.weight, other.weight),
+                    (self.start, other.start),
+                    (self.reference, other.reference),
+                    (self.experts, other.experts),
+                )
+            )
+        )
 
     def to_global(self, placement: torch.Tensor) -> torch.Tensor:
         """Placements [rows, slots here] in global expert ids."""
@@ -371,8 +428,9 @@ class Descent:
         for step in range(int(steps.max()) if len(steps) else 0):
             active = (step < steps).unsqueeze(1)
             slots = self.slots[step]
-            placement.scatter_(1, slots, torch.where(active, self.experts[step],
-                                                     placement.gather(1, slots)))
+            placement.scatter_(
+                1, slots, torch.where(active, self.experts[step], placement.gather(1, slots))
+            )
         return placement
 
     def ladder(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -388,19 +446,28 @@ class Descent:
         moves = self.moves[rows].cummax(-1).values
         levels = peak.flatten(1)
         # Steps above a level: the count of peaks over it (the sequence ascends in -peak).
-        steps = torch.searchsorted(-peak.contiguous(),
-                                   (-levels).unsqueeze(1).expand(-1, rows.shape[1], -1)
-                                   .contiguous())
+        steps = torch.searchsorted(
+            -peak.contiguous(), (-levels).unsqueeze(1).expand(-1, rows.shape[1], -1).contiguous()
+        )
         reached = (steps < peak.shape[2]).all(1)
         steps = steps.clamp(max=peak.shape[2] - 1)
         cost = moves.gather(2, steps).sum(1)
         layer_peak = peak.gather(2, steps).amax(1)
-        return cost, torch.where(reached, layer_peak, torch.full_like(layer_peak, float("inf"))), \
-            steps
+        return (
+            cost,
+            torch.where(reached, layer_peak, torch.full_like(layer_peak, float("inf"))),
+            steps,
+        )
 
 
-def descend(weight: torch.Tensor, start: torch.Tensor, reference: torch.Tensor,
-            num_gpus: int, floor: torch.Tensor, max_steps: int) -> Descent:
+def descend(
+    weight: torch.Tensor,
+    start: torch.Tensor,
+    reference: torch.Tensor,
+    num_gpus: int,
+    floor: torch.Tensor,
+    max_steps: int,
+) -> Descent:
     """Lower each problem's heaviest GPU h step by step, by the action that gains most per move
     (``_best_actions``). A problem stops when no action gains, or when its heaviest GPU is
     down to ``floor`` (a load its layer's max cannot go below, so that lower is no use); the
@@ -421,8 +488,8 @@ def descend(weight: torch.Tensor, start: torch.Tensor, reference: torch.Tensor,
     for step in range(max_steps + 1):
         here = placement[going]
         peak[going], moves[going], slots, experts, found = _best_actions(
-            weight[going], here, reference[going], num_gpus,
-            partners if step < max_steps else 0)
+            weight[going], here, reference[going], num_gpus, partners if step < max_steps else 0
+        )
         found &= peak[going] > floor[going] * (1 + _MIN_GAIN)
         peaks.append(peak.clone())
         move_counts.append(moves.clone())
@@ -437,14 +504,22 @@ def descend(weight: torch.Tensor, start: torch.Tensor, reference: torch.Tensor,
         slot_log.append(log_slots)
         expert_log.append(placement.gather(1, log_slots))
     empty = torch.zeros(0, rows, 2, dtype=torch.int64, device=device)
-    return Descent(start=start,
-                   slots=torch.stack(slot_log) if slot_log else empty,
-                   experts=torch.stack(expert_log) if expert_log else empty,
-                   peak=torch.stack(peaks, 1), moves=torch.stack(move_counts, 1))
+    return Descent(
+        start=start,
+        slots=torch.stack(slot_log) if slot_log else empty,
+        experts=torch.stack(expert_log) if expert_log else empty,
+        peak=torch.stack(peaks, 1),
+        moves=torch.stack(move_counts, 1),
+    )
 
 
-def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torch.Tensor,
-                  num_gpus: int, partners: int) -> tuple[torch.Tensor, ...]:
+def _best_actions(
+    weight: torch.Tensor,
+    placement: torch.Tensor,
+    reference: torch.Tensor,
+    num_gpus: int,
+    partners: int,
+) -> tuple[torch.Tensor, ...]:
     """The heaviest GPU's load and the moves of each row, and the one action per row that lowers
     the heaviest GPU h most per move.
 
@@ -471,7 +546,8 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
     per_gpu = num_slots // num_gpus
     device = weight.device
     counts = torch.zeros_like(weight).scatter_add_(
-        1, placement, torch.ones_like(placement, dtype=weight.dtype))
+        1, placement, torch.ones_like(placement, dtype=weight.dtype)
+    )
     share = weight / counts
     slot_share = share.gather(1, placement)
     load = slot_share.view(rows, num_gpus, per_gpu).sum(-1)
@@ -496,31 +572,41 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
     new_share = weight / (counts + 1)
     on_heavy = torch.zeros_like(share).scatter_add_(1, b, torch.ones_like(b, dtype=share.dtype))
     by_gpu = placement.view(rows, num_gpus, per_gpu)
-    copies_here = (by_gpu.unsqueeze(-1) == by_gpu.unsqueeze(-2)).sum(
-        -1, dtype=weight.dtype).view(rows, num_slots)
+    copies_here = (
+        (by_gpu.unsqueeze(-1) == by_gpu.unsqueeze(-2))
+        .sum(-1, dtype=weight.dtype)
+        .view(rows, num_slots)
+    )
     slot_heavier = heavier.gather(1, placement)
     slot_load = load.repeat_interleave(per_gpu, 1)  # the load of each slot's GPU
     lifted = (slot_load + copies_here * slot_heavier).scatter(1, heavy_slots, float("-inf"))
     lifted_elsewhere = torch.full_like(share, float("-inf")).scatter_reduce(
-        1, placement, lifted, "amax")
+        1, placement, lifted, "amax"
+    )
     on_h_after = new_share + on_heavy * (new_share - share)  # h's load from a new replica
     # inf where an expert has no spare replica to give up.
     lifted_if_spare = torch.where(spare, lifted_elsewhere, float("inf"))
     share_b, heavier_b, on_heavy_b, on_h_after_b, lifted_b = (
-        figure.gather(1, b) for figure in (share, heavier, on_heavy, on_h_after, lifted_if_spare))
+        figure.gather(1, b) for figure in (share, heavier, on_heavy, on_h_after, lifted_if_spare)
+    )
     # A slot's GPU without the slot's replica (its expert's others there get heavier), and the
     # heaviest other holder of its expert then: where a new replica of h's expert can go (not
     # on h, nor of an expert h holds, whose loss would lift h).
     without = slot_load - slot_share + (copies_here - 1) * slot_heavier
-    lifted_there = lifted_if_spare.masked_fill(on_heavy > 0, float("inf")).gather(
-        1, placement).scatter(1, heavy_slots, float("inf"))
-    spare_slot = torch.maximum(without, lifted_there).sort(-1).indices[:, :j.shape[1]]
+    lifted_there = (
+        lifted_if_spare.masked_fill(on_heavy > 0, float("inf"))
+        .gather(1, placement)
+        .scatter(1, heavy_slots, float("inf"))
+    )
+    spare_slot = torch.maximum(without, lifted_there).sort(-1).indices[:, : j.shape[1]]
     moved = moved.to(weight.dtype)
     share_i, moved_i = slot_share.gather(1, heavy_slots), moved.gather(1, heavy_slots)
-    share_j, load_j, moved_j = (figure.gather(1, j).unsqueeze(1)
-                                for figure in (slot_share, slot_load, moved))
-    without_g, lifted_g, moved_g = (figure.gather(1, spare_slot).unsqueeze(1)
-                                    for figure in (without, lifted_there, moved))
+    share_j, load_j, moved_j = (
+        figure.gather(1, j).unsqueeze(1) for figure in (slot_share, slot_load, moved)
+    )
+    without_g, lifted_g, moved_g = (
+        figure.gather(1, spare_slot).unsqueeze(1) for figure in (without, lifted_there, moved)
+    )
     ref_i = reference.gather(1, heavy_slots)
     peak_col = peak.view(rows, 1, 1)
     # Elementwise work on [rows, k, J] stays in float arithmetic (masks and conversions of that
@@ -533,15 +619,18 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
     # Add [rows, k, J]: h's expert b into a spare slot g; exchange [rows, k, J]: h's replica
     # of b and j's trade places; turn [rows, k, 2]: to the lightest new replica, or back.
     new_h = (peak.unsqueeze(1) + on_h_after_b - new_share.gather(1, b)).unsqueeze(-1)
-    add_peak = torch.maximum(without_g + new_share.gather(1, b).unsqueeze(-1),
-                             torch.maximum(lifted_g, new_h))
-    add_cost = (differ(b_id, reference.gather(1, spare_slot).to(weight.dtype).unsqueeze(1))
-                - moved_g)
+    add_peak = torch.maximum(
+        without_g + new_share.gather(1, b).unsqueeze(-1), torch.maximum(lifted_g, new_h)
+    )
+    add_cost = differ(b_id, reference.gather(1, spare_slot).to(weight.dtype).unsqueeze(1)) - moved_g
     shift = share_i.unsqueeze(-1) - share_j
     swap_peak = torch.maximum(peak_col - shift, load_j + shift)
-    swap_cost = (differ(a.to(weight.dtype).unsqueeze(1), ref_i.to(weight.dtype).unsqueeze(-1))
-                 + differ(b_id, reference.gather(1, j).to(weight.dtype).unsqueeze(1))
-                 - moved_i.unsqueeze(-1) - moved_j)
+    swap_cost = (
+        differ(a.to(weight.dtype).unsqueeze(1), ref_i.to(weight.dtype).unsqueeze(-1))
+        + differ(b_id, reference.gather(1, j).to(weight.dtype).unsqueeze(1))
+        - moved_i.unsqueeze(-1)
+        - moved_j
+    )
     lightest = on_h_after.min(1, keepdim=True).indices
     runner_up = on_h_after.scatter(1, lightest, float("inf")).min(1, keepdim=True).indices
     fresh = torch.where(lightest == b, runner_up, lightest)
@@ -549,31 +638,44 @@ def _best_actions(weight: torch.Tensor, placement: torch.Tensor, reference: torc
     keep_h = peak.unsqueeze(1) - share_b + (on_heavy_b - 1) * heavier_b
     turn_peak = torch.maximum(
         keep_h.unsqueeze(-1) + on_h_after.gather(1, target.flatten(1)).view_as(target),
-        lifted_b.unsqueeze(-1).masked_fill(target == b.unsqueeze(-1), float("inf")))
+        lifted_b.unsqueeze(-1).masked_fill(target == b.unsqueeze(-1), float("inf")),
+    )
     turn_cost = (target != ref_i.unsqueeze(-1)).to(weight.dtype) - moved_i.unsqueeze(-1)
     # Rated by the drop of the heaviest GPU beyond _MIN_GAIN of its load, per move: an action
     # with a positive rating lowers it by more than that. The best of each kind, then of all.
     ceiling = peak_col * (1 - _MIN_GAIN)
-    rated = [((ceiling - action_peak) / cost.clamp_(min=_FREE_MOVE_COST)).flatten(1).max(1)
-             for action_peak, cost in ((add_peak, add_cost), (swap_peak, swap_cost),
-                                       (turn_peak, turn_cost))]
+    rated = [
+        ((ceiling - action_peak) / cost.clamp_(min=_FREE_MOVE_COST)).flatten(1).max(1)
+        for action_peak, cost in (
+            (add_peak, add_cost),
+            (swap_peak, swap_cost),
+            (turn_peak, turn_cost),
+        )
+    ]
     best, kind = torch.stack([rating.values for rating in rated], 1).max(1)
     kind = kind.unsqueeze(1)  # 0 add, 1 exchange, 2 turn
     at = torch.stack([rating.indices for rating in rated], 1).gather(1, kind)
-    width = torch.tensor([[add_peak.shape[2], swap_peak.shape[2], turn_peak.shape[2]]],
-                         device=device).expand(rows, -1).gather(1, kind)
+    width = (
+        torch.tensor([[add_peak.shape[2], swap_peak.shape[2], turn_peak.shape[2]]], device=device)
+        .expand(rows, -1)
+        .gather(1, kind)
+    )
     i, column = at // width, at % width
     is_swap, is_turn = kind == 1, kind == 2
     heavy_i = heavy_slots.gather(1, i)
     chosen_j = torch.where(kind == 0, spare_slot, j).gather(1, column.clamp(max=j.shape[1] - 1))
-    turned_to = target.gather(1, i.unsqueeze(-1).expand(-1, -1, 2)).squeeze(1).gather(
-        1, column.clamp(max=1))
+    turned_to = (
+        target.gather(1, i.unsqueeze(-1).expand(-1, -1, 2))
+        .squeeze(1)
+        .gather(1, column.clamp(max=1))
+    )
     # Add: j takes h's expert. Exchange: and h's slot takes j's. Turn: h's slot changes.
     slot_one = torch.where(is_turn, heavy_i, chosen_j)
     expert_one = torch.where(is_turn, turned_to, b.gather(1, i))
     slots = torch.cat([slot_one, torch.where(is_swap, heavy_i, slot_one)], 1)
-    experts = torch.cat([expert_one, torch.where(is_swap, placement.gather(1, chosen_j),
-                                                 expert_one)], 1)
+    experts = torch.cat(
+        [expert_one, torch.where(is_swap, placement.gather(1, chosen_j), expert_one)], 1
+    )
     return peak, moves, slots, experts, best > 0
 
 
@@ -590,24 +692,34 @@ def allocate(cost: torch.Tensor, value: torch.Tensor, budget: int) -> torch.Tens
     order = value.argsort(dim=-1, descending=True, stable=True)
     order = order.gather(1, cost.gather(1, order).argsort(dim=-1, stable=True))
     sorted_value = value.gather(1, order)
-    earlier_best = torch.cat([torch.full_like(sorted_value[:, :1], float("-inf")),
-                              sorted_value.cummax(-1).values[:, :-1]], 1)
+    earlier_best = torch.cat(
+        [
+            torch.full_like(sorted_value[:, :1], float("-inf")),
+            sorted_value.cummax(-1).values[:, :-1],
+        ],
+        1,
+    )
     corner = sorted_value > earlier_best
     # The corners, packed to the left; the rest of a row repeats its best value at a cost
     # beyond every point's, so that no budget takes it.
     width = int(corner.sum(-1).max())
     column = torch.where(corner, corner.cumsum(-1) - 1, width)
     beyond = int(cost.max()) + 1
-    packed_cost = torch.full((num_layers, width + 1), beyond, dtype=torch.float64,
-                             device=cost.device)
+    packed_cost = torch.full(
+        (num_layers, width + 1), beyond, dtype=torch.float64, device=cost.device
+    )
     packed_cost.scatter_(1, column, cost.gather(1, order).to(torch.float64))
     packed_value = sorted_value.amax(-1, keepdim=True).expand(-1, width + 1).clone()
     packed_value.scatter_(1, column, sorted_value)
     packed_point = torch.zeros_like(column).scatter_(1, column, order)[:, :width]
     packed_cost, packed_value = packed_cost[:, :width], packed_value[:, :width]
     chunk = max(1, _ENVELOPE_ELEMENTS // (width * width))
-    rate = torch.cat([_envelope_rates(packed_cost[lo:lo + chunk], packed_value[lo:lo + chunk])
-                      for lo in range(0, num_layers, chunk)]).flatten()
+    rate = torch.cat(
+        [
+            _envelope_rates(packed_cost[lo : lo + chunk], packed_value[lo : lo + chunk])
+            for lo in range(0, num_layers, chunk)
+        ]
+    ).flatten()
     step_cost = (packed_cost[:, 1:] - packed_cost[:, :-1]).flatten()
     by_rate = rate.argsort(dim=0, descending=True, stable=True)
     spent = step_cost[by_rate].cumsum(0)

@@ -38,8 +38,9 @@ class Cluster:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ClusterShapeError(f"{name} must be a positive integer, got {value!r}")
         if self.num_replicas % self.num_gpus:
-            raise ClusterShapeError(f"{self.num_replicas} slots cannot be split evenly over "
-                                    f"{self.num_gpus} GPUs")
+            raise ClusterShapeError(
+                f"{self.num_replicas} slots cannot be split evenly over {self.num_gpus} GPUs"
+            )
 
     @property
     def slots_per_gpu(self) -> int:
@@ -73,26 +74,34 @@ class Cluster:
         if policy not in POLICIES:
             raise OptionError(f"unknown policy {policy!r}; expected one of {POLICIES}")
         if spill_slots > self.slots_per_gpu:
-            raise OptionError(f"spill_slots {spill_slots} is more than the "
-                              f"{self.slots_per_gpu} slots of a GPU")
+            raise OptionError(
+                f"spill_slots {spill_slots} is more than the {self.slots_per_gpu} slots of a GPU"
+            )
         if num_experts <= 0:
             raise ClusterShapeError(f"there are no experts to place ({num_experts})")
         if self.num_replicas < num_experts:
-            raise ClusterShapeError(f"{self.num_replicas} slots cannot hold {num_experts} "
-                                    f"experts: num_replicas must be at least the number of "
-                                    f"experts")
+            raise ClusterShapeError(
+                f"{self.num_replicas} slots cannot hold {num_experts} "
+                f"experts: num_replicas must be at least the number of "
+                f"experts"
+            )
         resolved = self.auto_policy if policy == "auto" else policy
         if resolved in ("hierarchical", "spill"):
             why = "" if policy == "auto" else f" (the {resolved} policy)"
             if self.num_groups % self.num_nodes:
-                raise ClusterShapeError(f"{self.num_groups} groups cannot be split evenly over "
-                                        f"{self.num_nodes} nodes{why}")
+                raise ClusterShapeError(
+                    f"{self.num_groups} groups cannot be split evenly over "
+                    f"{self.num_nodes} nodes{why}"
+                )
             if num_experts % self.num_groups:
-                raise ClusterShapeError(f"{num_experts} experts cannot be split evenly into "
-                                        f"{self.num_groups} groups{why}")
+                raise ClusterShapeError(
+                    f"{num_experts} experts cannot be split evenly into "
+                    f"{self.num_groups} groups{why}"
+                )
             if not self.has_nodes:
-                raise ClusterShapeError(f"{self.num_gpus} GPUs cannot be split evenly over "
-                                        f"{self.num_nodes} nodes{why}")
+                raise ClusterShapeError(
+                    f"{self.num_gpus} GPUs cannot be split evenly over {self.num_nodes} nodes{why}"
+                )
         return resolved
 
 
@@ -113,14 +122,33 @@ class Preset:
     description: str
 
 
-PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
-    Preset("deepseek-v3-prefill", "DeepSeek-V3", 58, 256, Cluster(288, 8, 4, 32),
-           "prefill: 4 nodes x 8 GPUs, 256 experts in 8 groups + 32 redundant slots "
-           "(9 per GPU)"),
-    Preset("deepseek-v3-decode", "DeepSeek-V3", 58, 256, Cluster(288, 8, 18, 144),
-           "decode: 18 nodes x 8 GPUs, 256 experts in 8 groups + 32 redundant slots "
-           "(2 per GPU)"),
-    Preset("qwen3-235b-a22b", "Qwen3-235B-A22B", 94, 128, Cluster(144, 1, 2, 16),
-           "2 nodes x 8 GPUs, 128 experts (no expert groups: global policy) + 16 redundant "
-           "slots (9 per GPU)"),
-)}
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset(
+            "deepseek-v3-prefill",
+            "DeepSeek-V3",
+            58,
+            256,
+            Cluster(288, 8, 4, 32),
+            "prefill: 4 nodes x 8 GPUs, 256 experts in 8 groups + 32 redundant slots (9 per GPU)",
+        ),
+        Preset(
+            "deepseek-v3-decode",
+            "DeepSeek-V3",
+            58,
+            256,
+            Cluster(288, 8, 18, 144),
+            "decode: 18 nodes x 8 GPUs, 256 experts in 8 groups + 32 redundant slots (2 per GPU)",
+        ),
+        Preset(
+            "qwen3-235b-a22b",
+            "Qwen3-235B-A22B",
+            94,
+            128,
+            Cluster(144, 1, 2, 16),
+            "2 nodes x 8 GPUs, 128 experts (no expert groups: global policy) + 16 redundant "
+            "slots (9 per GPU)",
+        ),
+    )
+}

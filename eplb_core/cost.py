@@ -26,8 +26,14 @@ import torch
 from .cluster import Cluster
 from .errors import OptionError
 from .limits import Limits
-from .packing import _DENSE_SWAP_ITEMS, _SWAP_ELEMENTS, ALGORITHMS, CPU_CANDIDATES
-from .packing import CUDA_CANDIDATES, default_rounds
+from .packing import (
+    _DENSE_SWAP_ITEMS,
+    _SWAP_ELEMENTS,
+    ALGORITHMS,
+    CPU_CANDIDATES,
+    CUDA_CANDIDATES,
+    default_rounds,
+)
 
 if TYPE_CHECKING:
     from .plan import PlanOptions
@@ -72,9 +78,18 @@ class Cost:
 ZERO = Cost(0.0, 0)
 
 
-def plan_cost(num_layers: int, num_experts: int, cluster: Cluster, policy: str, algorithm: str,
-              num_candidates: int | None = None, num_rounds: int | None = None,
-              device: torch.device | str = "cpu", *, max_replicas: int | None = None) -> Cost:
+def plan_cost(
+    num_layers: int,
+    num_experts: int,
+    cluster: Cluster,
+    policy: str,
+    algorithm: str,
+    num_candidates: int | None = None,
+    num_rounds: int | None = None,
+    device: torch.device | str = "cpu",
+    *,
+    max_replicas: int | None = None,
+) -> Cost:
     """The cost of one ``make_plan`` call for loads of shape [num_layers, num_experts].
 
     Parameters:
@@ -86,13 +101,13 @@ def plan_cost(num_layers: int, num_experts: int, cluster: Cluster, policy: str, 
             None takes the worst case, every spare slot of a node on one expert
     """
     if policy not in ("hierarchical", "global"):
-        raise OptionError(f"plan_cost needs a resolved policy, 'hierarchical' or 'global', "
-                          f"got {policy!r}")
+        raise OptionError(
+            f"plan_cost needs a resolved policy, 'hierarchical' or 'global', got {policy!r}"
+        )
     if algorithm not in ALGORITHMS:
         raise OptionError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
     layers, experts = num_layers, num_experts
-    groups, nodes = ((cluster.num_groups, cluster.num_nodes) if policy == "hierarchical"
-                     else (1, 1))
+    groups, nodes = (cluster.num_groups, cluster.num_nodes) if policy == "hierarchical" else (1, 1)
     slots = cluster.num_replicas
     rows = layers * nodes
     node_experts, node_slots = experts // nodes, slots // nodes
@@ -107,15 +122,23 @@ def plan_cost(num_layers: int, num_experts: int, cluster: Cluster, policy: str, 
         most = max(1, min(most, max_replicas))
     log2phy = layers * experts * most
     checks = Cost(60 * _OP + 12 * layers * experts * _ELEMENT, 16 * layers * experts)
-    plan = Cost(40 * _OP + 30 * layers * slots * _ELEMENT + log2phy * _LOG2PHY_ENTRY,
-                48 * layers * slots + log2phy * _LOG2PHY_BYTES)
-    stages = [pack(layers, groups, nodes), _replication(rows, node_experts, node_slots),
-              pack(rows, node_slots, gpus_per_node)]
+    plan = Cost(
+        40 * _OP + 30 * layers * slots * _ELEMENT + log2phy * _LOG2PHY_ENTRY,
+        48 * layers * slots + log2phy * _LOG2PHY_BYTES,
+    )
+    stages = [
+        pack(layers, groups, nodes),
+        _replication(rows, node_experts, node_slots),
+        pack(rows, node_slots, gpus_per_node),
+    ]
     # Stages run one after another: time adds up, memory peaks at the largest stage, on top of
     # what the plan keeps ([layers, slots] int64 tensors) and the final log2phy and its check.
     work = checks.work + plan.work + sum(stage.work for stage in stages) + 20 * _OP
-    peak = (_BASE_BYTES + checks.peak_bytes
-            + max(plan.peak_bytes, max(stage.peak_bytes for stage in stages) + 32 * layers * slots))
+    peak = (
+        _BASE_BYTES
+        + checks.peak_bytes
+        + max(plan.peak_bytes, max(stage.peak_bytes for stage in stages) + 32 * layers * slots)
+    )
     return Cost(work, peak)
 
 
@@ -129,14 +152,24 @@ def _replication(rows: int, experts: int, slots: int) -> Cost:
     width = slots + 1
     chunk = max(1, _MAX_CANDIDATE_ELEMENTS // width)
     chunks = -(-rows // chunk)
-    work = (30 * _OP + chunks * 20 * _OP + 12 * rows * experts * _ELEMENT
-            + rows * width * (16 * _ELEMENT + math.log2(width + 1) * _SORT))
+    work = (
+        30 * _OP
+        + chunks * 20 * _OP
+        + 12 * rows * experts * _ELEMENT
+        + rows * width * (16 * _ELEMENT + math.log2(width + 1) * _SORT)
+    )
     return Cost(work, outputs + 40 * rows * experts + min(rows, chunk) * width * _CANDIDATE_BYTES)
 
 
-def packing_cost(rows: int, items: int, packs: int, algorithm: str,
-                 num_candidates: int | None = None, num_rounds: int | None = None,
-                 device: torch.device | str = "cpu") -> Cost:
+def packing_cost(
+    rows: int,
+    items: int,
+    packs: int,
+    algorithm: str,
+    num_candidates: int | None = None,
+    num_rounds: int | None = None,
+    device: torch.device | str = "cpu",
+) -> Cost:
     """The cost of ``balanced_packing`` of [rows, items] into ``packs`` packs, at its worst
     case (the LPT handing over to its item loop; every swap round of every hybrid candidate)."""
     per_pack = items // packs
@@ -158,8 +191,13 @@ def packing_cost(rows: int, items: int, packs: int, algorithm: str,
         work += (2 * per_pack + 8) * round_step
     if algorithm != "hybrid":
         return Cost(work, peak)
-    hybrid_cost = _search(rows, items, packs, num_candidates or _default_candidates(device),
-                          default_rounds(packs) if num_rounds is None else num_rounds)
+    hybrid_cost = _search(
+        rows,
+        items,
+        packs,
+        num_candidates or _default_candidates(device),
+        default_rounds(packs) if num_rounds is None else num_rounds,
+    )
     return Cost(work + hybrid_cost.work, max(peak, hybrid_cost.peak_bytes) + peak)
 
 
@@ -172,8 +210,7 @@ def _search(rows: int, items: int, packs: int, candidates: int, rounds: int) -> 
     problems = rows * candidates
     elements = problems * items
     orders = 20 * _OP * chunks + elements * (12 * _ELEMENT + math.log2(items) * _SORT)
-    placing = (chunks * per_pack * 6 * _OP
-               + elements * (8 * _ELEMENT + 2 * math.log2(packs) * _SORT))
+    placing = chunks * per_pack * 6 * _OP + elements * (8 * _ELEMENT + 2 * math.log2(packs) * _SORT)
     pairs_per_item = min(per_pack, _DENSE_SWAP_ITEMS)
     if per_pack <= _DENSE_SWAP_ITEMS:
         per_round = elements * (pairs_per_item * _PAIR + 30 * _ELEMENT)
@@ -183,8 +220,10 @@ def _search(rows: int, items: int, packs: int, candidates: int, rounds: int) -> 
     swap_chunks = -(-min(problems, chunk * candidates) // swap_chunk) * chunks
     swaps = rounds * (swap_chunks * 45 * _OP + per_round)
     finish = 20 * _OP * chunks + elements * 12 * _ELEMENT
-    peak = (min(rows, chunk) * candidates * items * _HYBRID_BYTES
-            + min(problems, swap_chunk) * packs * per_pack * pairs_per_item * 8)
+    peak = (
+        min(rows, chunk) * candidates * items * _HYBRID_BYTES
+        + min(problems, swap_chunk) * packs * per_pack * pairs_per_item * 8
+    )
     return Cost(orders + placing + swaps + finish, peak)
 
 
@@ -201,7 +240,7 @@ def replica_bound(weight: torch.Tensor, cluster: Cluster, policy: str) -> int:
     if policy == "hierarchical":
         slots = cluster.num_replicas // cluster.num_nodes
         spare = slots - weight.shape[1] // cluster.num_nodes
-        loads = loads.unflatten(-1, (cluster.num_groups, -1))
+        loads = loads.view(loads.shape[0], cluster.num_groups, -1)
         totals = loads.sum(-1, keepdim=True)
         # A node whose groups all carry nothing gives its first expert every spare slot.
         idle = int((totals == 0).sum(-2).max()) >= cluster.num_groups // cluster.num_nodes
@@ -224,8 +263,15 @@ BUDGET_FACTOR = 3.0  # a move budget's descents and the full plan: at most about
 _RESPONSE_BYTES = 12  # one number of an answer, as JSON text
 
 
-def rebalance_cost(weight: torch.Tensor, cluster: Cluster, policy: str, options: PlanOptions,
-                   *, rows: int | None = None, device: torch.device | str = "cpu") -> Cost:
+def rebalance_cost(
+    weight: torch.Tensor,
+    cluster: Cluster,
+    policy: str,
+    options: PlanOptions,
+    *,
+    rows: int | None = None,
+    device: torch.device | str = "cpu",
+) -> Cost:
     """The cost of ``plan.rebalance`` of ``weight`` [layers, experts] (or of planning ``rows``
     such layers at once, e.g. the stacked windows of a replay): the plan under its policy and
     budget, its figures, and its answer (every number of it, as JSON text)."""
@@ -233,21 +279,36 @@ def rebalance_cost(weight: torch.Tensor, cluster: Cluster, policy: str, options:
     rows = num_layers if rows is None else rows
     planned = "hierarchical" if policy == "spill" else policy
     most = replica_bound(weight, cluster, planned)
-    cost = plan_cost(rows, num_experts, cluster, planned, options.algorithm,
-                     options.num_candidates, options.num_rounds, device, max_replicas=most)
+    cost = plan_cost(
+        rows,
+        num_experts,
+        cluster,
+        planned,
+        options.algorithm,
+        options.num_candidates,
+        options.num_rounds,
+        device,
+        max_replicas=most,
+    )
     if policy == "spill":
         cost = SPILL_FACTOR * cost
     if options.max_moves is not None:
         cost = BUDGET_FACTOR * cost
-    numbers = rows * (3 * cluster.num_replicas + num_experts * (most + 1)
-                      + 6 * cluster.num_gpus)
+    numbers = rows * (3 * cluster.num_replicas + num_experts * (most + 1) + 6 * cluster.num_gpus)
     figures = Cost(40 * _OP + numbers * 20 * _ELEMENT, numbers * _RESPONSE_BYTES)
     return cost + figures
 
 
-def replay_cost(windows: torch.Tensor, cluster: Cluster, policy: str, options: PlanOptions,
-                num_algorithms: int, num_budgets: int, rows_per_call: int,
-                device: torch.device | str = "cpu") -> Cost:
+def replay_cost(
+    windows: torch.Tensor,
+    cluster: Cluster,
+    policy: str,
+    options: PlanOptions,
+    num_algorithms: int,
+    num_budgets: int,
+    rows_per_call: int,
+    device: torch.device | str = "cpu",
+) -> Cost:
     """The cost of ``replay.replay`` of ``windows`` [windows, layers, experts]: each algorithm
     plans every scored window (stacked, ``rows_per_call`` layers a call), and once more under
     each budget, one window after the other."""
@@ -257,8 +318,9 @@ def replay_cost(windows: torch.Tensor, cluster: Cluster, policy: str, options: P
     call_rows = min(scored * num_layers, max(num_layers, rows_per_call))
     calls = -(-scored * num_layers // call_rows)
     one_call = rebalance_cost(stacked, cluster, policy, options, rows=call_rows, device=device)
-    budgeted = rebalance_cost(stacked, cluster, policy, replace(options, max_moves=0),
-                              rows=num_layers, device=device)
+    budgeted = rebalance_cost(
+        stacked, cluster, policy, replace(options, max_moves=0), rows=num_layers, device=device
+    )
     work = num_algorithms * (calls * one_call.work + num_budgets * scored * budgeted.work)
     return Cost(work, max(one_call.peak_bytes, budgeted.peak_bytes))
 

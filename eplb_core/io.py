@@ -127,12 +127,13 @@ class LoadFile:
         from)."""
         if given is not None or self.placement is None:
             return given, self.notes
-        return self.placement, (*self.notes, "the placement in use is the one the dump "
-                                             "carries (last_physical_to_logical_map)")
+        return self.placement, (
+            *self.notes,
+            "the placement in use is the one the dump carries (last_physical_to_logical_map)",
+        )
 
 
-def read_load_file(data: bytes, filename: str = "", *,
-                   limits: Limits | None = None) -> LoadFile:
+def read_load_file(data: bytes, filename: str = "", *, limits: Limits | None = None) -> LoadFile:
     """Read a load file: CSV, JSON or ``.pt``, by the file name's suffix, else by its content.
 
     JSON holds a nested list or an object with a ``logical_count`` key; ``.pt`` holds a tensor,
@@ -155,13 +156,18 @@ def read_load_file(data: bytes, filename: str = "", *,
         _, value = _value_of(found, (LOGICAL_COUNT,), kind, _LOADS_SHAPES)
         loads = _loads_array(value, kind, limits)
         placement_key = next((key for key in PLACEMENT_KEYS if key in found), None)
-        placement = (None if placement_key is None else
-                     _placement_array(found[placement_key], kind, limits, placement_key))
+        placement = (
+            None
+            if placement_key is None
+            else _placement_array(found[placement_key], kind, limits, placement_key)
+        )
         notes = _stat_dump_notes(loads) if "rank" in found and loads.dim() == 3 else ()
         return LoadFile(loads, notes, placement)
     if not isinstance(found, (torch.Tensor, list)):
-        raise LoadFormatError(f"found a value of type {type(found).__name__}; "
-                              f"{_expected(kind, (LOGICAL_COUNT,), _LOADS_SHAPES)}")
+        raise LoadFormatError(
+            f"found a value of type {type(found).__name__}; "
+            f"{_expected(kind, (LOGICAL_COUNT,), _LOADS_SHAPES)}"
+        )
     return LoadFile(_loads_array(found, kind, limits))
 
 
@@ -171,8 +177,9 @@ def read_loads(data: bytes, filename: str = "", *, limits: Limits | None = None)
     return read_load_file(data, filename, limits=limits).loads
 
 
-def read_placement(data: bytes, filename: str = "", *,
-                   limits: Limits | None = None) -> torch.Tensor:
+def read_placement(
+    data: bytes, filename: str = "", *, limits: Limits | None = None
+) -> torch.Tensor:
     """Read a placement in use, phy2log ``[layers, slots]`` of expert ids, as int64.
 
     CSV (one row per layer), JSON (a nested list, or an object with a ``phy2log``,
@@ -219,8 +226,9 @@ def format_csv_matrix(matrix: torch.Tensor | Sequence[Sequence[float]]) -> str:
     if matrix.dim() != 2:
         raise ValueError(f"a load matrix is 2-D [layers, experts], got shape {list(matrix.shape)}")
     digits = ".17g" if matrix.dtype == torch.float64 else ".9g"
-    return "".join(",".join(_format_number(value, digits) for value in row) + "\n"
-                   for row in matrix.tolist())
+    return "".join(
+        ",".join(_format_number(value, digits) for value in row) + "\n" for row in matrix.tolist()
+    )
 
 
 def map_to_json(phy2log: torch.Tensor) -> str:
@@ -231,15 +239,17 @@ def map_to_json(phy2log: torch.Tensor) -> str:
 def map_to_pt(phy2log: torch.Tensor) -> bytes:
     """The same map as ``torch.save`` bytes: a dict with one int64 [layers, slots] tensor."""
     buffer = BytesIO()
-    torch.save({PHYSICAL_TO_LOGICAL_MAP: phy2log.detach().to("cpu", torch.int64).contiguous()},
-               buffer)
+    torch.save(
+        {PHYSICAL_TO_LOGICAL_MAP: phy2log.detach().to("cpu", torch.int64).contiguous()}, buffer
+    )
     return buffer.getvalue()
 
 
 def plan_to_json(phy2log: torch.Tensor, log2phy: torch.Tensor, logcnt: torch.Tensor) -> str:
     """The full plan as JSON: ``phy2log``, ``log2phy`` (padded with -1) and ``logcnt``."""
-    return json.dumps({"phy2log": phy2log.tolist(), "log2phy": log2phy.tolist(),
-                       "logcnt": logcnt.tolist()})
+    return json.dumps(
+        {"phy2log": phy2log.tolist(), "log2phy": log2phy.tolist(), "logcnt": logcnt.tolist()}
+    )
 
 
 def _format_number(value: float, digits: str) -> str:
@@ -256,28 +266,40 @@ _DELIMITERS = ("\t", ";", ",")
 _DELIMITER_NAMES = {"\t": "tabs", ";": "semicolons", ",": "commas"}
 # A header's first cell that names the label column: "layer", "Layer id", "layer_idx", "label",
 # "name", "#"; not "layer 3", a data row's label.
-_LABEL_HEADER = re.compile(r"\s*(?:layers?|labels?|names?|#)(?:[\s_-]*(?:ids?|idx|index|no\.?|"
-                           r"numbers?|names?|#))?\s*", re.IGNORECASE)
+_LABEL_HEADER = re.compile(
+    r"\s*(?:layers?|labels?|names?|#)(?:[\s_-]*(?:ids?|idx|index|no\.?|"
+    r"numbers?|names?|#))?\s*",
+    re.IGNORECASE,
+)
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
-_THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(?:([,' _\u00a0\u202f])[0-9]{3})(?:\1[0-9]{3})*"
-                        r"(?:\.[0-9]+)?")
+_THOUSANDS = re.compile(
+    r"[+-]?[0-9]{1,3}(?:([,' _\u00a0\u202f])[0-9]{3})(?:\1[0-9]{3})*"
+    r"(?:\.[0-9]+)?"
+)
 _DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+")
 _EXPERT_NUMBER = re.compile(r"[0-9]+")
-_LABEL_HINT = ("; column 1 is read as loads: a label column needs a label starting with a "
-               "letter (like L0) in every row, or a header row whose first cell is 'layer'")
+_LABEL_HINT = (
+    "; column 1 is read as loads: a label column needs a label starting with a "
+    "letter (like L0) in every row, or a header row whose first cell is 'layer'"
+)
 
 
-def _read_csv(text: str, limits: Limits, *, placement: bool,
-              ) -> tuple[torch.Tensor, tuple[str, ...]]:
+def _read_csv(
+    text: str,
+    limits: Limits,
+    *,
+    placement: bool,
+) -> tuple[torch.Tensor, tuple[str, ...]]:
     """CSV text -> ([rows, columns] float32, notes); ``placement`` reads expert ids.
 
     Two passes over the text: the first finds the header, the width and the label column and
     checks the row and column counts against ``limits``; the second converts the cells into a
     tensor allocated once at its final size.
     """
-    columns_limit, columns_name = (("max_replicas", "slots") if placement
-                                   else ("max_experts", "experts"))
+    columns_limit, columns_name = (
+        ("max_replicas", "slots") if placement else ("max_experts", "experts")
+    )
     rows = _csv_rows(text)
     first = next(rows, None)
     if first is None:
@@ -291,15 +313,15 @@ def _read_csv(text: str, limits: Limits, *, placement: bool,
     first_cells_of_rows: list[str] = []
     for number, cells in data_rows:
         if len(cells) != width:
-            raise LoadFormatError(f"row {number} has {_columns(len(cells))}, expected "
-                                  f"{width} like row {first_number}")
+            raise LoadFormatError(
+                f"row {number} has {_columns(len(cells))}, expected {width} like row {first_number}"
+            )
         if not first_cells_of_rows:  # a label column is possible only if this row has a label
             has_labels = width > 1 and (labelled_by_header or _is_label(cells[0]))
             limits.check(columns_limit, width - has_labels, columns_name)
         first_cells_of_rows.append(cells[0])
         if limits.max_layers is not None and len(first_cells_of_rows) > limits.max_layers:
-            limits.check("max_layers", len(first_cells_of_rows) + _count_rows(data_rows),
-                         "layers")
+            limits.check("max_layers", len(first_cells_of_rows) + _count_rows(data_rows), "layers")
     num_rows = len(first_cells_of_rows)
     if num_rows == 0:
         raise LoadFormatError(f"the file has a header row (row {first_number}) but no data rows")
@@ -309,8 +331,11 @@ def _read_csv(text: str, limits: Limits, *, placement: bool,
     num_columns = width - first_column
     if num_columns == 0:
         raise LoadFormatError("the file has a label column but no expert columns")
-    limits.check("max_elements", num_rows * num_columns,
-                 f"numbers in the file ({num_rows:,} rows x {num_columns:,} columns)")
+    limits.check(
+        "max_elements",
+        num_rows * num_columns,
+        f"numbers in the file ({num_rows:,} rows x {num_columns:,} columns)",
+    )
 
     matrix = torch.empty(num_rows, num_columns, dtype=torch.float32)
     converted = _csv_rows(text)
@@ -321,9 +346,12 @@ def _read_csv(text: str, limits: Limits, *, placement: bool,
     for index, (number, cells) in enumerate(converted):
         hint = first_row_hint if index == 0 and first_row_hint else label_hint
         matrix[index] = torch.tensor(
-            [_parse_cell(cell, number, column, placement, hint if column == 1 else "")
-             for column, cell in enumerate(cells[first_column:], first_column + 1)],
-            dtype=torch.float64)
+            [
+                _parse_cell(cell, number, column, placement, hint if column == 1 else "")
+                for column, cell in enumerate(cells[first_column:], first_column + 1)
+            ],
+            dtype=torch.float64,
+        )
     return matrix, _csv_notes(first_number, header, labelled, matrix, placement)
 
 
@@ -332,8 +360,8 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
 
     Lines end at \\n, \\r\\n or \\r, as spreadsheets count them."""
     delimiter = None
-    for number, line in enumerate(StringIO(text.removeprefix("\ufeff"), newline=None), 1):
-        line = line.rstrip("\n")
+    for number, raw in enumerate(StringIO(text.removeprefix("\ufeff"), newline=None), 1):
+        line = raw.rstrip("\n")
         if not line.strip():
             continue
         if delimiter is None:
@@ -343,15 +371,21 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
         except csv.Error as error:
             limit = csv.field_size_limit()
             if len(line) > limit and "field limit" in str(error):
-                raise LoadFormatError(f"row {number} has a cell of more than {limit:,} "
-                                      f"characters; a cell holds one number") from None
-            raise LoadFormatError(f"row {number} cannot be read as CSV ({error}); expected "
-                                  f"numbers separated by {_DELIMITER_NAMES[delimiter]}") from None
+                raise LoadFormatError(
+                    f"row {number} has a cell of more than {limit:,} "
+                    f"characters; a cell holds one number"
+                ) from None
+            raise LoadFormatError(
+                f"row {number} cannot be read as CSV ({error}); expected "
+                f"numbers separated by {_DELIMITER_NAMES[delimiter]}"
+            ) from None
         yield number, [cell.strip() for cell in cells]
 
 
-def _chain_first(first: tuple[int, list[str]], rest: Iterator[tuple[int, list[str]]],
-                 ) -> Iterator[tuple[int, list[str]]]:
+def _chain_first(
+    first: tuple[int, list[str]],
+    rest: Iterator[tuple[int, list[str]]],
+) -> Iterator[tuple[int, list[str]]]:
     yield first
     yield from rest
 
@@ -367,8 +401,9 @@ def _columns(count: int) -> str:
 
 def _looks_numeric(cell: str) -> bool:
     """A number, or what a number becomes in another notation (1,5  1,000  NaN)."""
-    return any(pattern.fullmatch(cell) for pattern in
-               (_NUMBER, _NON_FINITE, _THOUSANDS, _DECIMAL_COMMA))
+    return any(
+        pattern.fullmatch(cell) for pattern in (_NUMBER, _NON_FINITE, _THOUSANDS, _DECIMAL_COMMA)
+    )
 
 
 def _is_header(cells: list[str]) -> bool:
@@ -387,11 +422,23 @@ def _not_a_header(number: int, cells: list[str]) -> str:
     if len(cells) < 2 or not cells[0] or not _LABEL_HEADER.fullmatch(cells[0]):
         return ""
     start = 1 if cells[1] == "1" else 0
-    column, cell = next(((column, cell) for column, cell in enumerate(cells[1:], 2)
-                         if cell != str(start + column - 2)), (0, ""))
-    return (f"; row {number} is read as data, not as a header: its cell {_excerpt(cell)} in "
+    column, cell = next(
+        (
+            (column, cell)
+            for column, cell in enumerate(cells[1:], 2)
+            if cell != str(start + column - 2)
+        ),
+        (0, ""),
+    )
+    return (
+        (
+            f"; row {number} is read as data, not as a header: its cell {_excerpt(cell)} in "
             f"column {column} is not the expert number {start + column - 2} (a header holds "
-            f"text, or the expert numbers 0, 1, ... or 1, 2, ...)") if column else ""
+            f"text, or the expert numbers 0, 1, ... or 1, 2, ...)"
+        )
+        if column
+        else ""
+    )
 
 
 def _is_text(cell: str) -> bool:
@@ -418,8 +465,10 @@ def _parse_cell(cell: str, row: int, column: int, placement: bool, hint: str) ->
     if _NUMBER.fullmatch(cell):
         value = float(cell)
         if not math.isfinite(value) or value > FLOAT32_MAX:
-            raise LoadFormatError(f"{where}: {cell!r} is too large for a float32 "
-                                  f"{'expert id' if placement else 'load'}")
+            raise LoadFormatError(
+                f"{where}: {cell!r} is too large for a float32 "
+                f"{'expert id' if placement else 'load'}"
+            )
         if value < 0:
             rule = "expert ids are >= 0" if placement else "loads are token counts >= 0"
             raise LoadFormatError(f"{where}: {cell!r} is negative; {rule}")
@@ -429,29 +478,44 @@ def _parse_cell(cell: str, row: int, column: int, placement: bool, hint: str) ->
     if _THOUSANDS.fullmatch(cell):
         plain = re.sub(r"[^0-9.+-]", "", cell)
         if "," in cell and "." not in cell:
-            raise LoadFormatError(f"{where}: {cell!r} has a comma in it: write {plain} if it "
-                                  f"is a thousands separator, or {cell.replace(',', '.')} if it "
-                                  f"is a decimal comma")
+            raise LoadFormatError(
+                f"{where}: {cell!r} has a comma in it: write {plain} if it "
+                f"is a thousands separator, or {cell.replace(',', '.')} if it "
+                f"is a decimal comma"
+            )
         raise LoadFormatError(f"{where}: {cell!r} has a thousands separator; write {plain}")
     if _DECIMAL_COMMA.fullmatch(cell):
-        raise LoadFormatError(f"{where}: {cell!r} has a decimal comma; write "
-                              f"{cell.replace(',', '.')} (a point as the decimal mark)")
+        raise LoadFormatError(
+            f"{where}: {cell!r} has a decimal comma; write "
+            f"{cell.replace(',', '.')} (a point as the decimal mark)"
+        )
     raise LoadFormatError(f"{where}: {_excerpt(cell)} is not a number{hint}")
 
 
-def _csv_notes(first_number: int, header: list[str] | None, labelled: bool,
-               matrix: torch.Tensor, placement: bool) -> tuple[str, ...]:
+def _csv_notes(
+    first_number: int,
+    header: list[str] | None,
+    labelled: bool,
+    matrix: torch.Tensor,
+    placement: bool,
+) -> tuple[str, ...]:
     """What the CSV reader recognised: a header row, a label column, a row index read as data."""
     notes = []
     if header is not None:
         notes.append(f"row {first_number} read as a header")
     if labelled:
         notes.append("column 1 read as row labels")
-    elif not placement and matrix.shape[0] > 2 and matrix.shape[1] > 1 and torch.equal(
-            matrix[:, 0], torch.arange(matrix.shape[0], dtype=matrix.dtype)):
-        notes.append(f"column 1 holds 0, 1, ..., {matrix.shape[0] - 1} and is read as the "
-                     f"loads of the first expert; if it is a row index (pandas' to_csv with "
-                     f"header=False), remove it or add a header row whose first cell is 'layer'")
+    elif (
+        not placement
+        and matrix.shape[0] > 2
+        and matrix.shape[1] > 1
+        and torch.equal(matrix[:, 0], torch.arange(matrix.shape[0], dtype=matrix.dtype))
+    ):
+        notes.append(
+            f"column 1 holds 0, 1, ..., {matrix.shape[0] - 1} and is read as the "
+            f"loads of the first expert; if it is a row index (pandas' to_csv with "
+            f"header=False), remove it or add a header row whose first cell is 'layer'"
+        )
     return tuple(notes)
 
 
@@ -460,17 +524,28 @@ def _csv_notes(first_number: int, header: list[str] | None, labelled: bool,
 _PLACEMENT_SHAPE = "[layers, slots] of expert ids"
 # Dtypes read as counts: integers of any width convert to float64 exactly below 2**53; 8-bit and
 # smaller floats (float8_*, float4) hold too few digits for counts and are refused.
-_NUMBER_DTYPES = frozenset({
-    torch.uint8, torch.uint16, torch.uint32, torch.uint64,
-    torch.int8, torch.int16, torch.int32, torch.int64,
-    torch.float16, torch.bfloat16, torch.float32, torch.float64,
-})
+_NUMBER_DTYPES = frozenset(
+    {
+        torch.uint8,
+        torch.uint16,
+        torch.uint32,
+        torch.uint64,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+    }
+)
 _ZIP_MAGIC = b"PK\x03\x04"
 _NOT_TORCH_SAVE = "the file is not a .pt file torch.save wrote"
 
 
 def _file_kind(data: bytes, filename: str) -> str:
-    """"pt", "json" or "csv": by the file name's suffix, else by the first bytes."""
+    """ "pt", "json" or "csv": by the file name's suffix, else by the first bytes."""
     suffix = PurePath(filename).suffix.lower()
     if suffix in (".pt", ".pth"):
         return "pt"
@@ -487,22 +562,29 @@ def _text(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise LoadFormatError(f"the file is not UTF-8 text (byte {error.start} is "
-                              f"{data[error.start]:#04x}); expected CSV, JSON or a .pt file "
-                              f"(name it .pt)") from None
+        raise LoadFormatError(
+            f"the file is not UTF-8 text (byte {error.start} is "
+            f"{data[error.start]:#04x}); expected CSV, JSON or a .pt file "
+            f"(name it .pt)"
+        ) from None
 
 
 def _read_json(data: bytes) -> object:
     """The parsed JSON; non-finite and out-of-range numbers and too deep nesting refused."""
     try:
-        return json.loads(_text(data).removeprefix("\ufeff"), parse_int=_json_int,
-                          parse_float=_json_float, parse_constant=_json_constant)
+        return json.loads(
+            _text(data).removeprefix("\ufeff"),
+            parse_int=_json_int,
+            parse_float=_json_float,
+            parse_constant=_json_constant,
+        )
     except json.JSONDecodeError as error:
         raise LoadFormatError(f"the file is not valid JSON: {error}") from None
     except RecursionError:
-        raise LoadFormatError("the JSON nests arrays or objects too deeply to read; loads and "
-                              "placements nest 3 arrays at most: [steps][layers][experts]",
-                              ) from None
+        raise LoadFormatError(
+            "the JSON nests arrays or objects too deeply to read; loads and "
+            "placements nest 3 arrays at most: [steps][layers][experts]",
+        ) from None
 
 
 def _json_int(text: str) -> int | float:
@@ -513,8 +595,10 @@ def _json_int(text: str) -> int | float:
 def _json_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise LoadFormatError(f"found the number {_excerpt(text)} in the JSON, beyond the range "
-                              f"of a float64 (about 1.8e308); expected finite numbers")
+        raise LoadFormatError(
+            f"found the number {_excerpt(text)} in the JSON, beyond the range "
+            f"of a float64 (about 1.8e308); expected finite numbers"
+        )
     return value
 
 
@@ -528,24 +612,30 @@ def _read_pt(data: bytes) -> object:
     if not data:
         raise LoadFormatError("the file is empty; expected a .pt file torch.save wrote")
     if data.startswith(b"\x80"):
-        raise LoadFormatError(f"{_NOT_TORCH_SAVE} (a pickle, such as torch's legacy format from "
-                              f"torch < 1.6 or _use_new_zipfile_serialization=False, which is not "
-                              f"read because its sizes cannot be checked before loading); save it "
-                              f"again with torch.save")
+        raise LoadFormatError(
+            f"{_NOT_TORCH_SAVE} (a pickle, such as torch's legacy format from "
+            f"torch < 1.6 or _use_new_zipfile_serialization=False, which is not "
+            f"read because its sizes cannot be checked before loading); save it "
+            f"again with torch.save"
+        )
     if not data.startswith(_ZIP_MAGIC):
         raise LoadFormatError(f"{_NOT_TORCH_SAVE} (it is not a zip archive)")
     _check_pt_archive(data)
     try:
         return torch.load(BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - a damaged file fails in many ways inside torch
+    except Exception as error:
         text = str(error)
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
         if refused:
-            raise LoadFormatError(f"the .pt file holds a pickled {refused.group(1)}, not a tensor; "
-                                  f"expected tensors, or dicts and lists of them, that "
-                                  f"torch.load(weights_only=True) accepts") from None
+            raise LoadFormatError(
+                f"the .pt file holds a pickled {refused.group(1)}, not a tensor; "
+                f"expected tensors, or dicts and lists of them, that "
+                f"torch.load(weights_only=True) accepts"
+            ) from None
         inner = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-        reason = inner.group(1) if inner else text.split(". ")[0] or type(error).__name__
+        reason = (
+            inner.group(1) if inner else text.split(". ", maxsplit=1)[0] or type(error).__name__
+        )
         raise LoadFormatError(f"{_NOT_TORCH_SAVE} ({reason})") from None
 
 
@@ -556,23 +646,30 @@ def _check_pt_archive(data: bytes) -> None:
     try:
         with zipfile.ZipFile(BytesIO(data)) as archive:
             entries = archive.infolist()
-    except Exception as error:  # noqa: BLE001 - zipfile refuses a damaged directory many ways
-        raise LoadFormatError(f"{_NOT_TORCH_SAVE} (a damaged or truncated zip archive: {error})",
-                              ) from None
+    except Exception as error:
+        raise LoadFormatError(
+            f"{_NOT_TORCH_SAVE} (a damaged or truncated zip archive: {error})",
+        ) from None
     declared = 0
     for entry in entries:
         if entry.compress_type != zipfile.ZIP_STORED:
-            method = {zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
-                      zipfile.ZIP_LZMA: "lzma"}.get(entry.compress_type,
-                                                    f"method {entry.compress_type}")
-            raise LoadFormatError(f"{_NOT_TORCH_SAVE} (its entry {entry.filename!r} is "
-                                  f"compressed, {method}: {entry.compress_size:,} bytes that "
-                                  f"unpack to {entry.file_size:,}; torch.save stores its entries "
-                                  f"uncompressed): upload the file torch.save wrote")
+            method = {
+                zipfile.ZIP_DEFLATED: "deflate",
+                zipfile.ZIP_BZIP2: "bzip2",
+                zipfile.ZIP_LZMA: "lzma",
+            }.get(entry.compress_type, f"method {entry.compress_type}")
+            raise LoadFormatError(
+                f"{_NOT_TORCH_SAVE} (its entry {entry.filename!r} is "
+                f"compressed, {method}: {entry.compress_size:,} bytes that "
+                f"unpack to {entry.file_size:,}; torch.save stores its entries "
+                f"uncompressed): upload the file torch.save wrote"
+            )
         declared += entry.file_size
     if declared > len(data):
-        raise LoadFormatError(f"{_NOT_TORCH_SAVE} (its entries declare {declared:,} bytes but "
-                              f"the file holds {len(data):,})")
+        raise LoadFormatError(
+            f"{_NOT_TORCH_SAVE} (its entries declare {declared:,} bytes but "
+            f"the file holds {len(data):,})"
+        )
 
 
 def _expected(kind: str, keys: tuple[str, ...], shapes: str) -> str:
@@ -582,20 +679,30 @@ def _expected(kind: str, keys: tuple[str, ...], shapes: str) -> str:
     return f"expected {whole} {shapes}, or {mapping} with a {key_names} key holding one"
 
 
-def _value_of(found: dict[object, object], keys: tuple[str, ...], kind: str, shapes: str,
-              ) -> tuple[str, object]:
+def _value_of(
+    found: dict[object, object],
+    keys: tuple[str, ...],
+    kind: str,
+    shapes: str,
+) -> tuple[str, object]:
     """The first of ``keys`` in a JSON object or a ``.pt`` dict, and its value."""
     key = next((key for key in keys if key in found), None)
     if key is None:
         mapping = "an object" if kind == "json" else "a dict"
-        shown = [repr(name) if isinstance(name, (str, int)) else type(name).__name__
-                 for name in list(found)[:10]]
+        shown = [
+            repr(name) if isinstance(name, (str, int)) else type(name).__name__
+            for name in list(found)[:10]
+        ]
         names = ", ".join(shown) + (", ..." if len(found) > 10 else "") or "no keys"
-        extra = ("; or SGLang's per_pass / per_token dump (keys 'records' and "
-                 "'last_physical_to_logical_map')" if keys == (LOGICAL_COUNT,) and kind == "pt"
-                 else "")
-        raise LoadFormatError(f"found {mapping} with keys {names}; "
-                              f"{_expected(kind, keys, shapes)}{extra}")
+        extra = (
+            "; or SGLang's per_pass / per_token dump (keys 'records' and "
+            "'last_physical_to_logical_map')"
+            if keys == (LOGICAL_COUNT,) and kind == "pt"
+            else ""
+        )
+        raise LoadFormatError(
+            f"found {mapping} with keys {names}; {_expected(kind, keys, shapes)}{extra}"
+        )
     return key, found[key]
 
 
@@ -619,8 +726,9 @@ def _placement_array(value: object, kind: str, limits: Limits, key: str | None) 
         raise LoadFormatError(f"{where}{error}") from None
 
 
-def _numbers(value: object, expected: str,
-             check_shape: Callable[[tuple[int, ...]], None]) -> torch.Tensor:
+def _numbers(
+    value: object, expected: str, check_shape: Callable[[tuple[int, ...]], None]
+) -> torch.Tensor:
     """A tensor or a nested list -> a float64 tensor, after ``check_shape(shape)`` (dims,
     limits) has accepted the shape it declares."""
     if isinstance(value, torch.Tensor):
@@ -634,8 +742,9 @@ def _numbers(value: object, expected: str,
         try:
             return torch.tensor(value, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError, OverflowError) as error:
-            raise LoadFormatError(f"found a list that is not a rectangular array of numbers "
-                                  f"({error}); {expected}") from None
+            raise LoadFormatError(
+                f"found a list that is not a rectangular array of numbers ({error}); {expected}"
+            ) from None
     raise LoadFormatError(f"found a value of type {type(value).__name__}; {expected}")
 
 
@@ -644,14 +753,20 @@ def _plain_tensor(tensor: torch.Tensor, expected: str) -> torch.Tensor:
     if tensor.is_nested:
         raise LoadFormatError(f"found a nested tensor (its rows differ in length); {expected}")
     if tensor.layout != torch.strided:
-        raise LoadFormatError(f"found a sparse tensor ({tensor.layout}); save it dense "
-                              f"(tensor.to_dense()): {expected}")
+        raise LoadFormatError(
+            f"found a sparse tensor ({tensor.layout}); save it dense "
+            f"(tensor.to_dense()): {expected}"
+        )
     if tensor.is_quantized:
-        raise LoadFormatError(f"found a quantized {tensor.dtype} tensor; save it dequantized "
-                              f"(tensor.dequantize()): {expected}")
+        raise LoadFormatError(
+            f"found a quantized {tensor.dtype} tensor; save it dequantized "
+            f"(tensor.dequantize()): {expected}"
+        )
     if tensor.dtype not in _NUMBER_DTYPES:
-        raise LoadFormatError(f"found a {tensor.dtype} tensor; expected numbers: integers, or "
-                              f"float16, bfloat16, float32 or float64")
+        raise LoadFormatError(
+            f"found a {tensor.dtype} tensor; expected numbers: integers, or "
+            f"float16, bfloat16, float32 or float64"
+        )
     return tensor.detach()
 
 
@@ -676,7 +791,8 @@ def _check_rectangular(value: list[Any], shape: tuple[int, ...], expected: str) 
                 raise LoadFormatError(
                     f"found a list that is not a rectangular array of numbers "
                     f"({_index(position, shape[:depth])} holds {found} where "
-                    f"{_index(0, shape[:depth])} holds {_values(shape[depth])}); {expected}")
+                    f"{_index(0, shape[:depth])} holds {_values(shape[depth])}); {expected}"
+                )
         if depth < len(shape) - 1:
             level = [child for item in level for child in item]
     for position, row in enumerate(level):
@@ -685,7 +801,8 @@ def _check_rectangular(value: list[Any], shape: tuple[int, ...], expected: str) 
             raise LoadFormatError(
                 f"found a list that is not a rectangular array of numbers "
                 f"({_index(position * shape[-1] + column, shape)} is "
-                f"{_json_type(row[column])}); {expected}")
+                f"{_json_type(row[column])}); {expected}"
+            )
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> str:
@@ -703,33 +820,48 @@ def _values(count: int) -> str:
 
 def _json_type(value: object) -> str:
     """What a value is, in JSON's words: "a string", "null", "a number"..."""
-    return {str: "a string", type(None): "null", bool: "a boolean", dict: "an object",
-            list: "a list", int: "a number", float: "a number"}.get(
-                type(value), f"a {type(value).__name__}")
+    return {
+        str: "a string",
+        type(None): "null",
+        bool: "a boolean",
+        dict: "an object",
+        list: "a list",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), f"a {type(value).__name__}")
 
 
 def _check_loads_shape(shape: tuple[int, ...], limits: Limits) -> None:
     """2-D or 3-D, not empty, within ``limits``: checked before any number is read."""
     if len(shape) not in (2, 3):
-        raise LoadFormatError(f"found a {len(shape)}-D array of shape {_shape_text(shape)}; "
-                              f"expected 2-D [layers, experts] (one window) or 3-D "
-                              f"[steps, layers, experts] (a time series)")
+        raise LoadFormatError(
+            f"found a {len(shape)}-D array of shape {_shape_text(shape)}; "
+            f"expected 2-D [layers, experts] (one window) or 3-D "
+            f"[steps, layers, experts] (a time series)"
+        )
     if 0 in shape:
         raise LoadFormatError(f"found an empty array of shape {list(shape)}")
     limits.check("max_layers", shape[-2], "layers")
     limits.check("max_experts", shape[-1], "experts")
-    limits.check("max_elements", math.prod(shape),
-                 "load values (" + " x ".join(f"{size:,}" for size in shape) + ")")
+    limits.check(
+        "max_elements",
+        math.prod(shape),
+        "load values (" + " x ".join(f"{size:,}" for size in shape) + ")",
+    )
 
 
 def _check_placement_shape(shape: tuple[int, ...], limits: Limits) -> None:
     if len(shape) != 2 or 0 in shape:
-        raise LoadFormatError(f"found shape {_shape_text(shape)}; a placement is 2-D "
-                              f"[layers, slots] and not empty")
+        raise LoadFormatError(
+            f"found shape {_shape_text(shape)}; a placement is 2-D [layers, slots] and not empty"
+        )
     limits.check("max_layers", shape[0], "layers")
     limits.check("max_replicas", shape[1], "slots")
-    limits.check("max_elements", shape[0] * shape[1], f"placement entries ({shape[0]:,} layers "
-                 f"x {shape[1]:,} slots)")
+    limits.check(
+        "max_elements",
+        shape[0] * shape[1],
+        f"placement entries ({shape[0]:,} layers x {shape[1]:,} slots)",
+    )
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -743,8 +875,9 @@ def _check_load_values(loads: torch.Tensor) -> None:
         index = [int(i) for i in bad.nonzero()[0]]
         value = float(loads[tuple(index)])
         problem = "a negative load" if value < 0 else "a load that is not a finite number"
-        raise LoadFormatError(f"found {problem} ({value:g} at index {index}); loads are token "
-                              f"counts >= 0")
+        raise LoadFormatError(
+            f"found {problem} ({value:g} at index {index}); loads are token counts >= 0"
+        )
 
 
 def _placement_ids(placement: torch.Tensor) -> torch.Tensor:
@@ -753,15 +886,18 @@ def _placement_ids(placement: torch.Tensor) -> torch.Tensor:
     if placement.is_floating_point():
         finite = torch.isfinite(placement)
         if not bool(finite.all()):
-            raise LoadFormatError("found an expert id that is not a finite number; a placement "
-                                  "holds whole expert ids")
+            raise LoadFormatError(
+                "found an expert id that is not a finite number; a placement holds whole expert ids"
+            )
         if not bool((placement == placement.round()).all()):
             raise LoadFormatError("found fractions; a placement holds whole expert ids")
     out_of_range = (placement < 0) | (placement > _MAX_ID)
     if bool(out_of_range.any()):
         index = [int(i) for i in out_of_range.nonzero()[0]]
-        raise LoadFormatError(f"found expert id {float(placement[tuple(index)]):g} at index "
-                              f"{index}; expert ids are whole numbers from 0")
+        raise LoadFormatError(
+            f"found expert id {float(placement[tuple(index)]):g} at index "
+            f"{index}; expert ids are whole numbers from 0"
+        )
     return placement.to(torch.int64)
 
 
@@ -774,64 +910,92 @@ def _excerpt(text: str) -> str:
 
 # --- SGLang's expert distribution dumps -------------------------------------------------------
 
+
 def _stat_dump_notes(series: torch.Tensor) -> tuple[str, ...]:
     """What an SGLang ``stat`` dump's idle steps say about the order of its series
     [steps, layers, experts] (see the module docstring for SGLang's circular buffer)."""
     num_steps, num_layers, num_experts = series.shape
-    notes = [(f"SGLang expert distribution dump (stat mode): {num_steps:,} steps x "
-              f"{num_layers} layers x {num_experts} experts")]
+    notes = [
+        (
+            f"SGLang expert distribution dump (stat mode): {num_steps:,} steps x "
+            f"{num_layers} layers x {num_experts} experts"
+        )
+    ]
     busy = (series.flatten(1) > 0).any(-1)
     busy_steps = busy.nonzero().flatten()
     if num_steps < 2 or len(busy_steps) == 0:
         return tuple(notes)
     first, last = int(busy_steps[0]), int(busy_steps[-1])
-    inner_idle = (~busy[first:last + 1]).nonzero().flatten() + first
+    inner_idle = (~busy[first : last + 1]).nonzero().flatten() + first
     one_gap = len(inner_idle) > 0 and int(inner_idle[-1] - inner_idle[0]) + 1 == len(inner_idle)
     if len(busy_steps) == num_steps:
-        notes.append(f"all {num_steps:,} steps hold counts: if the recording ran more forward "
-                     f"passes than SGLang's circular buffer holds, the oldest were overwritten "
-                     f"and the steps do not start at the oldest (SGLang does not save where it "
-                     f"wrote last); they are kept in the file's order")
+        notes.append(
+            f"all {num_steps:,} steps hold counts: if the recording ran more forward "
+            f"passes than SGLang's circular buffer holds, the oldest were overwritten "
+            f"and the steps do not start at the oldest (SGLang does not save where it "
+            f"wrote last); they are kept in the file's order"
+        )
     elif first == 0 and last == num_steps - 1 and one_gap:
         gap_start, gap_end = int(inner_idle[0]), int(inner_idle[-1])
-        notes.append(f"steps {gap_start}-{gap_end} hold no counts between steps with counts: "
-                     f"SGLang's circular buffer wrapped, it seems (a recording continues where "
-                     f"the previous one stopped), so steps {gap_end + 1}-{num_steps - 1} were "
-                     f"recorded before steps 0-{gap_start - 1}; they are kept in the file's order")
+        notes.append(
+            f"steps {gap_start}-{gap_end} hold no counts between steps with counts: "
+            f"SGLang's circular buffer wrapped, it seems (a recording continues where "
+            f"the previous one stopped), so steps {gap_end + 1}-{num_steps - 1} were "
+            f"recorded before steps 0-{gap_start - 1}; they are kept in the file's order"
+        )
     elif len(inner_idle):
-        notes.append(f"{len(inner_idle):,} steps between steps with counts hold none (SGLang "
-                     f"records an empty step for a forward pass that routes no token, such as a "
-                     f"speculative draft pass); they are kept")
+        notes.append(
+            f"{len(inner_idle):,} steps between steps with counts hold none (SGLang "
+            f"records an empty step for a forward pass that routes no token, such as a "
+            f"speculative draft pass); they are kept"
+        )
     return tuple(notes)
 
 
-def _read_recorder_records(dump: dict[object, object], kind: str, file_bytes: int, limits: Limits) -> LoadFile:
+def _read_recorder_records(
+    dump: dict[object, object], kind: str, file_bytes: int, limits: Limits
+) -> LoadFile:
     """SGLang's per_pass / per_token dump -> loads [passes, layers, experts] counted per logical
     expert with ``last_physical_to_logical_map``, which becomes the placement."""
     records = dump[RECORDS]
     if LAST_PHYSICAL_TO_LOGICAL_MAP not in dump:
-        raise LoadFormatError("found SGLang's per_pass / per_token records without "
-                              "'last_physical_to_logical_map'; expected the dump as SGLang writes "
-                              "it, which maps its physical slots to experts")
-    placement = _placement_array(dump[LAST_PHYSICAL_TO_LOGICAL_MAP], kind, limits,
-                                 LAST_PHYSICAL_TO_LOGICAL_MAP)
-    if not isinstance(records, list) or not records or not all(
-            isinstance(record, dict) for record in records):
-        raise LoadFormatError("found 'records' that is not a non-empty list of dicts; expected "
-                              "SGLang's per_pass / per_token records")
-    mode, field = (("per_token", _PER_TOKEN_IDS) if _PER_TOKEN_IDS in records[0]
-                   else ("per_pass", _PER_PASS_COUNT))
+        raise LoadFormatError(
+            "found SGLang's per_pass / per_token records without "
+            "'last_physical_to_logical_map'; expected the dump as SGLang writes "
+            "it, which maps its physical slots to experts"
+        )
+    placement = _placement_array(
+        dump[LAST_PHYSICAL_TO_LOGICAL_MAP], kind, limits, LAST_PHYSICAL_TO_LOGICAL_MAP
+    )
+    if (
+        not isinstance(records, list)
+        or not records
+        or not all(isinstance(record, dict) for record in records)
+    ):
+        raise LoadFormatError(
+            "found 'records' that is not a non-empty list of dicts; expected "
+            "SGLang's per_pass / per_token records"
+        )
+    mode, field = (
+        ("per_token", _PER_TOKEN_IDS)
+        if _PER_TOKEN_IDS in records[0]
+        else ("per_pass", _PER_PASS_COUNT)
+    )
     for position, record in enumerate(records):
         if not isinstance(record.get(field), torch.Tensor):
-            raise LoadFormatError(f"record {position} holds no tensor under {field!r}; expected "
-                                  f"SGLang's per_pass records ({_PER_PASS_COUNT!r}) or per_token "
-                                  f"records ({_PER_TOKEN_IDS!r})")
+            raise LoadFormatError(
+                f"record {position} holds no tensor under {field!r}; expected "
+                f"SGLang's per_pass records ({_PER_PASS_COUNT!r}) or per_token "
+                f"records ({_PER_TOKEN_IDS!r})"
+            )
     tensors = [_plain_tensor(record[field], "expected integer ids or counts") for record in records]
     declared = sum(tensor.numel() * tensor.element_size() for tensor in tensors)
     if declared > file_bytes:
-        raise LoadFormatError(f"the records' tensors declare {declared:,} bytes but the file "
-                              f"holds {file_bytes:,}: they repeat or expand their data; expected "
-                              f"the dump as SGLang writes it")
+        raise LoadFormatError(
+            f"the records' tensors declare {declared:,} bytes but the file "
+            f"holds {file_bytes:,}: they repeat or expand their data; expected "
+            f"the dump as SGLang writes it"
+        )
 
     num_layers = placement.shape[0]
     num_experts = int(placement.max()) + 1
@@ -846,27 +1010,38 @@ def _read_recorder_records(dump: dict[object, object], kind: str, file_bytes: in
         where = f"record {position} ({field})"
         if tensor.is_floating_point():
             raise LoadFormatError(f"{where}: found a {tensor.dtype} tensor; expected integers")
-        slot_counts = (_per_pass_counts(tensor, placement.shape, where) if mode == "per_pass"
-                       else _per_token_counts(tensor, placement.shape, where))
+        slot_counts = (
+            _per_pass_counts(tensor, placement.shape, where)
+            if mode == "per_pass"
+            else _per_token_counts(tensor, placement.shape, where)
+        )
         loads[step_of[pass_id]].scatter_add_(1, placement, slot_counts)
 
     ranks = sorted({record["rank"] for record in records if isinstance(record.get("rank"), int)})
-    notes = [(f"SGLang expert distribution dump ({mode} mode): {len(step_of):,} forward passes "
-              f"x {num_layers} layers x {num_experts} experts, each slot's count added to the "
-              f"expert that last_physical_to_logical_map places there (the map at the dump: "
-              f"passes recorded before a rebalance are counted with it too)")]
+    notes = [
+        (
+            f"SGLang expert distribution dump ({mode} mode): {len(step_of):,} forward passes "
+            f"x {num_layers} layers x {num_experts} experts, each slot's count added to the "
+            f"expert that last_physical_to_logical_map places there (the map at the dump: "
+            f"passes recorded before a rebalance are counted with it too)"
+        )
+    ]
     if ranks:
         which = f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks))
-        notes.append(f"the file holds the records of {which}: SGLang writes one file per rank, "
-                     f"each with its rank's share of the tokens")
+        notes.append(
+            f"the file holds the records of {which}: SGLang writes one file per rank, "
+            f"each with its rank's share of the tokens"
+        )
     return LoadFile(loads, tuple(notes), placement)
 
 
 def _per_pass_counts(counts: torch.Tensor, map_shape: torch.Size, where: str) -> torch.Tensor:
     """One per_pass record's slot counts [layers, slots] as float64."""
     if tuple(counts.shape) != tuple(map_shape):
-        raise LoadFormatError(f"{where}: found shape {list(counts.shape)}; expected "
-                              f"{list(map_shape)} like last_physical_to_logical_map")
+        raise LoadFormatError(
+            f"{where}: found shape {list(counts.shape)}; expected "
+            f"{list(map_shape)} like last_physical_to_logical_map"
+        )
     counts = counts.to(torch.float64)
     if bool((counts < 0).any()):
         raise LoadFormatError(f"{where}: found a negative count; counts are >= 0")
@@ -878,15 +1053,19 @@ def _per_token_counts(topk_ids: torch.Tensor, map_shape: torch.Size, where: str)
     each slot got, [layers, slots] float64."""
     num_layers, num_slots = map_shape
     if topk_ids.dim() != 3 or topk_ids.shape[0] != num_layers:
-        raise LoadFormatError(f"{where}: found shape {list(topk_ids.shape)}; expected "
-                              f"[{num_layers}, tokens, top_k]")
+        raise LoadFormatError(
+            f"{where}: found shape {list(topk_ids.shape)}; expected [{num_layers}, tokens, top_k]"
+        )
     ids = topk_ids.reshape(num_layers, -1).to(torch.int64)
     bad = (ids < -1) | (ids >= num_slots)
     if bool(bad.any()):
-        raise LoadFormatError(f"{where}: found slot id {int(ids[bad][0])}; "
-                              f"last_physical_to_logical_map has slots 0-{num_slots - 1}")
+        raise LoadFormatError(
+            f"{where}: found slot id {int(ids[bad][0])}; "
+            f"last_physical_to_logical_map has slots 0-{num_slots - 1}"
+        )
     unused = ids < 0
     counts = torch.zeros(num_layers, num_slots + 1, dtype=torch.float64)
-    counts.scatter_add_(1, ids.masked_fill(unused, num_slots),
-                        torch.ones_like(ids, dtype=torch.float64))
+    counts.scatter_add_(
+        1, ids.masked_fill(unused, num_slots), torch.ones_like(ids, dtype=torch.float64)
+    )
     return counts[:, :num_slots]

@@ -36,8 +36,10 @@ class Limits:
         names the value in the message ("layers", "windows of 50 steps")."""
         bound = getattr(self, limit)
         if bound is not None and value > bound:
-            raise LimitError(f"too many {what}: {_number(value)}; this server takes at most "
-                             f"{_number(bound)} ({self.name(limit)})")
+            raise LimitError(
+                f"too many {what}: {_number(value)}; this server takes at most "
+                f"{_number(bound)} ({self.name(limit)})"
+            )
 
 
 NO_LIMITS = Limits()

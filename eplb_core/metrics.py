@@ -16,8 +16,9 @@ from .replication import replicate_experts
 from .traffic import nodes_per_token
 
 
-def slot_loads(weight: torch.Tensor, phy2log: torch.Tensor,
-               logcnt: torch.Tensor | None = None) -> torch.Tensor:
+def slot_loads(
+    weight: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor | None = None
+) -> torch.Tensor:
     """Load of each physical slot: [layers, experts], [layers, slots] -> [layers, slots].
 
     Each replica carries its expert's load divided by the expert's replica count; the count is
@@ -35,8 +36,9 @@ def replica_counts(phy2log: torch.Tensor, num_experts: int) -> torch.Tensor:
     return counts.scatter_add_(1, phy2log, torch.ones_like(phy2log))
 
 
-def gpu_loads(weight: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
-              logcnt: torch.Tensor | None = None) -> torch.Tensor:
+def gpu_loads(
+    weight: torch.Tensor, phy2log: torch.Tensor, num_gpus: int, logcnt: torch.Tensor | None = None
+) -> torch.Tensor:
     """Load of each GPU: [layers, gpus], float64."""
     loads = slot_loads(weight, phy2log, logcnt)
     return loads.view(loads.shape[0], num_gpus, -1).sum(-1)
@@ -58,8 +60,9 @@ def max_over_mean(loads: torch.Tensor) -> torch.Tensor:
     return 1.0 / balancedness(loads)
 
 
-def balancedness_bound(weight: torch.Tensor, cluster: Cluster,
-                       policy: str = "global") -> torch.Tensor:
+def balancedness_bound(
+    weight: torch.Tensor, cluster: Cluster, policy: str = "global"
+) -> torch.Tensor:
     """An upper bound on the balancedness any plan can reach under ``policy``, per layer:
     [layers, experts] -> [layers].
 
@@ -85,13 +88,16 @@ def balancedness_bound(weight: torch.Tensor, cluster: Cluster,
     return torch.where(peak > 0, mean / peak.clamp(min=1e-300), torch.ones_like(peak))
 
 
-def _busiest_node_at_least(weight: torch.Tensor, num_groups: int,
-                           groups_per_node: int) -> torch.Tensor:
+def _busiest_node_at_least(
+    weight: torch.Tensor, num_groups: int, groups_per_node: int
+) -> torch.Tensor:
     """A lower bound on the busiest node's load when whole groups go to nodes: [layers]."""
-    groups = weight.view(*weight.shape[:-1], num_groups, -1).sum(-1).sort(-1, descending=True).values
+    groups = (
+        weight.view(*weight.shape[:-1], num_groups, -1).sum(-1).sort(-1, descending=True).values
+    )
     if groups_per_node == 2:
         return (groups + groups.flip(-1)).amax(-1)
-    return groups[:, 0] + groups[:, num_groups - groups_per_node + 1:].sum(-1)
+    return groups[:, 0] + groups[:, num_groups - groups_per_node + 1 :].sum(-1)
 
 
 def moe_speedup(before: Scores, after: Scores, weight: torch.Tensor) -> float:
@@ -103,8 +109,9 @@ def moe_speedup(before: Scores, after: Scores, weight: torch.Tensor) -> float:
     return float(before.gpu_load.amax(-1)[active].sum() / slowest) if slowest > 0 else 1.0
 
 
-def trivial_placement(num_layers: int, num_experts: int, num_replicas: int,
-                      device: torch.device | str = "cpu") -> torch.Tensor:
+def trivial_placement(
+    num_layers: int, num_experts: int, num_replicas: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """The layout engines start with before any balancing: slot p holds expert p mod E.
 
     Returns phy2log: [layers, num_replicas].
@@ -139,8 +146,12 @@ def active_layers(weight: torch.Tensor) -> torch.Tensor:
     return active | ~active.any(-1, keepdim=True)
 
 
-def score(weight: torch.Tensor, phy2log: torch.Tensor, cluster: Cluster,
-          logcnt: torch.Tensor | None = None) -> Scores:
+def score(
+    weight: torch.Tensor,
+    phy2log: torch.Tensor,
+    cluster: Cluster,
+    logcnt: torch.Tensor | None = None,
+) -> Scores:
     """Every figure of a placement phy2log [layers, slots] on loads [layers, experts]."""
     gpu = gpu_loads(weight, phy2log, cluster.num_gpus, logcnt)
     per_layer = balancedness(gpu)

@@ -46,9 +46,14 @@ class MigrationCost:
         return asdict(self)
 
 
-def migration_cost(old_phy2log: torch.Tensor, new_phy2log: torch.Tensor, num_gpus: int, *,
-                   expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
-                   link_gb_per_s: float | None = None) -> MigrationCost:
+def migration_cost(
+    old_phy2log: torch.Tensor,
+    new_phy2log: torch.Tensor,
+    num_gpus: int,
+    *,
+    expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
+    link_gb_per_s: float | None = None,
+) -> MigrationCost:
     """The bytes a migration copies, in all and into the busiest GPU, and, given each GPU's
     link bandwidth, the time the busiest GPU takes (GPUs receive in parallel).
 
@@ -57,33 +62,42 @@ def migration_cost(old_phy2log: torch.Tensor, new_phy2log: torch.Tensor, num_gpu
     per_layer = count_moves(old_phy2log, new_phy2log).per_layer  # checks the shapes agree
     num_layers, num_slots = new_phy2log.shape
     if num_gpus < 1 or num_slots % num_gpus:
-        raise ClusterShapeError(f"{num_slots} slots cannot be split evenly over {num_gpus} "
-                                f"GPUs")
+        raise ClusterShapeError(f"{num_slots} slots cannot be split evenly over {num_gpus} GPUs")
     if isinstance(expert_bytes, bool) or not isinstance(expert_bytes, int) or expert_bytes <= 0:
         raise OptionError(f"expert_bytes must be a positive whole number, got {expert_bytes!r}")
-    if link_gb_per_s is not None and (isinstance(link_gb_per_s, bool) or not isinstance(
-            link_gb_per_s, (int, float)) or not 0 < link_gb_per_s < float("inf")):
-        raise OptionError(f"link_gb_per_s must be a positive number of GB/s, got "
-                          f"{link_gb_per_s!r}")
+    if link_gb_per_s is not None and (
+        isinstance(link_gb_per_s, bool)
+        or not isinstance(link_gb_per_s, (int, float))
+        or not 0 < link_gb_per_s < float("inf")
+    ):
+        raise OptionError(f"link_gb_per_s must be a positive number of GB/s, got {link_gb_per_s!r}")
     received = (old_phy2log != new_phy2log).view(num_layers, num_gpus, -1).sum((0, 2))
     busiest = int(received.argmax())
     max_gpu_bytes = int(received[busiest]) * expert_bytes
     return MigrationCost(
-        moves=int(per_layer.sum()), expert_bytes=expert_bytes,
-        total_bytes=int(per_layer.sum()) * expert_bytes, max_gpu_bytes=max_gpu_bytes,
-        busiest_gpu=busiest, link_gb_per_s=link_gb_per_s,
-        seconds=None if link_gb_per_s is None else max_gpu_bytes / (link_gb_per_s * 1e9))
+        moves=int(per_layer.sum()),
+        expert_bytes=expert_bytes,
+        total_bytes=int(per_layer.sum()) * expert_bytes,
+        max_gpu_bytes=max_gpu_bytes,
+        busiest_gpu=busiest,
+        link_gb_per_s=link_gb_per_s,
+        seconds=None if link_gb_per_s is None else max_gpu_bytes / (link_gb_per_s * 1e9),
+    )
 
 
-def validate_placement(phy2log: torch.Tensor, num_layers: int, num_experts: int,
-                       num_replicas: int) -> None:
+def validate_placement(
+    phy2log: torch.Tensor, num_layers: int, num_experts: int, num_replicas: int
+) -> None:
     """Raise ``ValueError`` unless phy2log is a placement [layers, slots] of every expert."""
     if phy2log.dim() != 2:
-        raise PlacementError(f"a placement (phy2log) must be 2-D [layers, slots], got shape "
-                         f"{list(phy2log.shape)}")
+        raise PlacementError(
+            f"a placement (phy2log) must be 2-D [layers, slots], got shape {list(phy2log.shape)}"
+        )
     if tuple(phy2log.shape) != (num_layers, num_replicas):
-        raise PlacementError(f"the placement has shape {list(phy2log.shape)}; this plan needs "
-                         f"[{num_layers}, {num_replicas}] (layers, slots)")
+        raise PlacementError(
+            f"the placement has shape {list(phy2log.shape)}; this plan needs "
+            f"[{num_layers}, {num_replicas}] (layers, slots)"
+        )
     if phy2log.is_floating_point() or phy2log.is_complex() or phy2log.dtype == torch.bool:
         raise PlacementError(f"a placement holds expert ids (integers), got dtype {phy2log.dtype}")
     if bool(((phy2log < 0) | (phy2log >= num_experts)).any()):
@@ -93,21 +107,25 @@ def validate_placement(phy2log: torch.Tensor, num_layers: int, num_experts: int,
     missing = (~held).nonzero()
     if len(missing):
         layer, expert = missing[0].tolist()
-        raise PlacementError(f"the placement holds no replica of expert {expert} in layer {layer}; "
-                         f"every expert needs at least one slot")
+        raise PlacementError(
+            f"the placement holds no replica of expert {expert} in layer {layer}; "
+            f"every expert needs at least one slot"
+        )
 
 
 def count_moves(old_phy2log: torch.Tensor, new_phy2log: torch.Tensor) -> Moves:
     """Slots whose expert differs between two placements of the same shape [layers, slots]."""
     if old_phy2log.shape != new_phy2log.shape:
-        raise PlacementError(f"placements differ in shape: {list(old_phy2log.shape)} and "
-                         f"{list(new_phy2log.shape)}")
+        raise PlacementError(
+            f"placements differ in shape: {list(old_phy2log.shape)} and {list(new_phy2log.shape)}"
+        )
     per_layer = (old_phy2log != new_phy2log).sum(-1)
     return Moves(per_layer=per_layer, total=int(per_layer.sum()))
 
 
-def keep_slots(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor,
-               num_gpus: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def keep_slots(
+    old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor, num_gpus: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Re-order a plan within each GPU so that experts already on a GPU keep their old slots.
 
     Within a GPU, an expert held ``a`` times before and ``b`` times by the plan keeps
@@ -131,8 +149,9 @@ def keep_slots(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.T
     return kept, build_log2phy(kept, logcnt), logcnt
 
 
-def kept_in_place(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
-                  num_experts: int) -> torch.Tensor:
+def kept_in_place(
+    old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int, num_experts: int
+) -> torch.Tensor:
     """``keep_slots``'s re-ordered plan alone: [layers, slots] (shapes checked by the caller;
     expert ids below ``num_experts``)."""
     num_layers, num_slots = phy2log.shape
@@ -153,8 +172,16 @@ def kept_in_place(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: in
     return torch.empty_like(new).scatter_(-1, free_slots, values).view(num_layers, num_slots)
 
 
-def deploy(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor, num_gpus: int,
-           num_nodes: int, *, renumber_gpus: bool, keep_old_slots: bool) -> torch.Tensor:
+def deploy(
+    old_phy2log: torch.Tensor,
+    phy2log: torch.Tensor,
+    logcnt: torch.Tensor,
+    num_gpus: int,
+    num_nodes: int,
+    *,
+    renumber_gpus: bool,
+    keep_old_slots: bool,
+) -> torch.Tensor:
     """A plan as it goes over the placement in use: nodes and GPUs renumbered to match it
     (``match_gpus``), then experts that stay on a GPU kept in their slots (``keep_slots``), as
     asked. Neither changes the plan's balancedness.
@@ -162,8 +189,9 @@ def deploy(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tenso
     old_phy2log, phy2log: [layers, slots]; logcnt: [layers, experts] -> phy2log [layers, slots]
     """
     num_experts = logcnt.shape[1]
-    deployed = (kept_in_place(old_phy2log, phy2log, num_gpus, num_experts) if keep_old_slots
-                else phy2log)
+    deployed = (
+        kept_in_place(old_phy2log, phy2log, num_gpus, num_experts) if keep_old_slots else phy2log
+    )
     if renumber_gpus:
         renumbered = match_gpus(old_phy2log, phy2log, num_gpus, num_nodes)
         if keep_old_slots:
@@ -175,8 +203,9 @@ def deploy(old_phy2log: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tenso
     return deployed
 
 
-def match_gpus(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
-               num_nodes: int) -> torch.Tensor:
+def match_gpus(
+    old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int, num_nodes: int
+) -> torch.Tensor:
     """Renumber a plan's nodes, and the GPUs within each node, to keep experts where they are.
 
     Nodes are interchangeable, and so are the GPUs of a node: renumbering them changes which
@@ -192,13 +221,16 @@ def match_gpus(old_phy2log: torch.Tensor, phy2log: torch.Tensor, num_gpus: int,
     """
     count_moves(old_phy2log, phy2log)  # checks the shapes agree
     if num_gpus % num_nodes or phy2log.shape[1] % num_gpus:
-        raise ValueError(f"{phy2log.shape[1]} slots on {num_gpus} GPUs cannot be split evenly "
-                         f"over {num_nodes} nodes")
+        raise ValueError(
+            f"{phy2log.shape[1]} slots on {num_gpus} GPUs cannot be split evenly "
+            f"over {num_nodes} nodes"
+        )
     num_layers, num_slots = phy2log.shape
     num_experts = int(torch.maximum(phy2log.max(), old_phy2log.max())) + 1
     old = old_phy2log.long()
-    nodes = _renumber(old.view(num_layers, num_nodes, -1), phy2log.view(num_layers, num_nodes, -1),
-                      num_experts)
+    nodes = _renumber(
+        old.view(num_layers, num_nodes, -1), phy2log.view(num_layers, num_nodes, -1), num_experts
+    )
     gpus_per_node = num_gpus // num_nodes
     old_gpus = old.view(num_layers * num_nodes, gpus_per_node, -1)
     new_gpus = nodes.view(num_layers * num_nodes, gpus_per_node, -1)
@@ -218,8 +250,9 @@ def _renumber(old: torch.Tensor, new: torch.Tensor, num_experts: int) -> torch.T
     """Permute the blocks of ``new`` [rows, blocks, slots] to share the most with the same
     blocks of ``old``; kept only where it shares more than the numbering as it is.
 
-    Two blocks share the experts both hold. The matching is the greedy one (the pair that shares most first,
-    ties in a fixed scrambled order of the pairs, then the pairs left in order), computed in
+    Two blocks share the experts both hold. The matching is the greedy one (the pair that
+    shares most first, ties in a fixed scrambled order of the pairs, then the pairs left in
+    order), computed in
     parallel rounds: a pair is taken when it comes first among the pairs left at both its
     blocks. The pair first overall always is, and a pair taken is one the one-by-one greedy
     takes too, so the result is the greedy's; scrambled ties keep the rounds few (a plain
@@ -246,8 +279,11 @@ def _renumber(old: torch.Tensor, new: torch.Tensor, num_experts: int) -> torch.T
         identity.index_add_(0, pair_new[same], shared[same])
         target = (target % blocks).view(rows, blocks)
         matched, identity = matched.view(rows, blocks).sum(-1), identity.view(rows, blocks).sum(-1)
-    target = torch.where((matched > identity).unsqueeze(-1), target,
-                         torch.arange(blocks, device=device).expand(rows, blocks))
+    target = torch.where(
+        (matched > identity).unsqueeze(-1),
+        target,
+        torch.arange(blocks, device=device).expand(rows, blocks),
+    )
     return torch.empty_like(new).scatter_(1, target.unsqueeze(-1).expand_as(new), new)
 
 
@@ -269,11 +305,13 @@ def _greedy_on_table(shared: torch.Tensor) -> torch.Tensor:
     rows, blocks, _ = shared.shape
     device = shared.device
     block = torch.arange(blocks, device=device)
-    pair = (torch.arange(rows, device=device).view(-1, 1, 1) * blocks + block.view(1, -1, 1)
-            ) * blocks + block
+    pair = (
+        torch.arange(rows, device=device).view(-1, 1, 1) * blocks + block.view(1, -1, 1)
+    ) * blocks + block
     # Shared slots first, then the scrambled order: one int64 per pair, -1 where none shared.
-    priority = torch.where(shared > 0, (shared << _TIE_BITS) + ((1 << _TIE_BITS) - 1
-                                                                - _scrambled(pair)), -1)
+    priority = torch.where(
+        shared > 0, (shared << _TIE_BITS) + ((1 << _TIE_BITS) - 1 - _scrambled(pair)), -1
+    )
     target = torch.full((rows, blocks), -1, dtype=torch.int64, device=device)
     while True:
         best_old, best_new = priority.argmax(2), priority.argmax(1)  # per new, per old block
@@ -289,14 +327,16 @@ def _greedy_on_table(shared: torch.Tensor) -> torch.Tensor:
     free_new = matched.long().argsort(dim=1, stable=True)
     free_old = taken_old.clamp(max=1).argsort(dim=1, stable=True)
     num_free = (target < 0).sum(1, keepdim=True)
-    return target.scatter(1, free_new, torch.where(block < num_free, free_old,
-                                                   target.gather(1, free_new)))
+    return target.scatter(
+        1, free_new, torch.where(block < num_free, free_old, target.gather(1, free_new))
+    )
 
 
-def _shared_by_candidates(old: torch.Tensor, new: torch.Tensor, num_experts: int
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Experts held by both blocks of candidate (new, old) pairs of a row: per expert of a new block,
-    up to ``_MAX_PARTNERS`` old blocks holding it, and each block with itself. old, new:
+def _shared_by_candidates(
+    old: torch.Tensor, new: torch.Tensor, num_experts: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Experts held by both blocks of candidate (new, old) pairs of a row: per expert of a new
+    block, up to ``_MAX_PARTNERS`` old blocks holding it, and each block with itself. old, new:
     [rows, blocks, slots] -> new block, old block (numbered rows * blocks) and shared slots,
     each [candidates], in (new, old) order."""
     rows, blocks, _ = new.shape
@@ -307,7 +347,7 @@ def _shared_by_candidates(old: torch.Tensor, new: torch.Tensor, num_experts: int
 
     # Old blocks holding each (row, expert), and each new block's rank among those holding it:
     # the partners of a crowded expert spread over its holders.
-    holders = (old_block // blocks * num_experts + old_key % num_experts)
+    holders = old_block // blocks * num_experts + old_key % num_experts
     by_expert = holders.argsort(stable=True)
     holders = holders[by_expert]
     wanted = new_block // blocks * num_experts + new_expert
@@ -315,27 +355,40 @@ def _shared_by_candidates(old: torch.Tensor, new: torch.Tensor, num_experts: int
     held = torch.searchsorted(holders, wanted, right=True) - first
     in_turn = wanted.argsort(stable=True)
     rank = torch.empty_like(wanted).scatter_(
-        0, in_turn, torch.arange(len(wanted), device=device)
-        - torch.searchsorted(wanted[in_turn], wanted[in_turn]))
+        0,
+        in_turn,
+        torch.arange(len(wanted), device=device)
+        - torch.searchsorted(wanted[in_turn], wanted[in_turn]),
+    )
     offset = torch.arange(_MAX_PARTNERS, device=device)
     valid = offset < held.unsqueeze(1)
     partner = first.unsqueeze(1) + (rank.unsqueeze(1) + offset) % held.clamp(min=1).unsqueeze(1)
     block = torch.arange(rows * blocks, device=device)
-    candidate = torch.cat([new_block.unsqueeze(1).expand(-1, _MAX_PARTNERS)[valid] * blocks
-                           + old_block[by_expert[partner[valid]]] % blocks,
-                           block * blocks + block % blocks]).unique()
+    candidate = _unique(
+        torch.cat(
+            [
+                new_block.unsqueeze(1).expand(-1, _MAX_PARTNERS)[valid] * blocks
+                + old_block[by_expert[partner[valid]]] % blocks,
+                block * blocks + block % blocks,
+            ]
+        )
+    )
     pair_new = candidate // blocks
     pair_old = pair_new // blocks * blocks + candidate % blocks
     # Over each new block's experts, those the old block holds.
     starts = torch.searchsorted(new_block, pair_new)
     lengths = torch.searchsorted(new_block, pair_new, right=True) - starts
     pair_of = torch.repeat_interleave(torch.arange(len(candidate), device=device), lengths)
-    entry = (torch.arange(len(pair_of), device=device) + starts[pair_of]
-             - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths))
+    entry = (
+        torch.arange(len(pair_of), device=device)
+        + starts[pair_of]
+        - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    )
     lookup = pair_old[pair_of] * num_experts + new_expert[entry]
     found = torch.searchsorted(old_key, lookup).clamp(max=len(old_key) - 1)
     shared = torch.zeros(len(candidate), dtype=torch.int64, device=device).index_add_(
-        0, pair_of, (old_key[found] == lookup).long())
+        0, pair_of, (old_key[found] == lookup).long()
+    )
     return pair_new, pair_old, shared
 
 
@@ -344,7 +397,15 @@ def _distinct(placement: torch.Tensor, num_experts: int) -> torch.Tensor:
     ``(row * blocks + block) * num_experts + expert``, increasing."""
     rows, blocks, _ = placement.shape
     block = torch.arange(rows * blocks, device=placement.device).view(rows, blocks, 1)
-    return (block * num_experts + placement).flatten().unique()
+    return _unique((block * num_experts + placement).flatten())
+
+
+def _unique(values: torch.Tensor) -> torch.Tensor:
+    """The distinct values of a 1-D tensor, in increasing order."""
+    ordered = values.sort().values
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    return ordered[first]
 
 
 _TIE_BITS = 31
@@ -359,8 +420,9 @@ def _scrambled(key: torch.Tensor) -> torch.Tensor:
     return mixed ^ (mixed >> 15)
 
 
-def _greedy_on_pairs(new_block: torch.Tensor, old_block: torch.Tensor, shared: torch.Tensor,
-                     rows: int, blocks: int) -> torch.Tensor:
+def _greedy_on_pairs(
+    new_block: torch.Tensor, old_block: torch.Tensor, shared: torch.Tensor, rows: int, blocks: int
+) -> torch.Tensor:
     """The greedy matching of new to old blocks (see ``_renumber``) on candidate pairs, each
     [pairs]: new and old block (numbered ``row * blocks + block``) and shared slots -> the old
     block of each new block, [rows * blocks]."""
@@ -376,9 +438,11 @@ def _greedy_on_pairs(new_block: torch.Tensor, old_block: torch.Tensor, shared: t
     taken = torch.zeros(num_blocks, dtype=torch.bool, device=device)
     while len(rank):
         best_new = torch.full((num_blocks,), len(order), device=device).scatter_reduce(
-            0, new_block, rank, "amin")
+            0, new_block, rank, "amin"
+        )
         best_old = torch.full((num_blocks,), len(order), device=device).scatter_reduce(
-            0, old_block, rank, "amin")
+            0, old_block, rank, "amin"
+        )
         take = ((best_new[new_block] == rank) & (best_old[old_block] == rank)).nonzero()
         target[new_block[take]] = old_block[take]
         taken[old_block[take]] = True
@@ -399,16 +463,18 @@ def build_log2phy(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:
     first = logcnt.cumsum(-1) - logcnt  # where each expert's run starts in by_expert
     expert = phy2log.gather(-1, by_expert)
     rank = torch.arange(num_slots, device=phy2log.device) - first.gather(-1, expert)
-    log2phy = torch.full((num_layers, logcnt.shape[1], max_count), -1, dtype=torch.int64,
-                         device=phy2log.device)
+    log2phy = torch.full(
+        (num_layers, logcnt.shape[1], max_count), -1, dtype=torch.int64, device=phy2log.device
+    )
     log2phy.view(num_layers, -1).scatter_(-1, expert * max_count + rank, by_expert)
     return log2phy
 
 
 def _counts_per_gpu(placement: torch.Tensor, num_experts: int) -> torch.Tensor:
     """Copies of each expert on each GPU: [layers, gpus, slots per GPU] -> [layers, gpus, E]."""
-    counts = torch.zeros(*placement.shape[:2], num_experts, dtype=torch.int64,
-                         device=placement.device)
+    counts = torch.zeros(
+        *placement.shape[:2], num_experts, dtype=torch.int64, device=placement.device
+    )
     return counts.scatter_add_(-1, placement, torch.ones_like(placement))
 
 

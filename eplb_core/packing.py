@@ -40,9 +40,15 @@ def default_rounds(num_packs: int) -> int:
     return max(20, num_packs // 2)
 
 
-def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorithm = "hybrid",
-                     num_candidates: int | None = None, num_rounds: int | None = None,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def balanced_packing(
+    weight: torch.Tensor,
+    num_packs: int,
+    *,
+    algorithm: str = "hybrid",
+    num_candidates: int | None = None,
+    num_rounds: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pack each row's n items into ``num_packs`` packs of n/num_packs items, balancing loads.
 
     Parameters:
@@ -58,14 +64,26 @@ def balanced_packing(weight: torch.Tensor, num_packs: int, *, algorithm: Algorit
         pack_index: [rows, n], int64, the pack of each item
         rank_in_pack: [rows, n], int64, the item's position within its pack
     """
-    slots = pack_slots(weight, num_packs, algorithm=algorithm, num_candidates=num_candidates,
-                       num_rounds=num_rounds, generator=generator)
+    slots = pack_slots(
+        weight,
+        num_packs,
+        algorithm=algorithm,
+        num_candidates=num_candidates,
+        num_rounds=num_rounds,
+        generator=generator,
+    )
     return _pack_and_rank(slots, num_packs)
 
 
-def pack_slots(weight: torch.Tensor, num_packs: int, *, algorithm: Algorithm = "hybrid",
-               num_candidates: int | None = None, num_rounds: int | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def pack_slots(
+    weight: torch.Tensor,
+    num_packs: int,
+    *,
+    algorithm: str = "hybrid",
+    num_candidates: int | None = None,
+    num_rounds: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """``balanced_packing`` as the item in each slot: slot ``p * k + r`` holds pack p's r-th
     item (k = n / num_packs), the inverse of ``pack_index * k + rank_in_pack``.
 
@@ -136,8 +154,11 @@ def _lpt(sorted_weight: torch.Tensor, num_packs: int) -> torch.Tensor:
         first = torch.arange(0, n, 2, device=device).expand(rows, num_packs)
         second = sorted_weight[:, :num_packs].sort(dim=1, stable=True).indices * 2 + 1
         return torch.cat([first, second], 1)
-    if (sorted_weight.dtype == torch.float32 and _ROUNDS_MIN_PACKS <= num_packs < 1 << 15
-            and per_pack <= 1 << 16):
+    if (
+        sorted_weight.dtype == torch.float32
+        and _ROUNDS_MIN_PACKS <= num_packs < 1 << 15
+        and per_pack <= 1 << 16
+    ):
         code = _lpt_rounds(sorted_weight, num_packs, first_round)
         if code is not None:
             return (code >> 16).long() * per_pack + (code & 0xFFFF)
@@ -169,8 +190,9 @@ def _lpt_items(sorted_weight: torch.Tensor, num_packs: int, first_round: bool) -
     return torch.cat(packs, 1)
 
 
-def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
-                first_round: bool) -> torch.Tensor | None:
+def _lpt_rounds(
+    sorted_weight: torch.Tensor, num_packs: int, first_round: bool
+) -> torch.Tensor | None:
     """Exact LPT a round at a time, float32: [rows, n] -> code [rows, n], int32, each item's
     ``pack << 16 | rank``; None when some row needs more than ``2 n/m + 8`` steps.
 
@@ -218,9 +240,15 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
     new_loads, new_counts = _halves(new_keys)
     new_loads = new_loads.view(torch.float32)
     # 0-d operands of the right dtype: cheaper per op than Python numbers.
-    one, count_mask, last, full = (torch.tensor(value, dtype=dtype, device=device) for value, dtype
-                                   in ((1, torch.int32), (0xFFFF, torch.int32),
-                                       (per_pack - 1, torch.int32), (_FULL_KEY, torch.int64)))
+    one, count_mask, last, full = (
+        torch.tensor(value, dtype=dtype, device=device)
+        for value, dtype in (
+            (1, torch.int32),
+            (0xFFFF, torch.int32),
+            (per_pack - 1, torch.int32),
+            (_FULL_KEY, torch.int64),
+        )
+    )
     # The zero items at the end of a row (idle experts, idle layers) leave every load as it is:
     # the loop stops where they start, and they are placed at once afterwards.
     zeros_from = (weights[:, :n] > 0).sum(1, keepdim=True).clamp_(min=start)
@@ -249,12 +277,13 @@ def _lpt_rounds(sorted_weight: torch.Tensor, num_packs: int,
     return code
 
 
-def _place_zeros(keys: torch.Tensor, code: torch.Tensor, zeros_from: torch.Tensor,
-                 per_pack: int) -> None:
+def _place_zeros(
+    keys: torch.Tensor, code: torch.Tensor, zeros_from: torch.Tensor, per_pack: int
+) -> None:
     """Place each row's zero items, ``zeros_from`` [rows, 1] on, into ``code`` [rows, n], in
     place: LPT gives each of them to the lightest pack with room (lowest index on ties), and as
     they add nothing, that fills the packs with room one after another in key order."""
-    rows, n = code.shape
+    _rows, n = code.shape
     ordered = keys.sort(1).values
     counts = _halves(ordered)[1]
     room = (per_pack - (counts & 0xFFFF)).masked_fill_(ordered == _FULL_KEY, 0)
@@ -269,7 +298,7 @@ def _halves(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Views of an int64 tensor's high and low 32 bits, as int32: [rows, m] -> 2 x [rows, m]."""
     words = keys.view(torch.int32)
     high = 1 if sys.byteorder == "little" else 0
-    return words[:, high::2], words[:, 1 - high::2]
+    return words[:, high::2], words[:, 1 - high :: 2]
 
 
 def _rank_in_pack(item_pack: torch.Tensor, num_packs: int) -> torch.Tensor:
@@ -280,9 +309,14 @@ def _rank_in_pack(item_pack: torch.Tensor, num_packs: int) -> torch.Tensor:
     return torch.empty_like(item_pack).scatter_(1, by_pack, ranks.expand(rows, n))
 
 
-def _hybrid_packing(weight: torch.Tensor, greedy_slots: torch.Tensor, num_packs: int,
-                    num_candidates: int, num_rounds: int,
-                    generator: torch.Generator | None) -> torch.Tensor:
+def _hybrid_packing(
+    weight: torch.Tensor,
+    greedy_slots: torch.Tensor,
+    num_packs: int,
+    num_candidates: int,
+    num_rounds: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """Multi-start search, in row chunks that keep ``[rows, candidates, n]`` tensors bounded.
 
     weight, greedy_slots: [rows, n] -> the winner's item in each slot, [rows, n]
@@ -293,15 +327,25 @@ def _hybrid_packing(weight: torch.Tensor, greedy_slots: torch.Tensor, num_packs:
     greedy_slots = greedy_slots.view(rows, num_packs, n // num_packs)
     chunk = max(1, _SWAP_ELEMENTS // (num_candidates * n))
     best = [
-        _search(weight[lo:lo + chunk], greedy_slots[lo:lo + chunk], num_candidates, num_rounds,
-                generator)
+        _search(
+            weight[lo : lo + chunk],
+            greedy_slots[lo : lo + chunk],
+            num_candidates,
+            num_rounds,
+            generator,
+        )
         for lo in range(0, rows, chunk)
     ]
     return torch.cat(best).flatten(1)
 
 
-def _search(weight: torch.Tensor, greedy_slots: torch.Tensor, num_candidates: int,
-            num_rounds: int, generator: torch.Generator) -> torch.Tensor:
+def _search(
+    weight: torch.Tensor,
+    greedy_slots: torch.Tensor,
+    num_candidates: int,
+    num_rounds: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Best packing of each row among the greedy's and ``num_candidates - 1`` others.
 
     weight: [rows, n]; greedy_slots: [rows, m, k] -> [rows, m, k] item ids of the winner
@@ -325,13 +369,13 @@ def _search(weight: torch.Tensor, greedy_slots: torch.Tensor, num_candidates: in
     greedy_max = greedy_max.sum(-1).amax(-1)
     best_max, best = max_load.min(1)
     winner = slots.view(rows, num_candidates, num_packs, per_pack)[
-        torch.arange(rows, device=weight.device), best]
+        torch.arange(rows, device=weight.device), best
+    ]
     keep_greedy = (best_max >= greedy_max).view(-1, 1, 1)
     return torch.where(keep_greedy, greedy_slots, winner)
 
 
-def _candidate_orders(weight: torch.Tensor, count: int,
-                      generator: torch.Generator) -> torch.Tensor:
+def _candidate_orders(weight: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
     """Item orders for ``count`` candidates besides pure LPT: [rows, count, n].
 
     About half are LPT on noisy weights, a quarter random shuffles, and the last quarter
@@ -403,7 +447,7 @@ def _refine_by_swaps(slot_weight: torch.Tensor, slots: torch.Tensor, num_rounds:
     for _ in range(num_rounds):
         moved = []
         for lo in range(0, active.numel(), chunk):
-            rows = active[lo:lo + chunk]
+            rows = active[lo : lo + chunk]
             problem, pack_a, slot_a, pack_b, slot_b, improved = _improving_swaps(slot_weight[rows])
             problem = rows[problem]
             for t in (slot_weight, slots):
@@ -456,8 +500,11 @@ def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
     # Pairs (r-th heaviest, r-th lightest) for r = 1 .. m/2 - 1: distances [p, pairs, k].
     pairs = num_packs // 2 - 1
     if pairs > 0:
-        high, low = by_load.flip(1)[:, 1:1 + pairs], by_load[:, 1:1 + pairs]
-        index = lambda packs: packs.unsqueeze(-1).expand(-1, -1, per_pack)
+        high, low = by_load.flip(1)[:, 1 : 1 + pairs], by_load[:, 1 : 1 + pairs]
+
+        def index(packs: torch.Tensor) -> torch.Tensor:
+            return packs.unsqueeze(-1).expand(-1, -1, per_pack)
+
         half_gap = ((loads.gather(1, high) - loads.gather(1, low)) / 2).unsqueeze(-1)
         high_items, target = w.gather(1, index(high)), w.gather(1, index(low)) + half_gap
         if dense:
@@ -477,7 +524,7 @@ def _improving_swaps(w: torch.Tensor) -> tuple[torch.Tensor, ...]:
         pack_b.append(low[take_pair, which])
         slot_b.append(low_slot[take_pair, which])
     swaps = tuple(torch.cat(x) for x in (problem, pack_a, slot_a, pack_b, slot_b))
-    return swaps + (take,)
+    return (*swaps, take)
 
 
 def _nearest(targets: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
@@ -491,5 +538,7 @@ def _nearest(targets: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     above = torch.searchsorted(ascending, queries)
     below = (above - 1).clamp_(min=0)
     above.clamp_(max=per_pack - 1)
-    return torch.minimum((queries - ascending.gather(-1, below)).abs_(),
-                         (queries - ascending.gather(-1, above)).abs_())
+    return torch.minimum(
+        (queries - ascending.gather(-1, below)).abs_(),
+        (queries - ascending.gather(-1, above)).abs_(),
+    )

@@ -22,11 +22,16 @@ from .cluster import DEEPSEEK_V3_EXPERT_BYTES, Cluster
 from .cost import check_cost, check_size, rebalance_cost
 from .errors import InvariantError, LimitError, LoadError, OptionError, PlacementError
 from .limits import Limits
-from .metrics import (Scores, active_layers, balancedness_bound, moe_speedup, replica_counts,
-                      score)
-from .metrics import trivial_placement
-from .migration import (MigrationCost, Moves, count_moves, deploy, migration_cost,
-                        validate_placement)
+from .metrics import (
+    Scores,
+    active_layers,
+    balancedness_bound,
+    moe_speedup,
+    replica_counts,
+    score,
+    trivial_placement,
+)
+from .migration import MigrationCost, Moves, count_moves, deploy, migration_cost, validate_placement
 from .packing import ALGORITHMS
 from .policy import place, validate_weight
 
@@ -52,22 +57,31 @@ class PlanOptions:
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
-            raise OptionError(f"unknown algorithm {self.algorithm!r}; expected one of "
-                              f"{ALGORITHMS}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
-                0 <= self.seed < 2**64):
+            raise OptionError(f"unknown algorithm {self.algorithm!r}; expected one of {ALGORITHMS}")
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not (0 <= self.seed < 2**64)
+        ):
             raise OptionError(f"seed must be an integer in 0 .. 2**64 - 1, got {self.seed!r}")
         if self.num_candidates is not None and self.num_candidates < 1:
             raise OptionError(f"num_candidates must be at least 1, got {self.num_candidates}")
         if self.num_rounds is not None and self.num_rounds < 0:
             raise OptionError(f"num_rounds must be at least 0, got {self.num_rounds}")
-        if isinstance(self.spill_slots, bool) or not isinstance(self.spill_slots, int) or (
-                self.spill_slots < 0):
+        if (
+            isinstance(self.spill_slots, bool)
+            or not isinstance(self.spill_slots, int)
+            or (self.spill_slots < 0)
+        ):
             raise OptionError(f"spill_slots must be an integer >= 0, got {self.spill_slots!r}")
-        if self.max_moves is not None and (isinstance(self.max_moves, bool) or not isinstance(
-                self.max_moves, int) or self.max_moves < 0):
-            raise OptionError(f"max_moves must be a whole number of slots >= 0, got "
-                              f"{self.max_moves!r}")
+        if self.max_moves is not None and (
+            isinstance(self.max_moves, bool)
+            or not isinstance(self.max_moves, int)
+            or self.max_moves < 0
+        ):
+            raise OptionError(
+                f"max_moves must be a whole number of slots >= 0, got {self.max_moves!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -90,14 +104,18 @@ class Plan:
         ``PlacementError`` unless it holds every expert 0 .. num_experts - 1 (by default one
         more than its largest id, which must name fewer experts than it has slots)."""
         if phy2log.dim() != 2 or phy2log.numel() == 0:
-            raise PlacementError(f"a placement (phy2log) is 2-D [layers, slots] and not empty, "
-                                 f"got shape {list(phy2log.shape)}")
+            raise PlacementError(
+                f"a placement (phy2log) is 2-D [layers, slots] and not empty, "
+                f"got shape {list(phy2log.shape)}"
+            )
         num_layers, num_slots = phy2log.shape
         if num_experts is None:
             largest = int(phy2log.max())
             if largest >= num_slots:
-                raise PlacementError(f"the placement names expert {largest}, but its "
-                                     f"{num_slots} slots hold at most experts 0..{num_slots - 1}")
+                raise PlacementError(
+                    f"the placement names expert {largest}, but its "
+                    f"{num_slots} slots hold at most experts 0..{num_slots - 1}"
+                )
             num_experts = largest + 1
         validate_placement(phy2log, num_layers, num_experts, num_slots)
         phy2log = phy2log.long()
@@ -110,17 +128,21 @@ class Plan:
         num_experts = self.logcnt.shape[1]
         max_count = int(self.logcnt.max())
         if num_layers * num_experts * max_count > MAX_LOG2PHY_ENTRIES:
-            raise LimitError(f"the plan gives one expert {max_count} replicas, so log2phy would "
-                             f"hold {num_layers} x {num_experts} x {max_count} entries, more "
-                             f"than {MAX_LOG2PHY_ENTRIES}; plan fewer layers or fewer slots")
+            raise LimitError(
+                f"the plan gives one expert {max_count} replicas, so log2phy would "
+                f"hold {num_layers} x {num_experts} x {max_count} entries, more "
+                f"than {MAX_LOG2PHY_ENTRIES}; plan fewer layers or fewer slots"
+            )
         rank = self.phy_rank
         if rank is None:
             rank = _rank_in_slot_order(self.phy2log, self.logcnt)
-        log2phy = torch.full((num_layers, num_experts, max_count), -1, dtype=torch.int64,
-                             device=self.phy2log.device)
+        log2phy = torch.full(
+            (num_layers, num_experts, max_count), -1, dtype=torch.int64, device=self.phy2log.device
+        )
         slots = torch.arange(num_slots, dtype=torch.int64, device=self.phy2log.device)
-        log2phy.view(num_layers, -1).scatter_(-1, self.phy2log * max_count + rank,
-                                              slots.expand(num_layers, -1))
+        log2phy.view(num_layers, -1).scatter_(
+            -1, self.phy2log * max_count + rank, slots.expand(num_layers, -1)
+        )
         return log2phy
 
     def check(self) -> None:
@@ -129,7 +151,8 @@ class Plan:
         num_layers, num_slots = self.phy2log.shape
         num_experts = self.logcnt.shape[1]
         if self.phy2log.dtype != torch.int64 or bool(
-                ((self.phy2log < 0) | (self.phy2log >= num_experts)).any()):
+            ((self.phy2log < 0) | (self.phy2log >= num_experts)).any()
+        ):
             raise InvariantError("the plan has a slot without a valid expert")
         if not torch.equal(replica_counts(self.phy2log, num_experts), self.logcnt):
             raise InvariantError("the plan's replica counts do not match its slots")
@@ -160,8 +183,12 @@ def _rank_in_slot_order(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Te
     return torch.empty_like(phy2log).scatter_(-1, by_expert, rank_sorted)
 
 
-def check_request(weight: torch.Tensor, cluster: Cluster, options: PlanOptions,
-                  current: torch.Tensor | None = None) -> str:
+def check_request(
+    weight: torch.Tensor,
+    cluster: Cluster,
+    options: PlanOptions,
+    current: torch.Tensor | None = None,
+) -> str:
     """Every check of a plan request, before any work: the loads, the cluster under the
     policy, the placement in use. Returns the resolved policy."""
     validate_weight(weight)
@@ -173,8 +200,12 @@ def check_request(weight: torch.Tensor, cluster: Cluster, options: PlanOptions,
 
 
 @torch.no_grad()
-def make_plan(weight: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOptions(),
-              current: torch.Tensor | None = None) -> Plan:
+def make_plan(
+    weight: torch.Tensor,
+    cluster: Cluster,
+    options: PlanOptions = PlanOptions(),
+    current: torch.Tensor | None = None,
+) -> Plan:
     """Plan every layer of ``weight`` [layers, experts] (any real dtype, any device; the plan
     is on the same device) on ``cluster``.
 
@@ -190,44 +221,73 @@ def make_plan(weight: torch.Tensor, cluster: Cluster, options: PlanOptions = Pla
     policy = check_request(weight, cluster, options, current)
     weight = weight.float()
     generator = torch.Generator(device=weight.device).manual_seed(options.seed)
-    phy2log, phy_rank, logcnt = place(weight, cluster, policy, algorithm=options.algorithm,
-                                      generator=generator, num_candidates=options.num_candidates,
-                                      num_rounds=options.num_rounds,
-                                      spill_slots=options.spill_slots)
+    phy2log, phy_rank, logcnt = place(
+        weight,
+        cluster,
+        policy,
+        algorithm=options.algorithm,
+        generator=generator,
+        num_candidates=options.num_candidates,
+        num_rounds=options.num_rounds,
+        spill_slots=options.spill_slots,
+    )
     plan = Plan(phy2log, logcnt, phy_rank)
     if options.max_moves is not None:
-        plan = Plan.from_placement(plan_within_budget(weight, current, phy2log, logcnt, cluster,
-                                                      policy, options.max_moves), weight.shape[1])
+        plan = Plan.from_placement(
+            plan_within_budget(
+                weight, current, phy2log, logcnt, cluster, policy, options.max_moves
+            ),
+            weight.shape[1],
+        )
         plan.check()
         return plan
     if current is not None:
-        return deploy_plan(plan, current.to(phy2log.device, torch.int64), cluster, policy,
-                           options)
+        return deploy_plan(plan, current.to(phy2log.device, torch.int64), cluster, policy, options)
     plan.check()
     return plan
 
 
-def deploy_plan(plan: Plan, current: torch.Tensor, cluster: Cluster, policy: str,
-                options: PlanOptions) -> Plan:
+def deploy_plan(
+    plan: Plan, current: torch.Tensor, cluster: Cluster, policy: str, options: PlanOptions
+) -> Plan:
     """The plan as it goes over the placement in use ``current`` [layers, slots], with the
     options' ``renumber_gpus`` and ``keep_slots`` (neither changes the balance); checked."""
     if options.renumber_gpus or options.keep_slots:
         # Under the hierarchical and spill policies a node's groups move as a whole;
         # otherwise any GPU may take any other's place.
         nodes = cluster.num_nodes if policy in ("hierarchical", "spill") else 1
-        plan = Plan(deploy(current, plan.phy2log, plan.logcnt, cluster.num_gpus, nodes,
-                           renumber_gpus=options.renumber_gpus,
-                           keep_old_slots=options.keep_slots), plan.logcnt)
+        plan = Plan(
+            deploy(
+                current,
+                plan.phy2log,
+                plan.logcnt,
+                cluster.num_gpus,
+                nodes,
+                renumber_gpus=options.renumber_gpus,
+                keep_old_slots=options.keep_slots,
+            ),
+            plan.logcnt,
+        )
     plan.check()
     return plan
 
 
-def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
-                      num_gpus: int, *, algorithm: str = "hybrid", seed: int = 0,
-                      current: torch.Tensor | None = None, policy: str = "auto",
-                      spill_slots: int = 1, num_candidates: int | None = None,
-                      num_rounds: int | None = None, max_moves: int | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def rebalance_experts(
+    weight: torch.Tensor,
+    num_replicas: int,
+    num_groups: int,
+    num_nodes: int,
+    num_gpus: int,
+    *,
+    algorithm: str = "hybrid",
+    seed: int = 0,
+    current: torch.Tensor | None = None,
+    policy: str = "auto",
+    spill_slots: int = 1,
+    num_candidates: int | None = None,
+    num_rounds: int | None = None,
+    max_moves: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DeepSeek's ``eplb.rebalance_experts``: replicate and place every layer's experts.
 
     Parameters:
@@ -258,12 +318,20 @@ def rebalance_experts(weight: torch.Tensor, num_replicas: int, num_groups: int, 
         log2phy: [layers, experts, max replicas], each expert's slots, padded with -1
         logcnt: [layers, experts], the number of replicas of each expert
     """
-    options = PlanOptions(algorithm=algorithm, seed=seed, policy=policy,
-                          keep_slots=current is not None, renumber_gpus=current is not None,
-                          num_candidates=num_candidates, num_rounds=num_rounds,
-                          spill_slots=spill_slots, max_moves=max_moves)
-    plan = make_plan(weight, Cluster(num_replicas, num_groups, num_nodes, num_gpus), options,
-                     current)
+    options = PlanOptions(
+        algorithm=algorithm,
+        seed=seed,
+        policy=policy,
+        keep_slots=current is not None,
+        renumber_gpus=current is not None,
+        num_candidates=num_candidates,
+        num_rounds=num_rounds,
+        spill_slots=spill_slots,
+        max_moves=max_moves,
+    )
+    plan = make_plan(
+        weight, Cluster(num_replicas, num_groups, num_nodes, num_gpus), options, current
+    )
     return plan.phy2log, plan.log2phy, plan.logcnt
 
 
@@ -294,19 +362,26 @@ class Rebalance:
         ``tensors``, its arrays stay tensors for a serializer that writes them directly."""
         out = _writer(tensors)
         return {
-            "params": {**asdict(self.cluster), "seed": self.options.seed,
-                       "keep_slots": self.options.keep_slots,
-                       "renumber_gpus": self.options.renumber_gpus,
-                       "algorithm": self.options.algorithm, "policy": self.options.policy,
-                       "spill_slots": self.options.spill_slots,
-                       "max_moves": self.options.max_moves},
+            "params": {
+                **asdict(self.cluster),
+                "seed": self.options.seed,
+                "keep_slots": self.options.keep_slots,
+                "renumber_gpus": self.options.renumber_gpus,
+                "algorithm": self.options.algorithm,
+                "policy": self.options.policy,
+                "spill_slots": self.options.spill_slots,
+                "max_moves": self.options.max_moves,
+            },
             "num_layers": self.plan.phy2log.shape[0],
             "num_experts": self.plan.logcnt.shape[1],
             "num_steps": self.num_steps,
-            "plan": {"phy2log": out(self.plan.phy2log),
-                     **({"log2phy": out(self.plan.log2phy)} if log2phy else {}),
-                     "logcnt": out(self.plan.logcnt), "policy": self.policy,
-                     "algorithm": self.options.algorithm},
+            "plan": {
+                "phy2log": out(self.plan.phy2log),
+                **({"log2phy": out(self.plan.log2phy)} if log2phy else {}),
+                "logcnt": out(self.plan.logcnt),
+                "policy": self.policy,
+                "algorithm": self.options.algorithm,
+            },
             "baseline": self.baseline,
             "before": scores_dict(self.before, tensors),
             "after": scores_dict(self.after, tensors),
@@ -324,14 +399,15 @@ class Rebalance:
 def scores_dict(scores: Scores, tensors: bool = False) -> dict[str, Any]:
     """A placement's figures as JSON values (arrays as tensors with ``tensors``)."""
     out = _writer(tensors)
-    return {"gpu_load": out(scores.gpu_load),
-            "node_load": None if scores.node_load is None else out(scores.node_load),
-            "balancedness": out(scores.balancedness),
-            "mean_balancedness": scores.mean_balancedness,
-            "worst_max_over_mean": scores.worst_max_over_mean,
-            "nodes_per_token": None if scores.nodes_per_token is None
-            else out(scores.nodes_per_token),
-            "mean_nodes_per_token": scores.mean_nodes_per_token}
+    return {
+        "gpu_load": out(scores.gpu_load),
+        "node_load": None if scores.node_load is None else out(scores.node_load),
+        "balancedness": out(scores.balancedness),
+        "mean_balancedness": scores.mean_balancedness,
+        "worst_max_over_mean": scores.worst_max_over_mean,
+        "nodes_per_token": None if scores.nodes_per_token is None else out(scores.nodes_per_token),
+        "mean_nodes_per_token": scores.mean_nodes_per_token,
+    }
 
 
 def _writer(tensors: bool) -> Callable[[torch.Tensor], Any]:
@@ -350,10 +426,17 @@ def sum_steps(loads: torch.Tensor) -> tuple[torch.Tensor, int | None]:
     return loads, None
 
 
-def rebalance(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOptions(),
-              current: torch.Tensor | None = None, notes: Sequence[str] = (), *,
-              expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
-              link_gb_per_s: float | None = None, limits: Limits | None = None) -> Rebalance:
+def rebalance(
+    loads: torch.Tensor,
+    cluster: Cluster,
+    options: PlanOptions = PlanOptions(),
+    current: torch.Tensor | None = None,
+    notes: Sequence[str] = (),
+    *,
+    expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
+    link_gb_per_s: float | None = None,
+    limits: Limits | None = None,
+) -> Rebalance:
     """Plan ``loads`` (one window [layers, experts], or a series [steps, layers, experts] planned
     on the sum of its steps) and score the plan against the placement it replaces: ``current``
     (phy2log [layers, slots]) or the trivial layout. ``notes``: what the caller knows about the
@@ -368,8 +451,11 @@ def rebalance(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = Plan
     if limits is not None:
         check_size(num_layers, num_experts, cluster, limits)
         check_cost(rebalance_cost(weight, cluster, policy, options, device=device), limits)
-    before = (trivial_placement(num_layers, num_experts, cluster.num_replicas, device)
-              if current is None else current.to(device, torch.int64))
+    before = (
+        trivial_placement(num_layers, num_experts, cluster.num_replicas, device)
+        if current is None
+        else current.to(device, torch.int64)
+    )
     started = time.perf_counter()
     plan = make_plan(weight, cluster, options, before)
     if device.type == "cuda":
@@ -380,15 +466,29 @@ def rebalance(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = Plan
     scores_before = score(exact, before, cluster)
     scores_after = score(exact, plan.phy2log, cluster, plan.logcnt)
     return Rebalance(
-        cluster=cluster, options=options, policy=policy, num_steps=num_steps, plan=plan,
-        baseline="trivial" if current is None else "current", placement_before=before,
-        before=scores_before, after=scores_after, moves=count_moves(before, plan.phy2log),
-        migration=migration_cost(before, plan.phy2log, cluster.num_gpus,
-                                 expert_bytes=expert_bytes, link_gb_per_s=link_gb_per_s),
+        cluster=cluster,
+        options=options,
+        policy=policy,
+        num_steps=num_steps,
+        plan=plan,
+        baseline="trivial" if current is None else "current",
+        placement_before=before,
+        before=scores_before,
+        after=scores_after,
+        moves=count_moves(before, plan.phy2log),
+        migration=migration_cost(
+            before,
+            plan.phy2log,
+            cluster.num_gpus,
+            expert_bytes=expert_bytes,
+            link_gb_per_s=link_gb_per_s,
+        ),
         speedup=moe_speedup(scores_before, scores_after, exact),
         bound=balancedness_bound(exact, cluster, policy),
-        idle_layers=idle, elapsed_ms=elapsed_ms,
-        notes=[*notes, *plan_notes(cluster, idle, num_layers)])
+        idle_layers=idle,
+        elapsed_ms=elapsed_ms,
+        notes=[*notes, *plan_notes(cluster, idle, num_layers)],
+    )
 
 
 @dataclass(frozen=True)
@@ -421,8 +521,9 @@ class Evaluation:
             "worst_max_over_mean": self.placement.worst_max_over_mean,
             "placement": scores_dict(self.placement, tensors),
             "compare": None if self.compare is None else scores_dict(self.compare, tensors),
-            "moves": None if self.moves is None else {
-                "per_layer": out(self.moves.per_layer), "total": self.moves.total},
+            "moves": None
+            if self.moves is None
+            else {"per_layer": out(self.moves.per_layer), "total": self.moves.total},
             "speedup": self.speedup,
             "bound": out(self.bound),
             "idle_layers": self.idle_layers,
@@ -432,9 +533,15 @@ class Evaluation:
         }
 
 
-def evaluate(loads: torch.Tensor, cluster: Cluster, placement: torch.Tensor,
-             compare: torch.Tensor | None = None, policy: str = "auto",
-             notes: Sequence[str] = (), limits: Limits | None = None) -> Evaluation:
+def evaluate(
+    loads: torch.Tensor,
+    cluster: Cluster,
+    placement: torch.Tensor,
+    compare: torch.Tensor | None = None,
+    policy: str = "auto",
+    notes: Sequence[str] = (),
+    limits: Limits | None = None,
+) -> Evaluation:
     """Score ``placement`` (phy2log [layers, slots]) on ``loads`` (one window [layers,
     experts], or a series summed over its steps), and ``compare`` beside it: the same figures
     as ``rebalance`` gives a plan, the moves between the two, and the speed-up of the MoE part
@@ -456,14 +563,21 @@ def evaluate(loads: torch.Tensor, cluster: Cluster, placement: torch.Tensor,
     idle = (~active_layers(exact)).nonzero().flatten().tolist()
     second = scored[1] if compare is not None else None
     return Evaluation(
-        cluster=cluster, policy=policy, num_steps=num_steps, placement=scored[0],
+        cluster=cluster,
+        policy=policy,
+        num_steps=num_steps,
+        placement=scored[0],
         compare=second,
-        moves=None if compare is None else count_moves(compare.to(device, torch.int64),
-                                                       placement.to(device, torch.int64)),
+        moves=None
+        if compare is None
+        else count_moves(compare.to(device, torch.int64), placement.to(device, torch.int64)),
         speedup=None if second is None else moe_speedup(second, scored[0], exact),
-        bound=balancedness_bound(exact, cluster, policy), idle_layers=idle,
-        elapsed_ms=(time.perf_counter() - started) * 1000, device=str(device),
-        notes=[*notes, *plan_notes(cluster, idle, num_layers)])
+        bound=balancedness_bound(exact, cluster, policy),
+        idle_layers=idle,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+        device=str(device),
+        notes=[*notes, *plan_notes(cluster, idle, num_layers)],
+    )
 
 
 def plan_notes(cluster: Cluster, idle_layers: list[int], num_layers: int) -> list[str]:
@@ -474,10 +588,14 @@ def plan_notes(cluster: Cluster, idle_layers: list[int], num_layers: int) -> lis
         listed = ", ".join(map(str, idle_layers[:8])) + (", ..." if len(idle_layers) > 8 else "")
         which = "layer" if len(idle_layers) == 1 else "layers"
         carry = "carries" if len(idle_layers) == 1 else "carry"
-        notes.append(f"{len(idle_layers)} of {num_layers} layers {carry} no load ({which} "
-                     f"{listed}; dense layers in an engine's dump): planned, and left out of "
-                     f"the mean balancedness and the worst max/mean")
+        notes.append(
+            f"{len(idle_layers)} of {num_layers} layers {carry} no load ({which} "
+            f"{listed}; dense layers in an engine's dump): planned, and left out of "
+            f"the mean balancedness and the worst max/mean"
+        )
     if not cluster.has_nodes:
-        notes.append(f"no per-node figures: {cluster.num_gpus} GPUs do not split evenly over "
-                     f"{cluster.num_nodes} nodes (the global policy does not need them to)")
+        notes.append(
+            f"no per-node figures: {cluster.num_gpus} GPUs do not split evenly over "
+            f"{cluster.num_nodes} nodes (the global policy does not need them to)"
+        )
     return notes

@@ -40,14 +40,23 @@ def validate_weight(weight: torch.Tensor) -> None:
         raise LoadError("weight has negative values; loads are token counts >= 0")
     heaviest = int(totals.argmax())
     if float(totals[heaviest]) > MAX_LAYER_LOAD:
-        raise LoadError(f"layer {heaviest} sums to {float(totals[heaviest]):.4g} tokens, more "
-                        f"than a float32 can add up ({MAX_LAYER_LOAD:.3g}); scale the loads down")
+        raise LoadError(
+            f"layer {heaviest} sums to {float(totals[heaviest]):.4g} tokens, more "
+            f"than a float32 can add up ({MAX_LAYER_LOAD:.3g}); scale the loads down"
+        )
 
 
-def place(weight: torch.Tensor, cluster: Cluster, policy: str, *, algorithm: str,
-          generator: torch.Generator, num_candidates: int | None = None,
-          num_rounds: int | None = None,
-          spill_slots: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def place(
+    weight: torch.Tensor,
+    cluster: Cluster,
+    policy: str,
+    *,
+    algorithm: str,
+    generator: torch.Generator,
+    num_candidates: int | None = None,
+    num_rounds: int | None = None,
+    spill_slots: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replicate and place every layer's experts under a resolved policy.
 
     Parameters:
@@ -63,12 +72,20 @@ def place(weight: torch.Tensor, cluster: Cluster, policy: str, *, algorithm: str
         phy_rank: [layers, num_replicas], each slot's replica index within its expert
         logcnt: [layers, experts], the number of replicas of each expert
     """
-    def pack(w: torch.Tensor, num_packs: int) -> torch.Tensor:
-        return pack_slots(w, num_packs, algorithm=algorithm, num_candidates=num_candidates,
-                          num_rounds=num_rounds, generator=generator)
 
-    groups, nodes = ((cluster.num_groups, cluster.num_nodes)
-                     if policy in ("hierarchical", "spill") else (1, 1))
+    def pack(w: torch.Tensor, num_packs: int) -> torch.Tensor:
+        return pack_slots(
+            w,
+            num_packs,
+            algorithm=algorithm,
+            num_candidates=num_candidates,
+            num_rounds=num_rounds,
+            generator=generator,
+        )
+
+    groups, nodes = (
+        (cluster.num_groups, cluster.num_nodes) if policy in ("hierarchical", "spill") else (1, 1)
+    )
     # Inference mode spares the many small ops their autograd bookkeeping; the clones hand
     # back ordinary tensors that callers may modify in place.
     with torch.inference_mode():
@@ -85,8 +102,9 @@ def _inverse(perm: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(perm).scatter_(1, perm, arange.expand(perm.shape))
 
 
-def _hierarchical(weight: torch.Tensor, num_phy: int, num_groups: int, num_nodes: int,
-                  num_gpus: int, pack: Pack) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _hierarchical(
+    weight: torch.Tensor, num_phy: int, num_groups: int, num_nodes: int, num_gpus: int, pack: Pack
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Groups to nodes, replicas within each node, replicas to the node's GPUs.
 
     weight: [layers, experts] -> phy2log, phy_rank: [layers, num_phy]; logcnt: [layers, experts]
@@ -97,10 +115,12 @@ def _hierarchical(weight: torch.Tensor, num_phy: int, num_groups: int, num_nodes
 
     # 1. Groups to nodes. "mlog" numbers experts node by node: node n owns a contiguous range,
     # its groups in their slots' order.
-    group_load = weight.unflatten(-1, (num_groups, group_size)).sum(-1)
+    group_load = weight.view(num_layers, num_groups, group_size).sum(-1)
     group_in_slot = pack(group_load, num_nodes)
-    mlog2log = ((group_in_slot * group_size).unsqueeze(-1)
-                + torch.arange(group_size, dtype=torch.int64, device=device)).flatten(-2)
+    mlog2log = (
+        (group_in_slot * group_size).unsqueeze(-1)
+        + torch.arange(group_size, dtype=torch.int64, device=device)
+    ).flatten(-2)
     log2mlog = _inverse(mlog2log)
 
     # 2. Replicas within each node: [layers * nodes, experts per node].

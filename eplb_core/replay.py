@@ -14,8 +14,8 @@ several budgets in one call: the points of a frontier of balance against moves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -72,8 +72,12 @@ class BudgetReplay:
     figures: StrategyReplay
 
     def as_dict(self, expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES) -> dict[str, Any]:
-        return {"algorithm": self.algorithm, "budget": self.budget, "max_moves": self.max_moves,
-                **_figures_dict(self.figures, expert_bytes)}
+        return {
+            "algorithm": self.algorithm,
+            "budget": self.budget,
+            "max_moves": self.max_moves,
+            **_figures_dict(self.figures, expert_bytes),
+        }
 
 
 @dataclass(frozen=True)
@@ -102,11 +106,17 @@ class Replay:
         the per-window figures and their means."""
         options = self.options
         return {
-            "params": {**asdict(self.cluster), "seed": options.seed,
-                       "keep_slots": options.keep_slots, "renumber_gpus": options.renumber_gpus,
-                       "policy": options.policy, "spill_slots": options.spill_slots,
-                       "window": self.window, "max_moves": options.max_moves,
-                       "expert_bytes": self.expert_bytes},
+            "params": {
+                **asdict(self.cluster),
+                "seed": options.seed,
+                "keep_slots": options.keep_slots,
+                "renumber_gpus": options.renumber_gpus,
+                "policy": options.policy,
+                "spill_slots": options.spill_slots,
+                "window": self.window,
+                "max_moves": options.max_moves,
+                "expert_bytes": self.expert_bytes,
+            },
             "num_steps": self.num_steps,
             "num_layers": self.num_layers,
             "num_experts": self.num_experts,
@@ -116,8 +126,10 @@ class Replay:
             "dropped_steps": self.dropped_steps,
             "idle_steps": {"leading": self.idle_steps[0], "trailing": self.idle_steps[1]},
             "notes": self.notes,
-            "strategies": {name: _figures_dict(figures, self.expert_bytes)
-                           for name, figures in self.strategies.items()},
+            "strategies": {
+                name: _figures_dict(figures, self.expert_bytes)
+                for name, figures in self.strategies.items()
+            },
             "budgets": [entry.as_dict(self.expert_bytes) for entry in self.budgets],
             "elapsed_ms": self.elapsed_ms,
             "device": self.device,
@@ -126,10 +138,16 @@ class Replay:
 
 def _figures_dict(figures: StrategyReplay, expert_bytes: int) -> dict[str, Any]:
     per_window = figures.total_moves / len(figures.moves)
-    return {"in_sample": figures.in_sample, "next_window": figures.next_window,
-            "moves": figures.moves, "mean_in_sample": figures.mean_in_sample,
-            "mean_next_window": figures.mean_next_window, "total_moves": figures.total_moves,
-            "moves_per_window": per_window, "gib_per_window": per_window * expert_bytes / GIB}
+    return {
+        "in_sample": figures.in_sample,
+        "next_window": figures.next_window,
+        "moves": figures.moves,
+        "mean_in_sample": figures.mean_in_sample,
+        "mean_next_window": figures.mean_next_window,
+        "total_moves": figures.total_moves,
+        "moves_per_window": per_window,
+        "gib_per_window": per_window * expert_bytes / GIB,
+    }
 
 
 def budget_moves(budget: Budget, num_layers: int, num_replicas: int) -> int | None:
@@ -142,8 +160,10 @@ def budget_moves(budget: Budget, num_layers: int, num_replicas: int) -> int | No
         return int(budget * num_layers * num_replicas)
     if isinstance(budget, int) and not isinstance(budget, bool) and budget >= 0:
         return budget
-    raise OptionError(f"a move budget is a share of all slots (a float in 0..1), a number of "
-                      f"slots (an int >= 0) or None, got {budget!r}")
+    raise OptionError(
+        f"a move budget is a share of all slots (a float in 0..1), a number of "
+        f"slots (an int >= 0) or None, got {budget!r}"
+    )
 
 
 def trim_idle_steps(series: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -153,28 +173,40 @@ def trim_idle_steps(series: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]
     if busy.numel() == 0:
         raise LoadError(f"the series has no load in any of its {series.shape[0]} steps")
     first, last = int(busy[0]), int(busy[-1])
-    return series[first:last + 1], (first, series.shape[0] - 1 - last)
+    return series[first : last + 1], (first, series.shape[0] - 1 - last)
 
 
 def window_loads(series: torch.Tensor, window: int) -> torch.Tensor:
     """Sum consecutive blocks of ``window`` steps: [steps, L, E] -> [steps // window, L, E]."""
     if series.dim() != 3:
-        raise LoadError(f"a replay needs a time series [steps, layers, experts], got shape "
-                        f"{list(series.shape)}")
+        raise LoadError(
+            f"a replay needs a time series [steps, layers, experts], got shape {list(series.shape)}"
+        )
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise OptionError(f"window must be a positive number of steps, got {window!r}")
     num_windows = series.shape[0] // window
     if num_windows < 2:
-        raise OptionError(f"a replay needs at least 2 windows of {window} steps; the series has "
-                          f"{series.shape[0]} steps with load")
-    return series[:num_windows * window].unflatten(0, (num_windows, window)).sum(1)
+        raise OptionError(
+            f"a replay needs at least 2 windows of {window} steps; the series has "
+            f"{series.shape[0]} steps with load"
+        )
+    return series[: num_windows * window].view(num_windows, window, *series.shape[1:]).sum(1)
 
 
-def replay(series: torch.Tensor, window: int, cluster: Cluster,
-           options: PlanOptions = PlanOptions(), *, algorithms: Sequence[str] = ALGORITHMS,
-           current: torch.Tensor | None = None, progress: Progress | None = None,
-           budgets: Sequence[Budget] = (), notes: Sequence[str] = (),
-           expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES, limits: Limits | None = None) -> Replay:
+def replay(
+    series: torch.Tensor,
+    window: int,
+    cluster: Cluster,
+    options: PlanOptions = PlanOptions(),
+    *,
+    algorithms: Sequence[str] = ALGORITHMS,
+    current: torch.Tensor | None = None,
+    progress: Progress | None = None,
+    budgets: Sequence[Budget] = (),
+    notes: Sequence[str] = (),
+    expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
+    limits: Limits | None = None,
+) -> Replay:
     """Plan on each window and score on it and on the next, for "none" and each algorithm.
 
     Parameters:
@@ -204,8 +236,9 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
     next window, and the moves each window's plan costs.
     """
     if series.dim() != 3:
-        raise LoadError(f"a replay needs a time series [steps, layers, experts], got shape "
-                        f"{list(series.shape)}")
+        raise LoadError(
+            f"a replay needs a time series [steps, layers, experts], got shape {list(series.shape)}"
+        )
     started = time.perf_counter()
     validate_weight(series.flatten(0, 1))  # each step, before steps are trimmed and summed
     trimmed, idle_steps = trim_idle_steps(series)
@@ -215,28 +248,41 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
     if unknown:
         raise OptionError(f"unknown algorithm {unknown[0]!r}; expected some of {ALGORITHMS}")
     policy = check_request(windows.flatten(0, 1), cluster, options)
-    budget_options = {budget: _under_budget(options, budget_moves(budget, num_layers,
-                                                                  cluster.num_replicas))
-                      for budget in budgets}
+    budget_options = {
+        budget: _under_budget(options, budget_moves(budget, num_layers, cluster.num_replicas))
+        for budget in budgets
+    }
     baseline = "trivial" if current is None else "current"
     if current is None:
-        current = trivial_placement(num_layers, num_experts, cluster.num_replicas,
-                                    device=series.device)
+        current = trivial_placement(
+            num_layers, num_experts, cluster.num_replicas, device=series.device
+        )
     validate_placement(current, num_layers, num_experts, cluster.num_replicas)
     current = current.to(series.device, torch.int64)
     if limits is not None:
         check_size(num_layers, num_experts, cluster, limits)
-        limits.check("max_windows", num_windows,
-                     f"windows of {window} steps in {trimmed.shape[0]} steps")
-        check_cost(replay_cost(windows, cluster, policy, options, len(algorithms), len(budgets),
-                               ROWS_PER_CALL, series.device), limits)
+        limits.check(
+            "max_windows", num_windows, f"windows of {window} steps in {trimmed.shape[0]} steps"
+        )
+        check_cost(
+            replay_cost(
+                windows,
+                cluster,
+                policy,
+                options,
+                len(algorithms),
+                len(budgets),
+                ROWS_PER_CALL,
+                series.device,
+            ),
+            limits,
+        )
 
     planned = windows[:-1]  # [scored windows, L, E]
     following = windows[1:]
     num_scored = num_windows - 1
     kept = current.expand(num_scored, -1, -1)
-    strategies = {NO_REBALANCING: _score(planned, following, kept, None, cluster,
-                                         [0] * num_scored)}
+    strategies = {NO_REBALANCING: _score(planned, following, kept, None, cluster, [0] * num_scored)}
     planned_so_far = 0
 
     def advance(num_planned: int) -> None:
@@ -254,23 +300,44 @@ def replay(series: torch.Tensor, window: int, cluster: Cluster,
                 phy2log = _deploy_in_turn(current, phy2log, logcnt, cluster, policy, each)
         before = torch.cat([current.unsqueeze(0), phy2log[:-1]])
         moves = count_moves(before.flatten(0, 1), phy2log.flatten(0, 1)).per_layer
-        return _score(planned, following, phy2log, logcnt, cluster,
-                      moves.view(num_scored, -1).sum(-1).tolist())
+        return _score(
+            planned,
+            following,
+            phy2log,
+            logcnt,
+            cluster,
+            moves.view(num_scored, -1).sum(-1).tolist(),
+        )
 
     for algorithm in algorithms:
         strategies[algorithm] = replayed(replace(options, algorithm=algorithm))
-    frontier = [BudgetReplay(algorithm, budget, each.max_moves,
-                             replayed(replace(each, algorithm=algorithm)))
-                for algorithm in algorithms for budget, each in budget_options.items()]
+    frontier = [
+        BudgetReplay(
+            algorithm, budget, each.max_moves, replayed(replace(each, algorithm=algorithm))
+        )
+        for algorithm in algorithms
+        for budget, each in budget_options.items()
+    ]
     if series.device.type == "cuda":
         torch.cuda.synchronize(series.device)
-    return Replay(cluster=cluster, options=options, num_steps=series.shape[0],
-                  num_layers=num_layers, num_experts=num_experts, baseline=baseline,
-                  window=window, num_windows=num_windows,
-                  dropped_steps=trimmed.shape[0] - num_windows * window, strategies=strategies,
-                  idle_steps=idle_steps, elapsed_ms=(time.perf_counter() - started) * 1000,
-                  device=str(series.device), notes=[*notes, *_notes(idle_steps)],
-                  budgets=frontier, expert_bytes=expert_bytes)
+    return Replay(
+        cluster=cluster,
+        options=options,
+        num_steps=series.shape[0],
+        num_layers=num_layers,
+        num_experts=num_experts,
+        baseline=baseline,
+        window=window,
+        num_windows=num_windows,
+        dropped_steps=trimmed.shape[0] - num_windows * window,
+        strategies=strategies,
+        idle_steps=idle_steps,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+        device=str(series.device),
+        notes=[*notes, *_notes(idle_steps)],
+        budgets=frontier,
+        expert_bytes=expert_bytes,
+    )
 
 
 def _under_budget(options: PlanOptions, max_moves: int | None) -> PlanOptions:
@@ -283,12 +350,15 @@ def _notes(idle_steps: tuple[int, int]) -> list[str]:
     leading, trailing = idle_steps
     if not leading and not trailing:
         return []
-    return [f"left out {leading} leading and {trailing} trailing steps without load (a "
-            f"recorder buffer that had not filled)"]
+    return [
+        f"left out {leading} leading and {trailing} trailing steps without load (a "
+        f"recorder buffer that had not filled)"
+    ]
 
 
-def _plan_windows(windows: torch.Tensor, cluster: Cluster, options: PlanOptions,
-                  advance: Callable[[int], None]) -> tuple[torch.Tensor, torch.Tensor]:
+def _plan_windows(
+    windows: torch.Tensor, cluster: Cluster, options: PlanOptions, advance: Callable[[int], None]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Plan every window [windows, L, E] -> phy2log [windows, L, R], logcnt [windows, L, E].
 
     Plans are per layer, so stacking windows along the layer axis gives each window's plan
@@ -298,17 +368,21 @@ def _plan_windows(windows: torch.Tensor, cluster: Cluster, options: PlanOptions,
     chunk = max(1, ROWS_PER_CALL // num_layers)
     undeployed = replace(options, keep_slots=False, renumber_gpus=False)
     phy2logs, logcnts = [], []
-    for block in windows.split(chunk):
+    for block in torch.split(windows, chunk):
         plan = make_plan(block.flatten(0, 1), cluster, undeployed)
-        phy2logs.append(plan.phy2log.unflatten(0, (len(block), num_layers)))
-        logcnts.append(plan.logcnt.unflatten(0, (len(block), num_layers)))
+        phy2logs.append(plan.phy2log.view(len(block), num_layers, -1))
+        logcnts.append(plan.logcnt.view(len(block), num_layers, -1))
         advance(len(block))
     return torch.cat(phy2logs), torch.cat(logcnts)
 
 
-def _plan_in_turn(windows: torch.Tensor, current: torch.Tensor, cluster: Cluster,
-                  options: PlanOptions, advance: Callable[[int], None]
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def _plan_in_turn(
+    windows: torch.Tensor,
+    current: torch.Tensor,
+    cluster: Cluster,
+    options: PlanOptions,
+    advance: Callable[[int], None],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Plan the windows [windows, L, E] one after the other, each from the placement planned
     before it (``current`` first): phy2log [windows, L, R], logcnt [windows, L, E]."""
     phy2logs, logcnts = [], []
@@ -321,8 +395,14 @@ def _plan_in_turn(windows: torch.Tensor, current: torch.Tensor, cluster: Cluster
     return torch.stack(phy2logs), torch.stack(logcnts)
 
 
-def _deploy_in_turn(current: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.Tensor,
-                    cluster: Cluster, policy: str, options: PlanOptions) -> torch.Tensor:
+def _deploy_in_turn(
+    current: torch.Tensor,
+    phy2log: torch.Tensor,
+    logcnt: torch.Tensor,
+    cluster: Cluster,
+    policy: str,
+    options: PlanOptions,
+) -> torch.Tensor:
     """Deploy the plans [windows, L, R] one after the other from ``current``, each over the
     placement deployed before it."""
     deployed = []
@@ -332,8 +412,14 @@ def _deploy_in_turn(current: torch.Tensor, phy2log: torch.Tensor, logcnt: torch.
     return torch.stack(deployed)
 
 
-def _score(planned: torch.Tensor, following: torch.Tensor, phy2log: torch.Tensor,
-           logcnt: torch.Tensor | None, cluster: Cluster, moves: list[int]) -> StrategyReplay:
+def _score(
+    planned: torch.Tensor,
+    following: torch.Tensor,
+    phy2log: torch.Tensor,
+    logcnt: torch.Tensor | None,
+    cluster: Cluster,
+    moves: list[int],
+) -> StrategyReplay:
     """Balancedness of the plans [windows, L, R] on their own windows and on the next ones,
     each the mean over the window's layers with load."""
     phy2log = phy2log.flatten(0, 1)
@@ -346,5 +432,6 @@ def _score(planned: torch.Tensor, following: torch.Tensor, phy2log: torch.Tensor
         sums = (per_layer.view_as(active) * active).sum(-1)
         return (sums / active.sum(-1)).tolist()
 
-    return StrategyReplay(in_sample=per_window(planned), next_window=per_window(following),
-                          moves=moves)
+    return StrategyReplay(
+        in_sample=per_window(planned), next_window=per_window(following), moves=moves
+    )

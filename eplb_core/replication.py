@@ -8,8 +8,9 @@ import torch
 _MAX_CANDIDATE_ELEMENTS = 1 << 21
 
 
-def replicate_experts(weight: torch.Tensor,
-                      num_phy: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def replicate_experts(
+    weight: torch.Tensor, num_phy: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replicate ``num_log`` experts into ``num_phy`` slots, minimising the max load per replica.
 
     Same plan as DeepSeek's loop, which hands each redundant slot in turn to the expert with the
@@ -40,8 +41,10 @@ def replicate_experts(weight: torch.Tensor,
     ends = depth.cumsum(-1)  # [rows, E], each expert's end in its row's list of candidates
     width = int(ends[:, -1].max())
     chunk = max(1, _MAX_CANDIDATE_ELEMENTS // width)
-    picks = [_pick(weight[lo:lo + chunk], depth[lo:lo + chunk], ends[lo:lo + chunk], width,
-                   extra) for lo in range(0, rows, chunk)]
+    picks = [
+        _pick(weight[lo : lo + chunk], depth[lo : lo + chunk], ends[lo : lo + chunk], width, extra)
+        for lo in range(0, rows, chunk)
+    ]
     expert = torch.cat([p[0] for p in picks])
     first = torch.arange(num_log, dtype=torch.int64, device=device).expand(rows, num_log)
     phy2log = torch.cat([first, expert], 1)
@@ -50,8 +53,9 @@ def replicate_experts(weight: torch.Tensor,
     return phy2log, rank, logcnt
 
 
-def _pick(weight: torch.Tensor, depth: torch.Tensor, ends: torch.Tensor, width: int,
-          extra: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pick(
+    weight: torch.Tensor, depth: torch.Tensor, ends: torch.Tensor, width: int, extra: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``extra`` picks of each row, in pick order: the expert and its replica index j.
 
     Row r's candidates are laid out expert by expert (increasing id), ``w / 1 .. w / depth``

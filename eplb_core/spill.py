@@ -54,9 +54,13 @@ _EXCLUDED = 1e300  # a cost (or minus a gain) that is never chosen
 Pack = Callable[[torch.Tensor, int], torch.Tensor]  # weight, packs -> item in each slot
 
 
-def spill(weight: torch.Tensor, hierarchical: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-          cluster: Cluster, spill_slots: int,
-          pack: Pack) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def spill(
+    weight: torch.Tensor,
+    hierarchical: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    cluster: Cluster,
+    spill_slots: int,
+    pack: Pack,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The spill plan of every layer, from its hierarchical plan.
 
     Parameters:
@@ -75,8 +79,10 @@ def spill(weight: torch.Tensor, hierarchical: tuple[torch.Tensor, torch.Tensor, 
     num_layers, num_experts = weight.shape
     num_nodes = cluster.num_nodes
     slots_per_node = cluster.num_replicas // num_nodes
-    spill_per_node = min((cluster.num_gpus // cluster.num_nodes) * spill_slots,
-                         slots_per_node - num_experts // num_nodes)
+    spill_per_node = min(
+        (cluster.num_gpus // cluster.num_nodes) * spill_slots,
+        slots_per_node - num_experts // num_nodes,
+    )
     if spill_per_node == 0:
         return hierarchical
     device = weight.device
@@ -93,11 +99,13 @@ def spill(weight: torch.Tensor, hierarchical: tuple[torch.Tensor, torch.Tensor, 
     if rows.numel() == 0:
         return hierarchical
     candidate = phy2log[rows].view(len(rows), num_nodes, slots_per_node).clone()
-    candidate[changed[rows]] = _place_on_gpus(weight[rows], home[rows], on_node[rows],
-                                              changed[rows], cluster, spill_slots, pack)
+    candidate[changed[rows]] = _place_on_gpus(
+        weight[rows], home[rows], on_node[rows], changed[rows], cluster, spill_slots, pack
+    )
     candidate = candidate.flatten(1)
-    gain = (balancedness(gpu_loads(weight[rows], candidate, cluster.num_gpus))
-            - balancedness(gpu_loads(weight[rows], phy2log[rows], cluster.num_gpus)))
+    gain = balancedness(gpu_loads(weight[rows], candidate, cluster.num_gpus)) - balancedness(
+        gpu_loads(weight[rows], phy2log[rows], cluster.num_gpus)
+    )
     keep = gain >= MIN_GAIN
     rows, candidate = rows[keep], candidate[keep]
     phy2log, phy_rank, logcnt = phy2log.clone(), phy_rank.clone(), logcnt.clone()
@@ -107,8 +115,13 @@ def spill(weight: torch.Tensor, hierarchical: tuple[torch.Tensor, torch.Tensor, 
     return phy2log, phy_rank, logcnt
 
 
-def _move_replicas(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tensor,
-                   cluster: Cluster, spill_per_node: int) -> torch.Tensor:
+def _move_replicas(
+    weight: torch.Tensor,
+    home: torch.Tensor,
+    on_node: torch.Tensor,
+    cluster: Cluster,
+    spill_per_node: int,
+) -> torch.Tensor:
     """Move replicas between nodes until no node above its target can hand load to a node
     below it (see the module's docstring). All layers step together; a step makes at most one
     move per layer, and each move fills one of a node's ``spill_per_node`` foreign slots.
@@ -119,13 +132,14 @@ def _move_replicas(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tens
     """
     num_layers, num_experts, num_nodes = on_node.shape
     home_experts = num_experts // num_nodes
-    gpus_per_node = (cluster.num_gpus // cluster.num_nodes)
+    gpus_per_node = cluster.num_gpus // cluster.num_nodes
     device = weight.device
     layer = torch.arange(num_layers, device=device)
     node = torch.arange(num_nodes, device=device)
     _, _, best_counts = replicate_experts(weight, cluster.num_replicas)
-    target = torch.maximum(weight.sum(-1) / num_nodes,
-                           (weight / best_counts).amax(-1) * gpus_per_node).unsqueeze(-1)
+    target = torch.maximum(
+        weight.sum(-1) / num_nodes, (weight / best_counts).amax(-1) * gpus_per_node
+    ).unsqueeze(-1)
     # Experts node by node: load, count [layers, home node, expert of it]; replicas
     # [layers, node holding them, home node, expert].
     members = home.argsort(dim=-1, stable=True)
@@ -142,15 +156,21 @@ def _move_replicas(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tens
 
     for _ in range(num_nodes * spill_per_node):
         replica_load = load / count
-        node_load = torch.bmm(replicas.view(num_layers, num_nodes, -1),
-                              replica_load.view(num_layers, -1, 1)).squeeze(-1)
+        node_load = torch.bmm(
+            replicas.view(num_layers, num_nodes, -1), replica_load.view(num_layers, -1, 1)
+        ).squeeze(-1)
         excess, busy = (node_load - target).max(-1)
         cost, donor = donor_cost.min(-1)  # [layers, nodes]
         # A donor may not become the heaviest replica.
-        ceiling = torch.maximum(target / gpus_per_node,
-                                replica_load.flatten(1).amax(-1, keepdim=True))
-        receives = ((foreign < spill_per_node) & (cost <= ceiling) & (node_load < target)
-                    & (node != busy.unsqueeze(-1)))
+        ceiling = torch.maximum(
+            target / gpus_per_node, replica_load.flatten(1).amax(-1, keepdim=True)
+        )
+        receives = (
+            (foreign < spill_per_node)
+            & (cost <= ceiling)
+            & (node_load < target)
+            & (node != busy.unsqueeze(-1))
+        )
 
         # Candidates: each expert x of the busy node to each node m, [layers, m, x]. With c
         # replicas, a at home and b on m, one more on m takes w a / (c (c+1)) off the busy node
@@ -181,11 +201,13 @@ def _move_replicas(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tens
         donor_cost[rows, source, moved] = _EXCLUDED
         left = count[rows, to, given]
         donor_cost[rows, to, given] = torch.where(
-            left >= 2, load[rows, to, given] / (left - 1).clamp(min=1), _EXCLUDED)
+            left >= 2, load[rows, to, given] / (left - 1).clamp(min=1), _EXCLUDED
+        )
         foreign[rows, to] += 1
     replicas = replicas.flatten(2).transpose(1, 2)  # [layers, experts node by node, nodes]
     return torch.empty_like(on_node).scatter_(
-        1, members.unsqueeze(-1).expand(-1, -1, num_nodes), replicas)
+        1, members.unsqueeze(-1).expand(-1, -1, num_nodes), replicas
+    )
 
 
 def _pack_of(pack: Pack, load: torch.Tensor, packs: int) -> torch.Tensor:
@@ -195,9 +217,15 @@ def _pack_of(pack: Pack, load: torch.Tensor, packs: int) -> torch.Tensor:
     return torch.empty_like(slots).scatter_(1, slots, position // (slots.shape[1] // packs))
 
 
-def _place_on_gpus(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tensor,
-                   changed: torch.Tensor, cluster: Cluster, spill_slots: int,
-                   pack: Pack) -> torch.Tensor:
+def _place_on_gpus(
+    weight: torch.Tensor,
+    home: torch.Tensor,
+    on_node: torch.Tensor,
+    changed: torch.Tensor,
+    cluster: Cluster,
+    spill_slots: int,
+    pack: Pack,
+) -> torch.Tensor:
     """Pack the replicas of the ``changed`` nodes onto their GPUs, at most ``spill_slots`` of
     other nodes' experts per GPU.
 
@@ -211,7 +239,7 @@ def _place_on_gpus(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tens
     heaviest GPU gives each GPU exactly one stand-in.
     """
     num_experts, num_nodes = on_node.shape[1:]
-    gpus = (cluster.num_gpus // cluster.num_nodes)
+    gpus = cluster.num_gpus // cluster.num_nodes
     slots_per_node = cluster.num_replicas // num_nodes
     seats = gpus * spill_slots
     device = weight.device
@@ -232,12 +260,12 @@ def _place_on_gpus(weight: torch.Tensor, home: torch.Tensor, on_node: torch.Tens
     seated, rest = order[:, :seats], order[:, seats:]
     seat_load = item_load.gather(1, seated)
     seat_gpu = _pack_of(pack, seat_load, gpus)
-    gpu_seat_load = torch.zeros(len(layer), gpus, dtype=item_load.dtype,
-                                device=device).scatter_add_(1, seat_gpu, seat_load)
+    gpu_seat_load = torch.zeros(
+        len(layer), gpus, dtype=item_load.dtype, device=device
+    ).scatter_add_(1, seat_gpu, seat_load)
     # Stage 2: the rest, with one stand-in per GPU.
     big = 2 * item_load.sum(-1, keepdim=True) + 1
-    rest_gpu = _pack_of(pack, torch.cat([gpu_seat_load + big, item_load.gather(1, rest)], 1),
-                        gpus)
+    rest_gpu = _pack_of(pack, torch.cat([gpu_seat_load + big, item_load.gather(1, rest)], 1), gpus)
     gpu = torch.empty_like(order)
     gpu.scatter_(1, seated, rest_gpu[:, :gpus].gather(1, seat_gpu))
     gpu.scatter_(1, rest, rest_gpu[:, gpus:])

@@ -82,11 +82,17 @@ class Sweep:
         cluster = asdict(self.cluster)
         del cluster["num_replicas"]
         return {
-            "params": {**cluster, "num_replicas": self.replicas, "windows": self.windows,
-                       "policies": [{"policy": policy, "spill_slots": spill}
-                                    for policy, spill in self.policies],
-                       "algorithm": self.options.algorithm, "seed": self.options.seed,
-                       "expert_bytes": self.expert_bytes},
+            "params": {
+                **cluster,
+                "num_replicas": self.replicas,
+                "windows": self.windows,
+                "policies": [
+                    {"policy": policy, "spill_slots": spill} for policy, spill in self.policies
+                ],
+                "algorithm": self.options.algorithm,
+                "seed": self.options.seed,
+                "expert_bytes": self.expert_bytes,
+            },
             "num_layers": self.num_layers,
             "num_experts": self.num_experts,
             "num_steps": self.num_steps,
@@ -97,8 +103,7 @@ class Sweep:
         }
 
 
-def default_replicas(num_experts: int, num_gpus: int,
-                     max_replicas: int | None = None) -> list[int]:
+def default_replicas(num_experts: int, num_gpus: int, max_replicas: int | None = None) -> list[int]:
     """Slot counts worth comparing: the fewest that hold every expert (rounded up to whole
     GPUs) plus 0, 1, 2, 4, 8 slots per GPU, up to ``max_replicas``."""
     base = -(-num_experts // num_gpus) * num_gpus
@@ -106,11 +111,19 @@ def default_replicas(num_experts: int, num_gpus: int,
     return [count for count in counts if max_replicas is None or count <= max_replicas] or [base]
 
 
-def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOptions(), *,
-          num_replicas: Sequence[int] | None = None, windows: Sequence[int] | None = None,
-          policies: Sequence[tuple[str, int]] | None = None,
-          expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES, progress: Progress | None = None,
-          notes: Sequence[str] = (), limits: Limits | None = None) -> Sweep:
+def sweep(
+    loads: torch.Tensor,
+    cluster: Cluster,
+    options: PlanOptions = PlanOptions(),
+    *,
+    num_replicas: Sequence[int] | None = None,
+    windows: Sequence[int] | None = None,
+    policies: Sequence[tuple[str, int]] | None = None,
+    expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
+    progress: Progress | None = None,
+    notes: Sequence[str] = (),
+    limits: Limits | None = None,
+) -> Sweep:
     """Plan ``loads`` for each policy and slot count (and replay a series for each window).
 
     Parameters:
@@ -130,14 +143,24 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
     weight, num_steps = sum_steps(loads)  # once: a series' sum is a pass over every step
     num_layers, num_experts = weight.shape
     choices = list(policies or [(options.policy, options.spill_slots)])
-    clusters, steps_with_load = check_sweep(loads, cluster, options, num_replicas=num_replicas,
-                                            windows=windows, policies=choices,
-                                            expert_bytes=expert_bytes, limits=limits,
-                                            weight=weight)
+    clusters, steps_with_load = check_sweep(
+        loads,
+        cluster,
+        options,
+        num_replicas=num_replicas,
+        windows=windows,
+        policies=choices,
+        expert_bytes=expert_bytes,
+        limits=limits,
+        weight=weight,
+    )
     counts = [each.num_replicas for each in clusters]
     replays = list(windows) if windows else [None]
-    total = len(choices) * len(clusters) * (
-        1 + sum(_windows_planned(steps_with_load, w) for w in replays))
+    total = (
+        len(choices)
+        * len(clusters)
+        * (1 + sum(_windows_planned(steps_with_load, w) for w in replays))
+    )
     done = 0
 
     def advance(count: int) -> None:
@@ -159,23 +182,48 @@ def sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions = PlanOpti
             bound = balancedness_bound(exact, each, each.check(num_experts, policy))
             advance(1)
             for window in replays:
-                replayed = None if window is None else _replay(loads, window, each, chosen,
-                                                               advance)
-                points.append(_point(each, num_experts, scores, chosen,
-                                     float(bound[active].mean()), expert_bytes, window,
-                                     replayed))
-    return Sweep(cluster=cluster, options=options, policies=choices, replicas=counts,
-                 windows=None if windows is None else list(windows), num_layers=num_layers,
-                 num_experts=num_experts, num_steps=num_steps, expert_bytes=expert_bytes,
-                 points=points, elapsed_ms=(time.perf_counter() - started) * 1000,
-                 device=str(loads.device), notes=list(notes))
+                replayed = None if window is None else _replay(loads, window, each, chosen, advance)
+                points.append(
+                    _point(
+                        each,
+                        num_experts,
+                        scores,
+                        chosen,
+                        float(bound[active].mean()),
+                        expert_bytes,
+                        window,
+                        replayed,
+                    )
+                )
+    return Sweep(
+        cluster=cluster,
+        options=options,
+        policies=choices,
+        replicas=counts,
+        windows=None if windows is None else list(windows),
+        num_layers=num_layers,
+        num_experts=num_experts,
+        num_steps=num_steps,
+        expert_bytes=expert_bytes,
+        points=points,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+        device=str(loads.device),
+        notes=list(notes),
+    )
 
 
-def check_sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions, *,
-                num_replicas: Sequence[int] | None = None, windows: Sequence[int] | None = None,
-                policies: Sequence[tuple[str, int]] = (),
-                expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES, limits: Limits | None = None,
-                weight: torch.Tensor | None = None) -> tuple[list[Cluster], int | None]:
+def check_sweep(
+    loads: torch.Tensor,
+    cluster: Cluster,
+    options: PlanOptions,
+    *,
+    num_replicas: Sequence[int] | None = None,
+    windows: Sequence[int] | None = None,
+    policies: Sequence[tuple[str, int]] = (),
+    expert_bytes: int = DEEPSEEK_V3_EXPERT_BYTES,
+    limits: Limits | None = None,
+    weight: torch.Tensor | None = None,
+) -> tuple[list[Cluster], int | None]:
     """Every check of a sweep, before any plan: the cluster of each slot count under each
     policy, the steps with load of a series that every window can replay (None without
     windows), and, given ``limits``, the points, sizes, windows, work and memory of the whole
@@ -184,11 +232,13 @@ def check_sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions, *,
         weight, _ = sum_steps(loads)
     validate_weight(weight)
     if isinstance(expert_bytes, bool) or not isinstance(expert_bytes, int) or expert_bytes < 0:
-        raise OptionError(f"expert_bytes must be a whole number of bytes >= 0, got "
-                          f"{expert_bytes!r}")
+        raise OptionError(
+            f"expert_bytes must be a whole number of bytes >= 0, got {expert_bytes!r}"
+        )
     num_experts = weight.shape[1]
-    counts = list(default_replicas(num_experts, cluster.num_gpus) if num_replicas is None
-                  else num_replicas)
+    counts = list(
+        default_replicas(num_experts, cluster.num_gpus) if num_replicas is None else num_replicas
+    )
     if not counts:
         raise OptionError("num_replicas is empty: give at least one slot count")
     clusters = [_cluster(cluster, count) for count in counts]
@@ -198,26 +248,37 @@ def check_sweep(loads: torch.Tensor, cluster: Cluster, options: PlanOptions, *,
             try:
                 each.check(num_experts, policy, spill_slots)
             except ClusterShapeError as error:
-                raise ClusterShapeError(f"num_replicas {each.num_replicas}, policy {policy}: "
-                                        f"{error}") from None
+                raise ClusterShapeError(
+                    f"num_replicas {each.num_replicas}, policy {policy}: {error}"
+                ) from None
     steps = None if windows is None else _check_windows(loads, windows)
     if limits is not None:
-        _check_limits(loads, weight, clusters, options, policies or [(options.policy, 0)],
-                      windows, limits)
+        _check_limits(
+            loads, weight, clusters, options, policies or [(options.policy, 0)], windows, limits
+        )
     return clusters, steps
 
 
-def _check_limits(loads: torch.Tensor, weight: torch.Tensor, clusters: list[Cluster],
-                  options: PlanOptions,
-                  policies: Sequence[tuple[str, int]], windows: Sequence[int] | None,
-                  limits: Limits) -> None:
+def _check_limits(
+    loads: torch.Tensor,
+    weight: torch.Tensor,
+    clusters: list[Cluster],
+    options: PlanOptions,
+    policies: Sequence[tuple[str, int]],
+    windows: Sequence[int] | None,
+    limits: Limits,
+) -> None:
     """The sweep's points, each point's size and windows, and the whole sweep's cost (its
     plans' work adds up; its memory is that of the largest, which run one after another)."""
     num_layers, num_experts = weight.shape
-    limits.check("max_sweep_points", len(policies) * len(clusters) * len(windows or [None]),
-                 "sweep points")
-    replayed = [] if not windows else [window_loads(trim_idle_steps(loads)[0], window)
-                                       for window in windows]
+    limits.check(
+        "max_sweep_points", len(policies) * len(clusters) * len(windows or [None]), "sweep points"
+    )
+    replayed = (
+        []
+        if not windows
+        else [window_loads(trim_idle_steps(loads)[0], window) for window in windows]
+    )
     for window, each_windows in zip(windows or [], replayed):
         limits.check("max_windows", len(each_windows), f"windows of {window} steps")
     costs = []
@@ -226,10 +287,13 @@ def _check_limits(loads: torch.Tensor, weight: torch.Tensor, clusters: list[Clus
         for policy, _ in policies:
             resolved = each.check(num_experts, policy)
             costs.append(rebalance_cost(weight, each, resolved, options, device=loads.device))
-            costs += [replay_cost(windowed, each, resolved, options, 1, 0, ROWS_PER_CALL,
-                                  loads.device) for windowed in replayed]
-    check_cost(Cost(sum(cost.work for cost in costs), max(cost.peak_bytes for cost in costs)),
-               limits)
+            costs += [
+                replay_cost(windowed, each, resolved, options, 1, 0, ROWS_PER_CALL, loads.device)
+                for windowed in replayed
+            ]
+    check_cost(
+        Cost(sum(cost.work for cost in costs), max(cost.peak_bytes for cost in costs)), limits
+    )
 
 
 def _cluster(base: Cluster, num_replicas: int) -> Cluster:
@@ -243,8 +307,9 @@ def _cluster(base: Cluster, num_replicas: int) -> Cluster:
 def _check_windows(loads: torch.Tensor, windows: Sequence[int]) -> int:
     """The steps with load of the series, once every window is checked to replay on it."""
     if loads.dim() != 3:
-        raise OptionError("windows are for a time series [steps, layers, experts]; the loads "
-                          "are one window")
+        raise OptionError(
+            "windows are for a time series [steps, layers, experts]; the loads are one window"
+        )
     if not windows:
         raise OptionError("windows is empty: give at least one window, or none at all")
     steps = trim_idle_steps(loads)[0].shape[0]
@@ -252,8 +317,10 @@ def _check_windows(loads: torch.Tensor, windows: Sequence[int]) -> int:
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise OptionError(f"window {window!r}: a window is a positive number of steps")
         if steps // window < 2:
-            raise OptionError(f"window {window}: a replay needs at least 2 windows, and the "
-                              f"series has {steps} steps with load")
+            raise OptionError(
+                f"window {window}: a replay needs at least 2 windows, and the "
+                f"series has {steps} steps with load"
+            )
     return steps
 
 
@@ -262,8 +329,13 @@ def _windows_planned(steps: int | None, window: int | None) -> int:
     return 0 if steps is None or window is None else steps // window - 1
 
 
-def _replay(loads: torch.Tensor, window: int, cluster: Cluster, options: PlanOptions,
-            advance: Callable[[int], None]) -> tuple[float, float]:
+def _replay(
+    loads: torch.Tensor,
+    window: int,
+    cluster: Cluster,
+    options: PlanOptions,
+    advance: Callable[[int], None],
+) -> tuple[float, float]:
     """The mean next-window balancedness of ``options.algorithm`` and its moves per step."""
     last = 0
 
@@ -272,25 +344,38 @@ def _replay(loads: torch.Tensor, window: int, cluster: Cluster, options: PlanOpt
         advance(done - last)
         last = done
 
-    result = replay(loads, window, cluster, options, algorithms=[options.algorithm],
-                    progress=report)
+    result = replay(
+        loads, window, cluster, options, algorithms=[options.algorithm], progress=report
+    )
     figures = result.strategies[options.algorithm]
     return figures.mean_next_window, figures.total_moves / (len(figures.moves) * window)
 
 
-def _point(cluster: Cluster, num_experts: int, scores: Scores, options: PlanOptions,
-           bound: float, expert_bytes: int, window: int | None,
-           replayed: tuple[float, float] | None) -> SweepPoint:
+def _point(
+    cluster: Cluster,
+    num_experts: int,
+    scores: Scores,
+    options: PlanOptions,
+    bound: float,
+    expert_bytes: int,
+    window: int | None,
+    replayed: tuple[float, float] | None,
+) -> SweepPoint:
     num_layers = scores.balancedness.shape[0]
     extra = (cluster.num_replicas - num_experts) / cluster.num_gpus
     moves = None if replayed is None else replayed[1] * 1000
     return SweepPoint(
-        policy=options.policy, spill_slots=options.spill_slots,
-        num_replicas=cluster.num_replicas, window=window, slots_per_gpu=cluster.slots_per_gpu,
+        policy=options.policy,
+        spill_slots=options.spill_slots,
+        num_replicas=cluster.num_replicas,
+        window=window,
+        slots_per_gpu=cluster.slots_per_gpu,
         extra_slots_per_gpu=extra,
         extra_memory_per_gpu_bytes=round(expert_bytes * num_layers * extra),
         mean_balancedness=scores.mean_balancedness,
-        mean_nodes_per_token=scores.mean_nodes_per_token, bound=bound,
+        mean_nodes_per_token=scores.mean_nodes_per_token,
+        bound=bound,
         next_window=None if replayed is None else replayed[0],
         moves_per_1000_steps=moves,
-        gib_per_1000_steps=None if moves is None else moves * expert_bytes / GIB)
+        gib_per_1000_steps=None if moves is None else moves * expert_bytes / GIB,
+    )

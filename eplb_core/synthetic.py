@@ -24,17 +24,27 @@ def _counts(probs: torch.Tensor, tokens: int, gen: torch.Generator) -> torch.Ten
     return (expected + torch.rand(expected.shape, generator=gen)).floor()
 
 
-def zipf_loads(layers: int = DEEPSEEK_V3_LAYERS, experts: int = DEEPSEEK_V3_EXPERTS,
-               seed: int = 0, exponent: float = 0.8, tokens: int = TOKENS_PER_LAYER) -> torch.Tensor:
+def zipf_loads(
+    layers: int = DEEPSEEK_V3_LAYERS,
+    experts: int = DEEPSEEK_V3_EXPERTS,
+    seed: int = 0,
+    exponent: float = 0.8,
+    tokens: int = TOKENS_PER_LAYER,
+) -> torch.Tensor:
     """Skewed: each layer ranks its experts at random and gives rank r a share ~ 1/(r+1)^s."""
     gen = _generator(seed)
     ranks = torch.rand(layers, experts, generator=gen).argsort(-1).float()
     return _counts((ranks + 1) ** -exponent, tokens, gen)
 
 
-def hot_expert_loads(layers: int = DEEPSEEK_V3_LAYERS, experts: int = DEEPSEEK_V3_EXPERTS,
-                     seed: int = 0, num_hot: int = 4, heat: float = 12.0,
-                     tokens: int = TOKENS_PER_LAYER) -> torch.Tensor:
+def hot_expert_loads(
+    layers: int = DEEPSEEK_V3_LAYERS,
+    experts: int = DEEPSEEK_V3_EXPERTS,
+    seed: int = 0,
+    num_hot: int = 4,
+    heat: float = 12.0,
+    tokens: int = TOKENS_PER_LAYER,
+) -> torch.Tensor:
     """A near-uniform background with ``num_hot`` experts per layer ``heat`` times hotter."""
     gen = _generator(seed)
     probs = 1 + 0.3 * torch.rand(layers, experts, generator=gen)
@@ -43,8 +53,13 @@ def hot_expert_loads(layers: int = DEEPSEEK_V3_LAYERS, experts: int = DEEPSEEK_V
     return _counts(probs, tokens, gen)
 
 
-def uniform_loads(layers: int = DEEPSEEK_V3_LAYERS, experts: int = DEEPSEEK_V3_EXPERTS,
-                  seed: int = 0, spread: float = 0.1, tokens: int = TOKENS_PER_LAYER) -> torch.Tensor:
+def uniform_loads(
+    layers: int = DEEPSEEK_V3_LAYERS,
+    experts: int = DEEPSEEK_V3_EXPERTS,
+    seed: int = 0,
+    spread: float = 0.1,
+    tokens: int = TOKENS_PER_LAYER,
+) -> torch.Tensor:
     """Near uniform: shares within +-spread of equal."""
     gen = _generator(seed)
     probs = 1 + spread * (2 * torch.rand(layers, experts, generator=gen) - 1)
@@ -54,9 +69,15 @@ def uniform_loads(layers: int = DEEPSEEK_V3_LAYERS, experts: int = DEEPSEEK_V3_E
 WORKLOADS = {"zipf": zipf_loads, "hot": hot_expert_loads, "uniform": uniform_loads}
 
 
-def drifting_series(steps: int, layers: int = DEEPSEEK_V3_LAYERS,
-                    experts: int = DEEPSEEK_V3_EXPERTS, seed: int = 0, drift: float = 0.05,
-                    exponent: float = 1.0, tokens_per_step: int = 4096 * 8) -> torch.Tensor:
+def drifting_series(
+    steps: int,
+    layers: int = DEEPSEEK_V3_LAYERS,
+    experts: int = DEEPSEEK_V3_EXPERTS,
+    seed: int = 0,
+    drift: float = 0.05,
+    exponent: float = 1.0,
+    tokens_per_step: int = 4096 * 8,
+) -> torch.Tensor:
     """A time series ``[steps, layers, experts]`` whose expert popularity drifts.
 
     Each expert's log-popularity follows a random walk (step size ``drift``) around a Zipf
@@ -75,13 +96,18 @@ DEEPSEEK_V3_HIDDEN_LAYERS = 61  # SGLang's maps and dumps have a row per hidden 
 DEEPSEEK_V3_DENSE_LAYERS = 3  # the first layers have no experts: all-zero rows
 
 
-def sglang_dump(steps: int, seed: int = 0, experts: int = DEEPSEEK_V3_EXPERTS,
-                hidden_layers: int = DEEPSEEK_V3_HIDDEN_LAYERS,
-                dense_layers: int = DEEPSEEK_V3_DENSE_LAYERS) -> dict[str, object]:
+def sglang_dump(
+    steps: int,
+    seed: int = 0,
+    experts: int = DEEPSEEK_V3_EXPERTS,
+    hidden_layers: int = DEEPSEEK_V3_HIDDEN_LAYERS,
+    dense_layers: int = DEEPSEEK_V3_DENSE_LAYERS,
+) -> dict[str, object]:
     """A dump shaped like SGLang's expert distribution recorder in ``stat`` mode (what
     ``/dump_expert_distribution_record`` writes on rank 0): ``logical_count`` int32
     ``[steps, hidden layers, experts]`` of drifting counts, the dense layers' rows all zero."""
     counts = torch.zeros(steps, hidden_layers, experts, dtype=torch.int32)
-    counts[:, dense_layers:] = drifting_series(steps, hidden_layers - dense_layers, experts,
-                                               seed=seed).to(torch.int32)
+    counts[:, dense_layers:] = drifting_series(
+        steps, hidden_layers - dense_layers, experts, seed=seed
+    ).to(torch.int32)
     return {"rank": 0, "logical_count": counts, "average_utilization_rate_over_window": None}

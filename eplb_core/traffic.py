@@ -40,9 +40,16 @@ MAX_EXACT_SUBSETS = 1 << 12  # subsets of groups enumerated per layer (all sizes
 DEFAULT_SAMPLES = 4096  # group choices drawn per layer past that
 
 
-def nodes_per_token(phy2log: torch.Tensor, weight: torch.Tensor, cluster: Cluster, *,
-                    topk_groups: int = 4, top_k: int = 8, num_samples: int = DEFAULT_SAMPLES,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def nodes_per_token(
+    phy2log: torch.Tensor,
+    weight: torch.Tensor,
+    cluster: Cluster,
+    *,
+    topk_groups: int = 4,
+    top_k: int = 8,
+    num_samples: int = DEFAULT_SAMPLES,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Expected distinct nodes per token, per layer: [layers, slots], [layers, experts] ->
     [layers], float64 (0 for a layer without load).
 
@@ -62,17 +69,24 @@ def nodes_per_token(phy2log: torch.Tensor, weight: torch.Tensor, cluster: Cluste
         raise LoadError("loads must be finite and >= 0")
     num_layers, num_experts = weight.shape
     validate_placement(phy2log, num_layers, num_experts, cluster.num_replicas)
-    for name, value in (("topk_groups", topk_groups), ("top_k", top_k),
-                        ("num_samples", num_samples)):
+    for name, value in (
+        ("topk_groups", topk_groups),
+        ("top_k", top_k),
+        ("num_samples", num_samples),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise OptionError(f"{name} must be a positive integer, got {value!r}")
     if not cluster.has_nodes:
-        raise ClusterShapeError(f"{cluster.num_gpus} GPUs cannot be split evenly over "
-                                f"{cluster.num_nodes} nodes: a token's nodes are not defined")
+        raise ClusterShapeError(
+            f"{cluster.num_gpus} GPUs cannot be split evenly over "
+            f"{cluster.num_nodes} nodes: a token's nodes are not defined"
+        )
     if num_experts % cluster.num_groups:
-        raise ClusterShapeError(f"{num_experts} experts cannot be split evenly into "
-                                f"{cluster.num_groups} groups: group-limited routing needs "
-                                f"equal groups")
+        raise ClusterShapeError(
+            f"{num_experts} experts cannot be split evenly into "
+            f"{cluster.num_groups} groups: group-limited routing needs "
+            f"equal groups"
+        )
     num_nodes, num_groups = cluster.num_nodes, cluster.num_groups
     device = weight.device
     load = weight.double()
@@ -80,11 +94,14 @@ def nodes_per_token(phy2log: torch.Tensor, weight: torch.Tensor, cluster: Cluste
     # served[l, g, n]: the load of group g that node n serves (each expert's load split evenly
     # over its replicas).
     node_of_slot = torch.arange(cluster.num_replicas, device=device) // (
-        cluster.num_replicas // num_nodes)
-    replicas = torch.zeros(num_layers, num_experts * num_nodes, dtype=torch.float64,
-                           device=device)
-    replicas.scatter_add_(1, phy2log.to(device, torch.int64) * num_nodes + node_of_slot,
-                          torch.ones(phy2log.shape, dtype=torch.float64, device=device))
+        cluster.num_replicas // num_nodes
+    )
+    replicas = torch.zeros(num_layers, num_experts * num_nodes, dtype=torch.float64, device=device)
+    replicas.scatter_add_(
+        1,
+        phy2log.to(device, torch.int64) * num_nodes + node_of_slot,
+        torch.ones(phy2log.shape, dtype=torch.float64, device=device),
+    )
     replicas = replicas.view(num_layers, num_experts, num_nodes)
     share = replicas / replicas.sum(-1, keepdim=True)
     served = (load.unsqueeze(-1) * share).view(num_layers, num_groups, -1, num_nodes).sum(2)
@@ -98,8 +115,9 @@ def nodes_per_token(phy2log: torch.Tensor, weight: torch.Tensor, cluster: Cluste
         if generator is None:
             generator = torch.Generator(device=device).manual_seed(0)
         sets = _sample_subsets(group_load, chosen, num_samples, generator)
-        probability = torch.full(sets.shape[:2], 1 / num_samples, dtype=torch.float64,
-                                 device=device)
+        probability = torch.full(
+            sets.shape[:2], 1 / num_samples, dtype=torch.float64, device=device
+        )
         rows = torch.arange(num_layers, device=device).view(-1, 1, 1)
         set_served = served[rows, sets].sum(2)
     # q[l, s, n]: the share of the chosen groups' load that node n serves.
@@ -129,14 +147,14 @@ def _subset_lattice(num_groups: int, chosen: int) -> list[tuple[torch.Tensor, ..
         membership = torch.zeros(len(subsets), num_groups, dtype=torch.float64)
         for i, subset in enumerate(subsets):
             membership[i, list(subset)] = 1.0
-        levels.append((membership, torch.tensor(parent), torch.tensor(added),
-                       torch.tensor(child)))
+        levels.append((membership, torch.tensor(parent), torch.tensor(added), torch.tensor(child)))
         below = index
     return levels
 
 
-def _subset_probabilities(group_load: torch.Tensor,
-                          chosen: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _subset_probabilities(
+    group_load: torch.Tensor, chosen: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each subset of ``chosen`` groups and its probability under sampling without replacement
     proportional to load: [layers, groups] -> membership [subsets, groups] (float64),
     probability [layers, subsets].
@@ -152,22 +170,32 @@ def _subset_probabilities(group_load: torch.Tensor,
     for size, level in enumerate(_subset_lattice(num_groups, chosen), start=1):
         membership, parent, added, child = (t.to(device) for t in level)
         left = (total - picked_load)[:, parent]
-        step = torch.where(left > total * 1e-12, group_load[:, added] / left.clamp(min=1e-300),
-                           1 / (num_groups - size + 1))
-        probability = torch.zeros(num_layers, membership.shape[0], dtype=torch.float64,
-                                  device=device).index_add_(1, child,
-                                                            probability[:, parent] * step)
+        step = torch.where(
+            left > total * 1e-12,
+            group_load[:, added] / left.clamp(min=1e-300),
+            1 / (num_groups - size + 1),
+        )
+        probability = torch.zeros(
+            num_layers, membership.shape[0], dtype=torch.float64, device=device
+        ).index_add_(1, child, probability[:, parent] * step)
         picked_load = group_load @ membership.t()
     return membership, probability
 
 
-def _sample_subsets(group_load: torch.Tensor, chosen: int, num_samples: int,
-                    generator: torch.Generator) -> torch.Tensor:
+def _sample_subsets(
+    group_load: torch.Tensor, chosen: int, num_samples: int, generator: torch.Generator
+) -> torch.Tensor:
     """``num_samples`` subsets of ``chosen`` groups per layer, drawn without replacement
     proportional to load (Gumbel top-k): [layers, groups] -> [layers, samples, chosen]."""
     num_layers, num_groups = group_load.shape
-    uniform = torch.rand(num_layers, num_samples, num_groups, generator=generator,
-                         dtype=torch.float64, device=group_load.device)
+    uniform = torch.rand(
+        num_layers,
+        num_samples,
+        num_groups,
+        generator=generator,
+        dtype=torch.float64,
+        device=group_load.device,
+    )
     gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-300)))
     keys = group_load.log().unsqueeze(1) + gumbel
     return keys.topk(chosen, dim=-1).indices

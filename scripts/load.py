@@ -53,8 +53,9 @@ async def probe_health(http: httpx.AsyncClient, stop: asyncio.Event) -> float:
     return slowest
 
 
-async def run_row(url: str, body: bytes, clients: int, requests: int,
-                  deadline: float) -> dict[str, object]:
+async def run_row(
+    url: str, body: bytes, clients: int, requests: int, deadline: float
+) -> dict[str, object]:
     """``requests`` POSTs from ``clients`` concurrent clients; their figures."""
     latencies: list[float] = []
     planning: list[float] = []
@@ -71,8 +72,9 @@ async def run_row(url: str, body: bytes, clients: int, requests: int,
             while not queue.empty():
                 queue.get_nowait()
                 started = time.perf_counter()
-                response = await http.post("/rebalance", content=body,
-                                           headers={"content-type": "application/json"})
+                response = await http.post(
+                    "/rebalance", content=body, headers={"content-type": "application/json"}
+                )
                 latencies.append((time.perf_counter() - started) * 1000)
                 statuses[response.status_code] += 1
                 if response.status_code == 200:
@@ -83,16 +85,26 @@ async def run_row(url: str, body: bytes, clients: int, requests: int,
         wall = time.perf_counter() - started
         stop.set()
         slowest_health = await health
-    return {"statuses": dict(statuses), "p50": percentile(latencies, 0.5),
-            "p95": percentile(latencies, 0.95), "p99": percentile(latencies, 0.99),
-            "rps": requests / wall, "planning": statistics.median(planning or [0.0]),
-            "health": slowest_health}
+    return {
+        "statuses": dict(statuses),
+        "p50": percentile(latencies, 0.5),
+        "p95": percentile(latencies, 0.95),
+        "p99": percentile(latencies, 0.99),
+        "rps": requests / wall,
+        "planning": statistics.median(planning or [0.0]),
+        "health": slowest_health,
+    }
 
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "EPLB_HOST": "127.0.0.1", "EPLB_PORT": str(port)}
-    return subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_until_up(url: str, server: subprocess.Popen[bytes], seconds: float = 60) -> None:
@@ -122,20 +134,32 @@ def main(argv: list[str] | None = None) -> None:
     server = start_server(port)
     try:
         wait_until_up(url, server)
-        print(f"{'algorithm':<9}{'clients':>8}  {'statuses':<18}{'p50 ms':>8}{'p95 ms':>8}"
-              f"{'p99 ms':>8}{'req/s':>8}{'plan ms':>9}{'health ms':>10}")
+        print(
+            f"{'algorithm':<9}{'clients':>8}  {'statuses':<18}{'p50 ms':>8}{'p95 ms':>8}"
+            f"{'p99 ms':>8}{'req/s':>8}{'plan ms':>9}{'health ms':>10}"
+        )
         for algorithm in args.algorithms:
-            request = {"weight": zipf_loads().tolist(), "num_replicas": 288, "num_groups": 8,
-                       "num_nodes": 4, "num_gpus": 32, "algorithm": algorithm}
+            request = {
+                "weight": zipf_loads().tolist(),
+                "num_replicas": 288,
+                "num_groups": 8,
+                "num_nodes": 4,
+                "num_gpus": 32,
+                "algorithm": algorithm,
+            }
             body = httpx.Request("POST", url, json=request).content
             asyncio.run(run_row(url, body, 1, 4, args.deadline))  # warm-up
             for clients in args.clients:
                 row = asyncio.run(run_row(url, body, clients, args.requests, args.deadline))
-                statuses = " ".join(f"{code}x{count}" for code, count in
-                                    sorted(row["statuses"].items()))  # type: ignore[attr-defined]
-                print(f"{algorithm:<9}{clients:>8}  {statuses:<18}{row['p50']:>8.1f}"
-                      f"{row['p95']:>8.1f}{row['p99']:>8.1f}{row['rps']:>8.1f}"
-                      f"{row['planning']:>9.1f}{row['health']:>10.1f}", flush=True)
+                statuses = " ".join(
+                    f"{code}x{count}" for code, count in sorted(row["statuses"].items())
+                )  # type: ignore[attr-defined]
+                print(
+                    f"{algorithm:<9}{clients:>8}  {statuses:<18}{row['p50']:>8.1f}"
+                    f"{row['p95']:>8.1f}{row['p99']:>8.1f}{row['rps']:>8.1f}"
+                    f"{row['planning']:>9.1f}{row['health']:>10.1f}",
+                    flush=True,
+                )
     finally:
         server.terminate()
         server.wait(timeout=10)

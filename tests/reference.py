@@ -9,7 +9,7 @@ product; the benchmark times them and the tests compare plans with them.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -59,8 +59,9 @@ def _inverse(perm: torch.Tensor) -> torch.Tensor:
     return inv
 
 
-def _hierarchical(weight: torch.Tensor, num_phy: int, num_groups: int, num_nodes: int,
-                  num_gpus: int, pack: PackFn) -> tuple[torch.Tensor, ...]:
+def _hierarchical(
+    weight: torch.Tensor, num_phy: int, num_groups: int, num_nodes: int, num_gpus: int, pack: PackFn
+) -> tuple[torch.Tensor, ...]:
     num_layers, num_log = weight.shape
     group_size = num_log // num_groups
     groups_per_node = num_groups // num_nodes
@@ -68,8 +69,10 @@ def _hierarchical(weight: torch.Tensor, num_phy: int, num_groups: int, num_nodes
 
     tokens_per_group = weight.unflatten(-1, (num_groups, group_size)).sum(-1)
     group_pack, group_rank = pack(tokens_per_group, num_nodes)
-    log2mlog = (((group_pack * groups_per_node + group_rank) * group_size).unsqueeze(-1)
-                + torch.arange(group_size)).flatten(-2)
+    log2mlog = (
+        ((group_pack * groups_per_node + group_rank) * group_size).unsqueeze(-1)
+        + torch.arange(group_size)
+    ).flatten(-2)
     mlog2log = _inverse(log2mlog)
 
     tokens_per_mlog = weight.gather(-1, mlog2log).view(-1, num_log // num_nodes)
@@ -80,39 +83,56 @@ def _hierarchical(weight: torch.Tensor, num_phy: int, num_groups: int, num_nodes
     pphy2phy = _inverse(pack_index * phy_per_gpu + rank_in_pack)
 
     pphy2mlog = phy2mlog.gather(-1, pphy2phy)
-    pphy2mlog = (pphy2mlog.view(num_layers, num_nodes, -1)
-                 + torch.arange(0, num_log, num_log // num_nodes).view(1, -1, 1)).flatten(-2)
+    pphy2mlog = (
+        pphy2mlog.view(num_layers, num_nodes, -1)
+        + torch.arange(0, num_log, num_log // num_nodes).view(1, -1, 1)
+    ).flatten(-2)
     pphy2log = mlog2log.gather(-1, pphy2mlog)
     pphyrank = phyrank.gather(-1, pphy2phy).view(num_layers, -1)
     logcnt = mlogcnt.view(num_layers, -1).gather(-1, log2mlog)
     return pphy2log, pphyrank, logcnt
 
 
-def _rebalance(weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
-               num_gpus: int, pack: PackFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _rebalance(
+    weight: torch.Tensor,
+    num_replicas: int,
+    num_groups: int,
+    num_nodes: int,
+    num_gpus: int,
+    pack: PackFn,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     num_layers, num_log = weight.shape
     weight = weight.float().cpu()
     if num_groups % num_nodes == 0:
-        phy2log, phyrank, logcnt = _hierarchical(weight, num_replicas, num_groups, num_nodes,
-                                                 num_gpus, pack)
+        phy2log, phyrank, logcnt = _hierarchical(
+            weight, num_replicas, num_groups, num_nodes, num_gpus, pack
+        )
     else:
         phy2log, phyrank, logcnt = _hierarchical(weight, num_replicas, 1, 1, num_gpus, pack)
     max_cnt = int(logcnt.max())
     log2phy = torch.full((num_layers, num_log, max_cnt), -1, dtype=torch.int64)
     log2phy.view(num_layers, -1).scatter_(
-        -1, phy2log * max_cnt + phyrank,
-        torch.arange(num_replicas, dtype=torch.int64).expand(num_layers, -1))
+        -1,
+        phy2log * max_cnt + phyrank,
+        torch.arange(num_replicas, dtype=torch.int64).expand(num_layers, -1),
+    )
     return phy2log, log2phy, logcnt
 
 
-def published_rebalance(weight: torch.Tensor, num_replicas: int, num_groups: int,
-                        num_nodes: int, num_gpus: int) -> tuple[torch.Tensor, ...]:
+def published_rebalance(
+    weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int
+) -> tuple[torch.Tensor, ...]:
     """DeepSeek's published greedy policy, as it runs (CPU, Python loops)."""
     return _rebalance(weight, num_replicas, num_groups, num_nodes, num_gpus, published_packing)
 
 
-def seed_packing(weight: torch.Tensor, num_packs: int, num_candidates: int = 128,
-                 num_rounds: int = 20, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def seed_packing(
+    weight: torch.Tensor,
+    num_packs: int,
+    num_candidates: int = 128,
+    num_rounds: int = 20,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The seed spec's hybrid packing, step by step: sequential placement, full swap search."""
     num_layers, num_items = weight.shape
     per_pack = num_items // num_packs
@@ -144,8 +164,8 @@ def seed_packing(weight: torch.Tensor, num_packs: int, num_candidates: int = 128
     for i in range(num_items):
         masked = loads.masked_fill(counts >= per_pack, float("inf"))
         choice = masked.argmin(1, keepdim=True)
-        spack[:, i:i + 1] = choice
-        loads.scatter_add_(1, choice, sw[:, i:i + 1])
+        spack[:, i : i + 1] = choice
+        loads.scatter_add_(1, choice, sw[:, i : i + 1])
         counts.scatter_add_(1, choice, torch.ones_like(choice))
 
     chunk = max(1, (1 << 26) // (num_items * num_items))
@@ -183,8 +203,20 @@ def seed_packing(weight: torch.Tensor, num_packs: int, num_candidates: int = 128
     return pack_index, rank_in_pack
 
 
-def seed_rebalance(weight: torch.Tensor, num_replicas: int, num_groups: int, num_nodes: int,
-                   num_gpus: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def seed_rebalance(
+    weight: torch.Tensor,
+    num_replicas: int,
+    num_groups: int,
+    num_nodes: int,
+    num_gpus: int,
+    seed: int = 0,
+) -> tuple[torch.Tensor, ...]:
     """The seed spec's hybrid policy, as written (very slow on a CPU)."""
-    return _rebalance(weight, num_replicas, num_groups, num_nodes, num_gpus,
-                      lambda w, m: seed_packing(w, m, seed=seed))
+    return _rebalance(
+        weight,
+        num_replicas,
+        num_groups,
+        num_nodes,
+        num_gpus,
+        lambda w, m: seed_packing(w, m, seed=seed),
+    )

@@ -43,8 +43,13 @@ def start_server(settings: Mapping[str, str] = {}, timeout: float = 60) -> Itera
     """A running server, answering /healthz; stopped on exit."""
     port = free_port()
     env = {**os.environ, **settings, "EPLB_HOST": "127.0.0.1", "EPLB_PORT": str(port)}
-    process = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

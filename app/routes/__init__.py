@@ -14,21 +14,28 @@ from pydantic import BaseModel
 from ..schemas import ErrorResponse, ValidationErrorResponse
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status.HTTP_400_BAD_REQUEST: {"model": ErrorResponse,
-                                  "description": "a body that is not valid JSON"},
+    status.HTTP_400_BAD_REQUEST: {
+        "model": ErrorResponse,
+        "description": "a body that is not valid JSON",
+    },
     status.HTTP_413_CONTENT_TOO_LARGE: {
         "model": ErrorResponse,
-        "description": "over EPLB_MAX_UPLOAD_BYTES (a file) or EPLB_MAX_JSON_BYTES (a JSON body)"},
-    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: {"model": ErrorResponse,
-                                             "description": "wrong content type"},
+        "description": "over EPLB_MAX_UPLOAD_BYTES (a file) or EPLB_MAX_JSON_BYTES (a JSON body)",
+    },
+    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: {
+        "model": ErrorResponse,
+        "description": "wrong content type",
+    },
     status.HTTP_422_UNPROCESSABLE_CONTENT: {
         "model": ValidationErrorResponse,
         "description": "a bad file, matrix, cluster shape, placement or option, or a request over "
-                       "the server's limits"},
+        "the server's limits",
+    },
     status.HTTP_503_SERVICE_UNAVAILABLE: {
         "model": ErrorResponse,
         "description": "every worker is busy and the queue is full: retry after Retry-After "
-                       "seconds"},
+        "seconds",
+    },
 }
 
 

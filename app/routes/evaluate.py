@@ -13,50 +13,90 @@ from fastapi.responses import Response
 from eplb_core.io import LoadFile
 
 from .. import service
-from ..deps import (JSON_BODY, MULTIPART, JobDep, JsonBodyDep, LoadsDep, PoolDep, SettingsDep,
-                    known_form_fields, parse_json, read_placement_file)
+from ..deps import (
+    JSON_BODY,
+    MULTIPART,
+    JobDep,
+    JsonBodyDep,
+    LoadsDep,
+    PoolDep,
+    SettingsDep,
+    known_form_fields,
+    parse_json,
+    read_placement_file,
+)
 from ..schemas import ClusterParams, EvaluateRequest, EvaluateResponse
 from . import answers, dumps, json_request, json_response
 
 router = APIRouter(tags=["evaluate"])
 
 
-@router.post("/evaluate", response_class=Response, responses=answers(EvaluateResponse),
-             dependencies=JSON_BODY, openapi_extra=json_request(EvaluateRequest))
-async def evaluate_json(request: Request, body: JsonBodyDep, settings: SettingsDep,
-                        job: JobDep, pool: PoolDep) -> Response:
+@router.post(
+    "/evaluate",
+    response_class=Response,
+    responses=answers(EvaluateResponse),
+    dependencies=JSON_BODY,
+    openapi_extra=json_request(EvaluateRequest),
+)
+async def evaluate_json(
+    request: Request, body: JsonBodyDep, settings: SettingsDep, job: JobDep, pool: PoolDep
+) -> Response:
     """Score the JSON ``placement`` [layers][slots] on ``weight`` [layers][experts], and
     ``compare`` beside it when given."""
 
     def work() -> bytes:
         parsed = parse_json(EvaluateRequest, body)
         compare = None if parsed.compare is None else torch.tensor(parsed.compare)
-        return dumps(service.score_placement(
-            LoadFile(torch.tensor(parsed.weight, dtype=torch.float64)), parsed.params(),
-            settings, torch.tensor(parsed.placement), compare).as_dict(tensors=True))
+        return dumps(
+            service.score_placement(
+                LoadFile(torch.tensor(parsed.weight, dtype=torch.float64)),
+                parsed.params(),
+                settings,
+                torch.tensor(parsed.placement),
+                compare,
+            ).as_dict(tensors=True)
+        )
 
     return json_response(await pool.run(job, work, request))
 
 
-PlacementToScore = Annotated[UploadFile, File(
-    description="the placement to score, phy2log [layers, slots]: CSV, JSON or .pt")]
-CompareFile = Annotated[UploadFile | None, File(
-    description="a second placement to score beside it")]
+PlacementToScore = Annotated[
+    UploadFile,
+    File(description="the placement to score, phy2log [layers, slots]: CSV, JSON or .pt"),
+]
+CompareFile = Annotated[
+    UploadFile | None, File(description="a second placement to score beside it")
+]
 
 
-@router.post("/evaluate/upload", response_class=Response, responses=answers(EvaluateResponse),
-             dependencies=[*MULTIPART, Depends(known_form_fields(
-                 ClusterParams, "file", "placement", "compare"))])
-async def evaluate_upload(request: Request, loads: LoadsDep, placement: PlacementToScore,
-                          params: Annotated[ClusterParams, Form()], settings: SettingsDep,
-                          job: JobDep, pool: PoolDep, compare: CompareFile = None) -> Response:
+@router.post(
+    "/evaluate/upload",
+    response_class=Response,
+    responses=answers(EvaluateResponse),
+    dependencies=[
+        *MULTIPART,
+        Depends(known_form_fields(ClusterParams, "file", "placement", "compare")),
+    ],
+)
+async def evaluate_upload(
+    request: Request,
+    loads: LoadsDep,
+    placement: PlacementToScore,
+    params: Annotated[ClusterParams, Form()],
+    settings: SettingsDep,
+    job: JobDep,
+    pool: PoolDep,
+    compare: CompareFile = None,
+) -> Response:
     """Score an uploaded placement on an uploaded load file (a series summed over its steps);
     the cluster is given as form fields."""
 
     def work() -> bytes:
         second = None if compare is None else read_placement_file(compare, settings)
-        return dumps(service.score_placement(loads, params, settings,
-                                             read_placement_file(placement, settings),
-                                             second).as_dict(tensors=True))
+        return dumps(
+            service.score_placement(
+                loads, params, settings, read_placement_file(placement, settings), second
+            ).as_dict(tensors=True)
+        )
 
     return json_response(await pool.run(job, work, request))

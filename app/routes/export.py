@@ -24,18 +24,20 @@ router = APIRouter(prefix="/export", tags=["export"])
 FILES: dict[str, tuple[str, Callable[[torch.Tensor], str | bytes]]] = {
     "physical_to_logical_map.json": ("application/json", map_to_json),
     "physical_to_logical_map.pt": ("application/octet-stream", map_to_pt),
-    "plan.json": ("application/json", lambda phy2log: plan_to_json(
-        *_plan_tensors(Plan.from_placement(phy2log)))),
+    "plan.json": (
+        "application/json",
+        lambda phy2log: plan_to_json(*_plan_tensors(Plan.from_placement(phy2log))),
+    ),
     "phy2log.csv": ("text/csv", format_csv_matrix),
 }
 DESCRIPTIONS = {
     "physical_to_logical_map.json": '``{"physical_to_logical_map": [[...]]}``: the placement '
-                                    "as SGLang's --init-expert-location reads it.",
+    "as SGLang's --init-expert-location reads it.",
     "physical_to_logical_map.pt": "The same map saved with ``torch.save``: a dict with one int64 "
-                                  "[layers, slots] tensor, loadable with "
-                                  "``torch.load(weights_only=True)``.",
+    "[layers, slots] tensor, loadable with "
+    "``torch.load(weights_only=True)``.",
     "plan.json": "The plan file: ``phy2log``, ``log2phy`` (each expert's slots in slot order, "
-                 "padded with -1) and ``logcnt``, as ``eplb rebalance -o`` writes it.",
+    "padded with -1) and ``logcnt``, as ``eplb rebalance -o`` writes it.",
     "phy2log.csv": "``phy2log`` as CSV: a row per layer, a column per slot.",
 }
 
@@ -47,10 +49,13 @@ def _plan_tensors(plan: Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 def _route(name: str) -> None:
     media_type, write = FILES[name]
     responses: dict[int | str, dict[str, Any]] = {
-        200: {"content": {media_type: {}}, "description": "the file"}, **ERRORS}
+        200: {"content": {media_type: {}}, "description": "the file"},
+        **ERRORS,
+    }
 
-    async def export(request: Request, body: JsonBodyDep, settings: SettingsDep, job: JobDep,
-                     pool: PoolDep) -> Response:
+    async def export(
+        request: Request, body: JsonBodyDep, settings: SettingsDep, job: JobDep, pool: PoolDep
+    ) -> Response:
         def work() -> str | bytes:
             phy2log = torch.tensor(parse_json(PlacementBody, body).phy2log)
             num_layers, num_slots = phy2log.shape
@@ -58,13 +63,23 @@ def _route(name: str) -> None:
             settings.limits.check("max_replicas", num_slots, "slots")
             return write(Plan.from_placement(phy2log).phy2log)
 
-        return Response(await pool.run(job, work, request), media_type=media_type,
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(
+            await pool.run(job, work, request),
+            media_type=media_type,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     export.__doc__ = DESCRIPTIONS[name]
-    router.add_api_route(f"/{name}", export, methods=["POST"], response_class=Response,
-                         responses=responses, dependencies=JSON_BODY,
-                         openapi_extra=json_request(PlacementBody), name=f"export {name}")
+    router.add_api_route(
+        f"/{name}",
+        export,
+        methods=["POST"],
+        response_class=Response,
+        responses=responses,
+        dependencies=JSON_BODY,
+        openapi_extra=json_request(PlacementBody),
+        name=f"export {name}",
+    )
 
 
 for _name in FILES:

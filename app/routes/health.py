@@ -28,5 +28,4 @@ class Health(BaseModel):
 @router.get("/healthz")
 async def healthz(request: Request, settings: SettingsDep, pool: PoolDep) -> Health:
     """Answers 200 while the service can take requests."""
-    return Health(device=str(settings.torch_device), admitted=pool.admitted,
-                  capacity=pool.capacity)
+    return Health(device=str(settings.torch_device), admitted=pool.admitted, capacity=pool.capacity)

@@ -28,25 +28,40 @@ templates.env.filters["size_text"] = size_text
 def preset_label(preset: Preset) -> str:
     """A preset's name for people: its model, and what its name adds ("DeepSeek-V3 decode")."""
     model = preset.model
-    variant = preset.name[len(model):].strip("-") if preset.name.lower().startswith(
-        model.lower()) else preset.name
+    variant = (
+        preset.name[len(model) :].strip("-")
+        if preset.name.lower().startswith(model.lower())
+        else preset.name
+    )
     return f"{model} {variant}".strip()
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def dashboard(request: Request, settings: SettingsDep) -> HTMLResponse:
     """The dashboard: load a matrix, pick a cluster shape, rebalance, download the plan."""
-    defaults = {name: RebalanceParams.model_fields[name].default
-                for name in ("algorithm", "policy", "seed", "spill_slots")}
+    defaults = {
+        name: RebalanceParams.model_fields[name].default
+        for name in ("algorithm", "policy", "seed", "spill_slots")
+    }
     expert_bytes = RebalanceParams.model_fields["expert_bytes"].default
     defaults["expert_mib"] = f"{expert_bytes / MIB:g}"
-    return templates.TemplateResponse(request, "dashboard.html", {
-        "presets": [(preset, preset_label(preset)) for preset in PRESETS.values()],
-        "algorithms": ALGORITHMS, "policies": POLICIES, "defaults": defaults,
-        "default_preset": PRESETS[DEFAULT_PRESET], "settings": settings,
-        "page_config": {"max_upload_bytes": settings.max_upload_bytes,
-                        "max_upload_text": size_text(settings.max_upload_bytes),
-                        "max_windows": settings.max_windows,
-                        "max_replicas": settings.max_replicas,
-                        "max_sweep_points": settings.max_sweep_points,
-                        "expert_bytes": expert_bytes}})
+    return templates.TemplateResponse(
+        request,
+        "dashboard.html",
+        {
+            "presets": [(preset, preset_label(preset)) for preset in PRESETS.values()],
+            "algorithms": ALGORITHMS,
+            "policies": POLICIES,
+            "defaults": defaults,
+            "default_preset": PRESETS[DEFAULT_PRESET],
+            "settings": settings,
+            "page_config": {
+                "max_upload_bytes": settings.max_upload_bytes,
+                "max_upload_text": size_text(settings.max_upload_bytes),
+                "max_windows": settings.max_windows,
+                "max_replicas": settings.max_replicas,
+                "max_sweep_points": settings.max_sweep_points,
+                "expert_bytes": expert_bytes,
+            },
+        },
+    )

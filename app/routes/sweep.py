@@ -17,23 +17,48 @@ from fastapi.responses import Response, StreamingResponse
 from eplb_core.io import LoadFile
 
 from .. import service
-from ..deps import (JSON_BODY, MULTIPART, JobDep, JsonBodyDep, LoadsDep, PoolDep, SettingsDep,
-                    known_form_fields, parse_json)
 from ..config import Settings
+from ..deps import (
+    JSON_BODY,
+    MULTIPART,
+    JobDep,
+    JsonBodyDep,
+    LoadsDep,
+    PoolDep,
+    SettingsDep,
+    known_form_fields,
+    parse_json,
+)
 from ..pool import Job, WorkPool
 from ..schemas import SweepParams, SweepRequest, SweepResponse
 from . import answers, dumps, json_request, json_response
 
 router = APIRouter(tags=["sweep"])
 NDJSON = "application/x-ndjson"
-RESPONSES = {**answers(SweepResponse), 200: {
-    "model": SweepResponse,
-    "content": {NDJSON: {"schema": {"type": "string", "description": "with Accept: "
-                                    f"{NDJSON}: progress lines, then the result"}}}}}
+RESPONSES = {
+    **answers(SweepResponse),
+    200: {
+        "model": SweepResponse,
+        "content": {
+            NDJSON: {
+                "schema": {
+                    "type": "string",
+                    "description": f"with Accept: {NDJSON}: progress lines, then the result",
+                }
+            }
+        },
+    },
+}
 
 
-async def _answer(request: Request, job: Job, pool: WorkPool, loaded: LoadFile,
-                  params: SweepParams, settings: Settings) -> Response:
+async def _answer(
+    request: Request,
+    job: Job,
+    pool: WorkPool,
+    loaded: LoadFile,
+    params: SweepParams,
+    settings: Settings,
+) -> Response:
     """The sweep as one JSON answer, or streamed with its progress when the client asks; in
     both cases every check runs first, so a refusal is a 4xx."""
     run = await pool.run(job, lambda: service.prepare_sweep(loaded, params, settings))
@@ -46,23 +71,39 @@ async def _answer(request: Request, job: Job, pool: WorkPool, loaded: LoadFile,
     return json_response(await pool.run(job, work, request))
 
 
-@router.post("/sweep", response_class=Response, responses=RESPONSES, dependencies=JSON_BODY,
-             openapi_extra=json_request(SweepRequest))
-async def sweep_json(request: Request, body: JsonBodyDep, settings: SettingsDep, job: JobDep,
-                     pool: PoolDep) -> Response:
+@router.post(
+    "/sweep",
+    response_class=Response,
+    responses=RESPONSES,
+    dependencies=JSON_BODY,
+    openapi_extra=json_request(SweepRequest),
+)
+async def sweep_json(
+    request: Request, body: JsonBodyDep, settings: SettingsDep, job: JobDep, pool: PoolDep
+) -> Response:
     """Compare slot counts (``num_replicas``), rebalance ``windows`` and ``policies`` on the
     JSON loads: ``weight`` [layers][experts] or ``series`` [steps][layers][experts]."""
     parsed = await pool.run(job, lambda: parse_json(SweepRequest, body))
-    loads = torch.tensor(parsed.weight if parsed.series is None else parsed.series,
-                         dtype=torch.float64)
+    loads = torch.tensor(
+        parsed.weight if parsed.series is None else parsed.series, dtype=torch.float64
+    )
     return await _answer(request, job, pool, LoadFile(loads), parsed.params(), settings)
 
 
-@router.post("/sweep/upload", response_class=Response, responses=RESPONSES,
-             dependencies=[*MULTIPART, Depends(known_form_fields(SweepParams, "file"))])
-async def sweep_upload(request: Request, loads: LoadsDep,
-                       params: Annotated[SweepParams, Form()], settings: SettingsDep,
-                       job: JobDep, pool: PoolDep) -> Response:
+@router.post(
+    "/sweep/upload",
+    response_class=Response,
+    responses=RESPONSES,
+    dependencies=[*MULTIPART, Depends(known_form_fields(SweepParams, "file"))],
+)
+async def sweep_upload(
+    request: Request,
+    loads: LoadsDep,
+    params: Annotated[SweepParams, Form()],
+    settings: SettingsDep,
+    job: JobDep,
+    pool: PoolDep,
+) -> Response:
     """The same comparison on an uploaded load file; lists are repeated form fields
     (``num_replicas=256&num_replicas=288``)."""
     return await _answer(request, job, pool, loads, params, settings)

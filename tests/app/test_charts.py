@@ -59,8 +59,10 @@ def test_a_pair_shares_one_colour_scale_over_both_heatmaps_in_tokens() -> None:
     colour = figure["layout"]["coloraxis"]
     assert (colour["cmin"], colour["cmax"]) == (0.0, 10.0)
     assert colour["colorbar"]["title"]["text"] == "tokens"
-    assert [figure["layout"][axis]["title"]["text"] for axis in ("xaxis", "xaxis2")] == \
-        ["node", "node"]
+    assert [figure["layout"][axis]["title"]["text"] for axis in ("xaxis", "xaxis2")] == [
+        "node",
+        "node",
+    ]
     assert figure["layout"]["yaxis2"]["matches"] == "y"  # the same layers side by side
     assert "Node %{x}" in left["hovertemplate"] and "tokens" in left["hovertemplate"]
 
@@ -72,10 +74,16 @@ def test_the_ratio_view_shows_each_load_over_its_layer_mean_on_its_own_scale() -
     figure = charts.node_load_pair(before, after)["views"]["ratio"]
 
     left, right = figure["data"]
-    assert values(left["z"]).tolist() == [[3.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.5, 2.5],
-                                          [None, None, None, None]]  # an idle layer: a gap
-    assert values(right["z"]).tolist() == [[1.2, 1.0, 0.9, 0.9], [1.0, 1.0, 1.0, 1.0],
-                                           [None, None, None, None]]
+    assert values(left["z"]).tolist() == [
+        [3.0, 1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5, 2.5],
+        [None, None, None, None],
+    ]  # an idle layer: a gap
+    assert values(right["z"]).tolist() == [
+        [1.2, 1.0, 0.9, 0.9],
+        [1.0, 1.0, 1.0, 1.0],
+        [None, None, None, None],
+    ]
     # Each heatmap on its own scale, so that the plan's small imbalance fills its colours.
     assert (left["coloraxis"], right["coloraxis"]) == ("coloraxis2", "coloraxis3")
     layout = figure["layout"]
@@ -118,8 +126,9 @@ def test_gpu_cells_name_the_experts_their_slots_hold_in_both_views() -> None:
     before_phy2log = [[0, 1, 2, 3, 0, 1]]
     after_phy2log = [[3, 0, 0, 1, 2, 2]]
 
-    pair = charts.gpu_load_pair([[6.0, 4.0]], [[5.0, 5.0]], before_phy2log, after_phy2log,
-                                num_gpus=2)
+    pair = charts.gpu_load_pair(
+        [[6.0, 4.0]], [[5.0, 5.0]], before_phy2log, after_phy2log, num_gpus=2
+    )
 
     left, right = pair["views"]["tokens"]["data"]
     assert values(left["customdata"]).tolist() == [["0, 1, 2", "3, 0, 1"]]
@@ -174,8 +183,9 @@ def test_balancedness_chart_draws_before_after_and_the_bound_on_top() -> None:
 
 def test_rebalance_figures_show_the_result() -> None:
     weight = torch.tensor([[90.0, 10, 10, 10, 5, 5, 5, 5], [1, 1, 1, 1, 1, 1, 1, 60]])
-    params = RebalanceParams(num_replicas=12, num_groups=2, num_nodes=2, num_gpus=4,
-                             algorithm="greedy")
+    params = RebalanceParams(
+        num_replicas=12, num_groups=2, num_nodes=2, num_gpus=4, algorithm="greedy"
+    )
     result = plan(LoadFile(weight), params, Settings())
 
     figures = charts.rebalance_figures(result)
@@ -190,21 +200,25 @@ def test_rebalance_figures_show_the_result() -> None:
     assert values(gpu_before["customdata"])[0, 1] == "3, 4, 5"
     held = values(gpu_after["customdata"])
     for layer, slots in enumerate(document["plan"]["phy2log"]):
-        assert [held[layer, gpu] for gpu in range(4)] == \
-            [", ".join(map(str, slots[gpu * 3:gpu * 3 + 3])) for gpu in range(4)]
+        assert [held[layer, gpu] for gpu in range(4)] == [
+            ", ".join(map(str, slots[gpu * 3 : gpu * 3 + 3])) for gpu in range(4)
+        ]
     node_before, node_after = figures["node"]["views"]["tokens"]["data"]
     assert values(node_before["z"]).tolist() == document["before"]["node_load"]
     assert values(node_after["z"]).tolist() == document["after"]["node_load"]
-    lines = {line["name"]: values(line["y"]).tolist()
-             for line in figures["balancedness"]["data"]}
-    assert lines == {"before": document["before"]["balancedness"],
-                     "after": document["after"]["balancedness"], "upper bound": document["bound"]}
+    lines = {line["name"]: values(line["y"]).tolist() for line in figures["balancedness"]["data"]}
+    assert lines == {
+        "before": document["before"]["balancedness"],
+        "after": document["after"]["balancedness"],
+        "upper bound": document["bound"],
+    }
 
 
 def test_rebalance_figures_have_no_node_pair_when_gpus_do_not_split_over_nodes() -> None:
     weight = torch.tensor([[90.0, 10, 10, 10, 5, 5, 5, 5], [1, 1, 1, 1, 1, 1, 1, 60]])
-    params = RebalanceParams(num_replicas=12, num_groups=2, num_nodes=3, num_gpus=4,
-                             algorithm="greedy", policy="global")
+    params = RebalanceParams(
+        num_replicas=12, num_groups=2, num_nodes=3, num_gpus=4, algorithm="greedy", policy="global"
+    )
 
     figures = charts.rebalance_figures(plan(LoadFile(weight), params, Settings()))
 
@@ -220,8 +234,11 @@ def test_replay_chart_draws_next_window_solid_and_in_sample_dashed() -> None:
     figure = charts.replay_chart(result)
 
     lines = {line["name"]: line for line in figure["data"]}
-    assert set(lines) == {f"{name}, {score}" for name in ("none", "greedy", "hybrid")
-                          for score in ("next window", "in-sample")}
+    assert set(lines) == {
+        f"{name}, {score}"
+        for name in ("none", "greedy", "hybrid")
+        for score in ("next window", "in-sample")
+    }
     for name, figures in result.strategies.items():
         honest, in_sample = lines[f"{name}, next window"], lines[f"{name}, in-sample"]
         assert values(honest["y"]).tolist() == figures.next_window
@@ -247,8 +264,13 @@ def test_replay_chart_draws_next_window_solid_and_in_sample_dashed() -> None:
 def test_few_layers_get_one_tick_each_and_many_get_plotlys() -> None:
     few = charts.load_heatmap(np.ones((4, 6)))
     assert (few["layout"]["yaxis"]["tick0"], few["layout"]["yaxis"]["dtick"]) == (0, 1)
-    pair = charts.gpu_load_pair(np.ones((3, 4)), np.ones((3, 4)), np.zeros((3, 8), dtype=int),
-                                np.zeros((3, 8), dtype=int), num_gpus=4)
+    pair = charts.gpu_load_pair(
+        np.ones((3, 4)),
+        np.ones((3, 4)),
+        np.zeros((3, 8), dtype=int),
+        np.zeros((3, 8), dtype=int),
+        num_gpus=4,
+    )
     for view in pair["views"].values():
         assert view["layout"]["yaxis"]["dtick"] == 1 and view["layout"]["xaxis"]["dtick"] == 1
     many = charts.load_heatmap(np.ones((58, 256)))
@@ -265,8 +287,9 @@ def test_budget_labels_read_as_people_write_them() -> None:
 
 def test_the_choice_in_use_is_ringed_only_where_the_sweep_has_it() -> None:
     weight = torch.tensor([[90.0, 10, 10, 10, 5, 5, 5, 5], [1, 1, 1, 1, 1, 1, 1, 60]])
-    params = SweepParams(num_replicas=[8, 12], num_groups=2, num_nodes=2, num_gpus=4,
-                         algorithm="greedy")
+    params = SweepParams(
+        num_replicas=[8, 12], num_groups=2, num_nodes=2, num_gpus=4, algorithm="greedy"
+    )
     result = prepare_sweep(LoadFile(weight), params, Settings())(None)
 
     ringed = charts.sweep_figures(result, "auto", 1, current_replicas=12)
@@ -282,8 +305,12 @@ def test_the_choice_in_use_is_ringed_only_where_the_sweep_has_it() -> None:
 
 
 def test_a_layer_draws_both_placements_against_the_mean() -> None:
-    figures = charts.layer_figures([8.0, 2.0, 2.0], [[10.0, 2.0], [6.0, 6.0]],
-                                   [[1, 1, 2], [2, 1, 1]], ["in <b>use</b>", "the plan"])
+    figures = charts.layer_figures(
+        [8.0, 2.0, 2.0],
+        [[10.0, 2.0], [6.0, 6.0]],
+        [[1, 1, 2], [2, 1, 1]],
+        ["in <b>use</b>", "the plan"],
+    )
 
     bars = {trace["name"]: trace for trace in figures["gpu"]["data"]}
     assert set(bars) == {"in &lt;b&gt;use&lt;/b&gt;", "the plan", "mean GPU load"}

@@ -42,38 +42,61 @@ def test_defaults(environ) -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     # SGLang's dump of 1,000 steps of 58 x 256 int64 counts (113 MiB) fits.
     assert settings.max_upload_bytes == 256 * MIB > 1000 * 58 * 256 * 8
-    assert (settings.max_layers, settings.max_experts, settings.max_replicas) == (1024, 4096,
-                                                                                  16384)
+    assert (settings.max_layers, settings.max_experts, settings.max_replicas) == (1024, 4096, 16384)
     assert settings.max_windows == 200
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert settings.device == "auto" and settings.torch_device.type == expected
 
 
 def test_every_variable_is_read(environ) -> None:
-    settings = environ(EPLB_HOST="0.0.0.0", EPLB_PORT="9000", EPLB_MAX_UPLOAD_BYTES="1024",
-                       EPLB_MAX_LAYERS="58", EPLB_MAX_EXPERTS="256", EPLB_MAX_REPLICAS="288",
-                       EPLB_MAX_WINDOWS="20", EPLB_WORKERS="3", EPLB_QUEUE="0",
-                       EPLB_DEVICE=" cpu ")
+    settings = environ(
+        EPLB_HOST="0.0.0.0",
+        EPLB_PORT="9000",
+        EPLB_MAX_UPLOAD_BYTES="1024",
+        EPLB_MAX_LAYERS="58",
+        EPLB_MAX_EXPERTS="256",
+        EPLB_MAX_REPLICAS="288",
+        EPLB_MAX_WINDOWS="20",
+        EPLB_WORKERS="3",
+        EPLB_QUEUE="0",
+        EPLB_DEVICE=" cpu ",
+    )
 
-    assert settings == Settings(host="0.0.0.0", port=9000, max_upload_bytes=1024, max_layers=58,
-                                max_experts=256, max_replicas=288, max_windows=20, workers=3,
-                                queue=0, device="cpu")
+    assert settings == Settings(
+        host="0.0.0.0",
+        port=9000,
+        max_upload_bytes=1024,
+        max_layers=58,
+        max_experts=256,
+        max_replicas=288,
+        max_windows=20,
+        workers=3,
+        queue=0,
+        device="cpu",
+    )
     assert settings.torch_device == torch.device("cpu")
     assert settings.limits.max_layers == 58 and settings.limits.name("max_layers") == (
-        "EPLB_MAX_LAYERS")
+        "EPLB_MAX_LAYERS"
+    )
 
 
-@pytest.mark.parametrize(("variables", "error"), [
-    ({"EPLB_PORT": "http"}, "EPLB_PORT: Input should be a valid integer"),
-    ({"EPLB_PORT": "70000"}, "EPLB_PORT: Input should be less than or equal to 65535"),
-    ({"EPLB_MAX_LAYERS": "0"}, "EPLB_MAX_LAYERS: Input should be greater than 0 (got '0')"),
-    ({"EPLB_MAX_UPLOAD_BYTES": "-1"}, "EPLB_MAX_UPLOAD_BYTES: Input should be greater than 0"),
-    ({"EPLB_DEVICE": "tpu"}, "EPLB_DEVICE: EPLB_DEVICE must be auto, cpu or cuda[:N], "
-                             "got 'tpu'"),
-    ({"EPLB_DEVICE": "meta"}, "EPLB_DEVICE: EPLB_DEVICE must be auto, cpu or cuda[:N]"),
-])
-def test_bad_values_are_refused_with_the_variable_name(environ, variables: dict,
-                                                       error: str) -> None:
+@pytest.mark.parametrize(
+    ("variables", "error"),
+    [
+        ({"EPLB_PORT": "http"}, "EPLB_PORT: Input should be a valid integer"),
+        ({"EPLB_PORT": "70000"}, "EPLB_PORT: Input should be less than or equal to 65535"),
+        ({"EPLB_MAX_LAYERS": "0"}, "EPLB_MAX_LAYERS: Input should be greater than 0 (got '0')"),
+        ({"EPLB_MAX_UPLOAD_BYTES": "-1"}, "EPLB_MAX_UPLOAD_BYTES: Input should be greater than 0"),
+        (
+            {"EPLB_DEVICE": "tpu"},
+            "EPLB_DEVICE: EPLB_DEVICE must be auto, cpu or cuda[:N], got 'tpu'",
+        ),
+        ({"EPLB_DEVICE": "meta"}, "EPLB_DEVICE: EPLB_DEVICE must be auto, cpu or cuda[:N]"),
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_name(
+    environ, variables: dict, error: str
+) -> None:
     with pytest.raises(ValueError) as raised:
         environ(**variables)
 
@@ -87,18 +110,28 @@ def test_cuda_without_a_gpu_is_refused_at_start_up(environ) -> None:
 
 
 def test_a_bad_variable_stops_the_server_with_one_line() -> None:
-    done = subprocess.run([sys.executable, "-m", "app"], capture_output=True, text=True,
-                          env={"EPLB_PORT": "70000"}, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "app"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"EPLB_PORT": "70000"},
+        cwd=ROOT,
+        timeout=120,
+    )
 
     assert done.returncode == 1
-    assert done.stderr.startswith("eplb: error: EPLB_PORT: Input should be less than or equal "
-                                  "to 65535 (got '70000')")
+    assert done.stderr.startswith(
+        "eplb: error: EPLB_PORT: Input should be less than or equal to 65535 (got '70000')"
+    )
     assert "Traceback" not in done.stderr
 
 
 def test_start_up_says_what_the_server_plans_on(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="app"), \
-            TestClient(create_app(Settings(device="cpu", max_layers=58))):
+    with (
+        caplog.at_level(logging.INFO, logger="app"),
+        TestClient(create_app(Settings(device="cpu", max_layers=58))),
+    ):
         pass
 
     assert "planning on cpu" in caplog.text and "at most 58 layers" in caplog.text

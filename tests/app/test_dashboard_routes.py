@@ -47,14 +47,20 @@ def without_time(document: dict) -> dict:
 
 # --- POST /dashboard/evaluate ---------------------------------------------------------------
 
+
 def test_evaluate_is_the_rest_score_with_its_figures(client: TestClient) -> None:
     in_use, other = shifted(3, 32, 40, 0), shifted(3, 32, 40, 5)
-    files = {**loads_file(), "placement": csv(other, "other.csv"),
-             "compare": csv(in_use, "in-use.csv")}
+    files = {
+        **loads_file(),
+        "placement": csv(other, "other.csv"),
+        "compare": csv(in_use, "in-use.csv"),
+    }
 
-    response = client.post("/dashboard/evaluate", files=files,
-                           data={**CLUSTER, "placement_name": "other",
-                                 "compare_name": "the placement in use"})
+    response = client.post(
+        "/dashboard/evaluate",
+        files=files,
+        data={**CLUSTER, "placement_name": "other", "compare_name": "the placement in use"},
+    )
     rest = client.post("/evaluate/upload", files=files, data=CLUSTER).json()
 
     assert response.status_code == 200, response.text
@@ -69,21 +75,30 @@ def test_evaluate_is_the_rest_score_with_its_figures(client: TestClient) -> None
     assert values(right["z"]).tolist() == rest["placement"]["gpu_load"]
     titles = [note["text"] for note in pair["views"]["tokens"]["layout"]["annotations"]]
     assert titles == ["the placement in use", "other"]
-    lines = {line["name"]: values(line["y"]).tolist()
-             for line in body["figures"]["balancedness"]["data"]}
-    assert lines == {"the placement in use": rest["compare"]["balancedness"],
-                     "other": rest["placement"]["balancedness"], "upper bound": rest["bound"]}
+    lines = {
+        line["name"]: values(line["y"]).tolist() for line in body["figures"]["balancedness"]["data"]
+    }
+    assert lines == {
+        "the placement in use": rest["compare"]["balancedness"],
+        "other": rest["placement"]["balancedness"],
+        "upper bound": rest["bound"],
+    }
 
 
 def test_evaluate_one_placement_by_upload_id(client: TestClient) -> None:
     preview = client.post("/dashboard/preview", files=loads_file()).json()
     in_use = shifted(3, 32, 40, 3)
 
-    response = client.post("/dashboard/evaluate", data={**CLUSTER,
-                                                        "upload_id": preview["upload_id"]},
-                           files={"placement": csv(in_use, "in-use.csv")})
-    rest = client.post("/evaluate/upload", data=CLUSTER, files={
-        **loads_file(), "placement": csv(in_use, "in-use.csv")}).json()
+    response = client.post(
+        "/dashboard/evaluate",
+        data={**CLUSTER, "upload_id": preview["upload_id"]},
+        files={"placement": csv(in_use, "in-use.csv")},
+    )
+    rest = client.post(
+        "/evaluate/upload",
+        data=CLUSTER,
+        files={**loads_file(), "placement": csv(in_use, "in-use.csv")},
+    ).json()
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -96,22 +111,41 @@ def test_evaluate_one_placement_by_upload_id(client: TestClient) -> None:
     assert values(heatmap["customdata"])[0, 0] == "3, 4, 5, 6, 7"
 
 
-@pytest.mark.parametrize(("files", "data", "status", "expected"), [
-    ({"placement": csv(shifted(2, 32, 40, 0), "p.csv")}, {}, 422,
-     "the placement has shape [2, 40]; this plan needs [3, 40]"),
-    ({}, {}, 422, "missing"),
-    ({"placement": csv(shifted(3, 32, 40, 0), "p.csv")}, {"num_gpus": "7"}, 422,
-     "40 slots cannot be split evenly over 7 GPUs"),
-    ({"placement": csv(shifted(3, 32, 40, 0), "p.csv")}, {"algorithm": "greedy"}, 422,
-     "Unknown field"),
-    ({"placement": csv(shifted(3, 32, 40, 0), "p.csv")}, {"upload_id": "0" * 32}, 410,
-     "no longer kept"),
-])
-def test_evaluate_refusals(client: TestClient, files: dict, data: dict, status: int,
-                           expected: str) -> None:
+@pytest.mark.parametrize(
+    ("files", "data", "status", "expected"),
+    [
+        (
+            {"placement": csv(shifted(2, 32, 40, 0), "p.csv")},
+            {},
+            422,
+            "the placement has shape [2, 40]; this plan needs [3, 40]",
+        ),
+        ({}, {}, 422, "missing"),
+        (
+            {"placement": csv(shifted(3, 32, 40, 0), "p.csv")},
+            {"num_gpus": "7"},
+            422,
+            "40 slots cannot be split evenly over 7 GPUs",
+        ),
+        (
+            {"placement": csv(shifted(3, 32, 40, 0), "p.csv")},
+            {"algorithm": "greedy"},
+            422,
+            "Unknown field",
+        ),
+        (
+            {"placement": csv(shifted(3, 32, 40, 0), "p.csv")},
+            {"upload_id": "0" * 32},
+            410,
+            "no longer kept",
+        ),
+    ],
+)
+def test_evaluate_refusals(
+    client: TestClient, files: dict, data: dict, status: int, expected: str
+) -> None:
     sent = {} if "upload_id" in data else loads_file()
-    response = client.post("/dashboard/evaluate", files={**sent, **files},
-                           data={**CLUSTER, **data})
+    response = client.post("/dashboard/evaluate", files={**sent, **files}, data={**CLUSTER, **data})
 
     assert response.status_code == status, response.text
     assert expected in json.dumps(response.json()["detail"])
@@ -123,11 +157,15 @@ SWEEP = {"num_groups": "4", "num_nodes": "2", "num_gpus": "8", "algorithm": "gre
 
 
 def test_sweep_is_the_rest_sweep_with_the_advisors_charts(client: TestClient) -> None:
-    fields = {**SWEEP, "num_replicas": ["32", "40", "48"],
-              "policies": ["hierarchical", "spill:1", "global"]}
+    fields = {
+        **SWEEP,
+        "num_replicas": ["32", "40", "48"],
+        "policies": ["hierarchical", "spill:1", "global"],
+    }
 
-    response = client.post("/dashboard/sweep", files=loads_file(),
-                           data={**fields, "current_replicas": "40"})
+    response = client.post(
+        "/dashboard/sweep", files=loads_file(), data={**fields, "current_replicas": "40"}
+    )
     rest = client.post("/sweep/upload", files=loads_file(), data=fields).json()
 
     assert response.status_code == 200, response.text
@@ -138,12 +176,14 @@ def test_sweep_is_the_rest_sweep_with_the_advisors_charts(client: TestClient) ->
     slots = {trace["name"]: trace for trace in figures["slots"]["data"]}
     hierarchical = [p for p in rest["points"] if p["policy"] == "hierarchical"]
     assert values(slots["hierarchical"]["y"]).tolist() == [
-        p["mean_balancedness"] for p in hierarchical]
+        p["mean_balancedness"] for p in hierarchical
+    ]
     assert values(slots["hierarchical"]["x"]).tolist() == [p["slots_per_gpu"] for p in hierarchical]
     memory = slots["extra expert memory per GPU"]
     assert memory["yaxis"] == "y2"
     assert values(memory["y"]).tolist() == pytest.approx(
-        [p["extra_memory_per_gpu_bytes"] / 2**30 for p in hierarchical])
+        [p["extra_memory_per_gpu_bytes"] / 2**30 for p in hierarchical]
+    )
     # The choice in use (auto is hierarchical here, with 40 slots) is ringed.
     (ring,) = [trace for trace in figures["slots"]["data"] if trace["name"] == "your choice"]
     (current,) = [p for p in hierarchical if p["num_replicas"] == 40]
@@ -159,40 +199,59 @@ def test_sweep_is_the_rest_sweep_with_the_advisors_charts(client: TestClient) ->
 
 
 def test_the_choice_in_use_is_named_as_the_policies_are(client: TestClient) -> None:
-    fields = {**SWEEP, "num_replicas": ["32", "48"], "policies": ["hierarchical", "spill:2"],
-              "current_policy": "spill:2", "current_replicas": "48"}
+    fields = {
+        **SWEEP,
+        "num_replicas": ["32", "48"],
+        "policies": ["hierarchical", "spill:2"],
+        "current_policy": "spill:2",
+        "current_replicas": "48",
+    }
 
     body = client.post("/dashboard/sweep", files=loads_file(), data=fields).json()
 
-    (spill,) = [p for p in body["result"]["points"]
-                if p["policy"] == "spill" and p["num_replicas"] == 48]
+    (spill,) = [
+        p for p in body["result"]["points"] if p["policy"] == "spill" and p["num_replicas"] == 48
+    ]
     policies = {trace["name"]: trace for trace in body["figures"]["policies"]["data"]}
     assert policies["your choice"]["y"] == [spill["mean_balancedness"]]
     assert policies["your choice"]["x"] == [spill["mean_nodes_per_token"]]
-    refused = client.post("/dashboard/sweep", files=loads_file(),
-                          data={**fields, "current_policy": "fastest"})
+    refused = client.post(
+        "/dashboard/sweep", files=loads_file(), data={**fields, "current_policy": "fastest"}
+    )
     assert refused.status_code == 422
 
 
-def test_sweep_of_a_series_streams_its_progress_then_the_windows_chart(
-        client: TestClient) -> None:
+def test_sweep_of_a_series_streams_its_progress_then_the_windows_chart(client: TestClient) -> None:
     series = drifting_series(24, layers=2, experts=32, seed=4)
-    fields = {**SWEEP, "num_replicas": ["32", "40"], "windows": ["4", "6"],
-              "current_replicas": "40"}
+    fields = {
+        **SWEEP,
+        "num_replicas": ["32", "40"],
+        "windows": ["4", "6"],
+        "current_replicas": "40",
+    }
 
-    with client.stream("POST", "/dashboard/sweep", files=series_file(series), data=fields,
-                       headers={"accept": "application/x-ndjson"}) as response:
+    with client.stream(
+        "POST",
+        "/dashboard/sweep",
+        files=series_file(series),
+        data=fields,
+        headers={"accept": "application/x-ndjson"},
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/x-ndjson")
         lines = [json.loads(line) for line in response.iter_lines() if line]
-    rest = client.post("/sweep/upload", files=series_file(series), data={
-        key: value for key, value in fields.items() if key != "current_replicas"}).json()
+    rest = client.post(
+        "/sweep/upload",
+        files=series_file(series),
+        data={key: value for key, value in fields.items() if key != "current_replicas"},
+    ).json()
 
     progress = [line["progress"] for line in lines[:-1]]
     assert progress and progress[-1]["done"] == progress[-1]["total"]
     answer = lines[-1]["result"]
-    assert [p["next_window"] for p in answer["result"]["points"]] == \
-        [p["next_window"] for p in rest["points"]]
+    assert [p["next_window"] for p in answer["result"]["points"]] == [
+        p["next_window"] for p in rest["points"]
+    ]
     windows = answer["figures"]["windows"]
     by_count = {trace["name"]: trace for trace in windows["data"]}
     assert set(by_count) == {"32 slots", "40 slots (yours)"}
@@ -205,22 +264,28 @@ def test_sweep_of_a_series_streams_its_progress_then_the_windows_chart(
 
 
 def test_a_sweep_over_the_points_limit_is_refused_before_the_stream(
-        make_client: MakeClient) -> None:
+    make_client: MakeClient,
+) -> None:
     client = make_client(max_sweep_points=4)
 
-    response = client.post("/dashboard/sweep", files=loads_file(),
-                           data={**SWEEP, "num_replicas": ["32", "40", "48", "56", "64"]},
-                           headers={"accept": "application/x-ndjson"})
+    response = client.post(
+        "/dashboard/sweep",
+        files=loads_file(),
+        data={**SWEEP, "num_replicas": ["32", "40", "48", "56", "64"]},
+        headers={"accept": "application/x-ndjson"},
+    )
 
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"detail": "too many sweep points: 5; this server takes at most 4 "
-                                         "(EPLB_MAX_SWEEP_POINTS)"}
+    assert response.json() == {
+        "detail": "too many sweep points: 5; this server takes at most 4 (EPLB_MAX_SWEEP_POINTS)"
+    }
 
 
 def test_a_sweep_with_a_bad_policy_is_refused(client: TestClient) -> None:
-    response = client.post("/dashboard/sweep", files=loads_file(),
-                           data={**SWEEP, "policies": ["fastest"]})
+    response = client.post(
+        "/dashboard/sweep", files=loads_file(), data={**SWEEP, "policies": ["fastest"]}
+    )
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][-2:] == ["policies", 0]
@@ -228,17 +293,26 @@ def test_a_sweep_with_a_bad_policy_is_refused(client: TestClient) -> None:
 
 # --- POST /dashboard/layer ------------------------------------------------------------------
 
+
 def test_a_layer_is_the_plans_layer(client: TestClient) -> None:
     in_use = shifted(3, 32, 40, 7)
     form = {**CLUSTER, "algorithm": "greedy"}
-    plan = client.post("/rebalance/upload", data=form, files={
-        **loads_file(), "placement": csv(in_use, "in-use.csv")}).json()
+    plan = client.post(
+        "/rebalance/upload",
+        data=form,
+        files={**loads_file(), "placement": csv(in_use, "in-use.csv")},
+    ).json()
     after = json.dumps({"phy2log": plan["plan"]["phy2log"]})
 
-    response = client.post("/dashboard/layer", data={**CLUSTER, "layer": "1",
-                                                     "after_name": "the plan"},
-                           files={**loads_file(), "placement": csv(in_use, "in-use.csv"),
-                                  "after": ("plan.json", after, "application/json")})
+    response = client.post(
+        "/dashboard/layer",
+        data={**CLUSTER, "layer": "1", "after_name": "the plan"},
+        files={
+            **loads_file(),
+            "placement": csv(in_use, "in-use.csv"),
+            "after": ("plan.json", after, "application/json"),
+        },
+    )
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -253,13 +327,13 @@ def test_a_layer_is_the_plans_layer(client: TestClient) -> None:
     assert result["before"]["balancedness"] == pytest.approx(plan["before"]["balancedness"][1])
     assert result["after"]["replicas"] == plan["plan"]["logcnt"][1]
     # Slot p holds expert (p + 7) mod 32: experts 7..14 twice.
-    assert result["before"]["replicas"] == [2 if 7 <= expert <= 14 else 1
-                                            for expert in range(32)]
+    assert result["before"]["replicas"] == [2 if 7 <= expert <= 14 else 1 for expert in range(32)]
     assert result["moves"] == plan["moves"]["per_layer"][1]
     assert result["bound"] == pytest.approx(plan["bound"][1])
     hottest = result["hottest"]
-    assert [hot["tokens"] for hot in hottest] == sorted(LOADS[1].double().tolist(),
-                                                        reverse=True)[:10]
+    assert [hot["tokens"] for hot in hottest] == sorted(LOADS[1].double().tolist(), reverse=True)[
+        :10
+    ]
     for hot in hottest:
         assert hot["replicas_after"] == plan["plan"]["logcnt"][1][hot["expert"]]
         assert hot["tokens_per_replica"] == pytest.approx(hot["tokens"] / hot["replicas_after"])
@@ -270,8 +344,7 @@ def test_a_layer_is_the_plans_layer(client: TestClient) -> None:
 
 
 def test_a_layer_without_a_plan_is_the_trivial_layout(client: TestClient) -> None:
-    response = client.post("/dashboard/layer", data={**CLUSTER, "layer": "0"},
-                           files=loads_file())
+    response = client.post("/dashboard/layer", data={**CLUSTER, "layer": "0"}, files=loads_file())
 
     assert response.status_code == 200, response.text
     result = response.json()["result"]
@@ -281,22 +354,30 @@ def test_a_layer_without_a_plan_is_the_trivial_layout(client: TestClient) -> Non
     assert result["before"]["replicas"] == [2] * 8 + [1] * 24
 
 
-@pytest.mark.parametrize(("data", "files", "expected"), [
-    ({"layer": "3"}, {}, "layer 3: the loads have 3 layers (0 to 2)"),
-    ({"layer": "-1"}, {}, "greater than or equal to 0"),
-    ({"layer": "0"}, {"after": csv(shifted(3, 32, 48, 0), "plan.csv")},
-     "the placement has shape [3, 48]; this plan needs [3, 40]"),
-    ({"layer": "0", "num_replicas": "16"}, {}, "16 slots cannot hold 32 experts"),
-])
+@pytest.mark.parametrize(
+    ("data", "files", "expected"),
+    [
+        ({"layer": "3"}, {}, "layer 3: the loads have 3 layers (0 to 2)"),
+        ({"layer": "-1"}, {}, "greater than or equal to 0"),
+        (
+            {"layer": "0"},
+            {"after": csv(shifted(3, 32, 48, 0), "plan.csv")},
+            "the placement has shape [3, 48]; this plan needs [3, 40]",
+        ),
+        ({"layer": "0", "num_replicas": "16"}, {}, "16 slots cannot hold 32 experts"),
+    ],
+)
 def test_layer_refusals(client: TestClient, data: dict, files: dict, expected: str) -> None:
-    response = client.post("/dashboard/layer", data={**CLUSTER, **data},
-                           files={**loads_file(), **files})
+    response = client.post(
+        "/dashboard/layer", data={**CLUSTER, **data}, files={**loads_file(), **files}
+    )
 
     assert response.status_code == 422, response.text
     assert expected in json.dumps(response.json()["detail"])
 
 
 # --- POST /dashboard/replay with budgets ----------------------------------------------------
+
 
 def test_replay_under_budgets_charts_the_frontier(client: TestClient) -> None:
     series = drifting_series(12, layers=2, experts=32, seed=5)
@@ -313,12 +394,15 @@ def test_replay_under_budgets_charts_the_frontier(client: TestClient) -> None:
     assert traces["no rebalancing"]["x"] == [0]
     assert traces["no rebalancing"]["y"] == [rest["strategies"]["none"]["mean_next_window"]]
     for algorithm in ("greedy", "hybrid"):
-        entries = sorted((entry for entry in rest["budgets"] if entry["algorithm"] == algorithm),
-                         key=lambda entry: entry["total_moves"])
+        entries = sorted(
+            (entry for entry in rest["budgets"] if entry["algorithm"] == algorithm),
+            key=lambda entry: entry["total_moves"],
+        )
         line = traces[algorithm]
         assert len(values(line["x"])) == 4  # one point per budget
         assert values(line["x"]).tolist() == pytest.approx(
-            [entry["moves_per_window"] for entry in entries])
+            [entry["moves_per_window"] for entry in entries]
+        )
         assert values(line["y"]).tolist() == [entry["mean_next_window"] for entry in entries]
         assert sorted(line["text"]) == sorted(["full plan", "5%", "20%", "10 slots"])
 
@@ -326,8 +410,9 @@ def test_replay_under_budgets_charts_the_frontier(client: TestClient) -> None:
 def test_replay_without_budgets_has_no_frontier(client: TestClient) -> None:
     series = drifting_series(6, layers=2, experts=32, seed=6)
 
-    response = client.post("/dashboard/replay", files=series_file(series),
-                           data={**CLUSTER, "window": "3"})
+    response = client.post(
+        "/dashboard/replay", files=series_file(series), data={**CLUSTER, "window": "3"}
+    )
 
     assert response.status_code == 200, response.text
     assert response.json()["frontier"] is None

@@ -21,14 +21,21 @@ from tests.app.conftest import MakeClient
 from .test_charts import values
 
 SMALL = [[90, 10, 10, 10, 5, 5, 5, 5], [1, 1, 1, 1, 1, 1, 1, 60]]
-SMALL_FORM = {"num_replicas": "12", "num_groups": "2", "num_nodes": "2", "num_gpus": "4",
-              "algorithm": "greedy", "seed": "0"}
+SMALL_FORM = {
+    "num_replicas": "12",
+    "num_groups": "2",
+    "num_nodes": "2",
+    "num_gpus": "4",
+    "algorithm": "greedy",
+    "seed": "0",
+}
 REPLAY_FORM = {key: value for key, value in SMALL_FORM.items() if key != "algorithm"}
 
 
 def csv_file(matrix: list[list[float]], name: str = "loads.csv") -> dict:
-    return {"file": (name, format_csv_matrix(torch.tensor(matrix, dtype=torch.float32)),
-                     "text/csv")}
+    return {
+        "file": (name, format_csv_matrix(torch.tensor(matrix, dtype=torch.float32)), "text/csv")
+    }
 
 
 def test_page_has_the_form_the_api_names(client: TestClient) -> None:
@@ -37,8 +44,19 @@ def test_page_has_the_form_the_api_names(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
-    for name in ("num_replicas", "num_groups", "num_nodes", "num_gpus", "algorithm", "policy",
-                 "seed", "keep_slots", "renumber_gpus", "spill_slots", "link_gb_per_s"):
+    for name in (
+        "num_replicas",
+        "num_groups",
+        "num_nodes",
+        "num_gpus",
+        "algorithm",
+        "policy",
+        "seed",
+        "keep_slots",
+        "renumber_gpus",
+        "spill_slots",
+        "link_gb_per_s",
+    ):
         assert f'name="{name}"' in page
     # The move budget in % of all slots and the expert's size in MiB: the page sends them as
     # move_budget (a share) and expert_bytes.
@@ -58,20 +76,26 @@ def test_page_takes_presets_names_and_limits_from_the_server(make_client: MakeCl
         assert option, preset.name
         attributes = dict(re.findall(r'data-([\w-]+)="([^"]*)"', option.group(0)))
         cluster = preset.cluster
-        assert [int(attributes[f"num-{field}"]) for field in
-                ("replicas", "groups", "nodes", "gpus")] == \
-            [cluster.num_replicas, cluster.num_groups, cluster.num_nodes, cluster.num_gpus]
+        assert [
+            int(attributes[f"num-{field}"]) for field in ("replicas", "groups", "nodes", "gpus")
+        ] == [cluster.num_replicas, cluster.num_groups, cluster.num_nodes, cluster.num_gpus]
         assert preset.description in html.unescape(attributes["description"])
     for field, names in (("algorithm", ALGORITHMS), ("policy", POLICIES)):
         select = re.search(rf'<select name="{field}">(.*?)</select>', page, re.DOTALL).group(1)
         assert re.findall(r'<option value="([^"]+)"', select) == list(names)
     assert re.search(r'<option value="hybrid" selected>', page)  # the API's defaults
     assert re.search(r'<option value="auto" selected>', page)
-    config = json.loads(re.search(
-        r'<script type="application/json" id="page-config">(.*?)</script>', page).group(1))
-    assert config == {"max_upload_bytes": 64 * 1024 * 1024, "max_upload_text": "64 MiB",
-                      "max_windows": 50, "max_replicas": 16384, "max_sweep_points": 16,
-                      "expert_bytes": 44040192}
+    config = json.loads(
+        re.search(r'<script type="application/json" id="page-config">(.*?)</script>', page).group(1)
+    )
+    assert config == {
+        "max_upload_bytes": 64 * 1024 * 1024,
+        "max_upload_text": "64 MiB",
+        "max_windows": 50,
+        "max_replicas": 16384,
+        "max_sweep_points": 16,
+        "expert_bytes": 44040192,
+    }
     assert "up to 64 MiB, 1,024 × 4,096" in " ".join(page.split())  # the drop zone says so
 
 
@@ -92,8 +116,11 @@ def test_page_works_offline_every_asset_is_served_here(client: TestClient) -> No
         response = client.get(url)
         assert response.status_code == 200, url
         assert response.content, url
-    assert {"/static/dashboard/main.js", "/static/dashboard.css",
-            "/vendor/plotly/plotly.min.js"} <= set(assets)
+    assert {
+        "/static/dashboard/main.js",
+        "/static/dashboard.css",
+        "/vendor/plotly/plotly.min.js",
+    } <= set(assets)
 
 
 def test_every_module_the_page_imports_is_served_as_javascript(client: TestClient) -> None:
@@ -109,9 +136,20 @@ def test_every_module_the_page_imports_is_served_as_javascript(client: TestClien
         imports = re.findall(r'^import .* from "([^"]+)";$', response.text, re.MULTILINE)
         assert all(path.startswith("./") for path in imports), name  # no outside module
         pending += [path[2:] for path in imports]
-    assert {"main.js", "api.js", "store.js", "loads.js", "cluster.js", "results.js",
-            "replay.js", "downloads.js", "charts.js", "evaluate.js", "advisor.js",
-            "layer.js"} <= served
+    assert {
+        "main.js",
+        "api.js",
+        "store.js",
+        "loads.js",
+        "cluster.js",
+        "results.js",
+        "replay.js",
+        "downloads.js",
+        "charts.js",
+        "evaluate.js",
+        "advisor.js",
+        "layer.js",
+    } <= served
 
 
 def test_example_is_a_deterministic_deepseek_v3_matrix(client: TestClient) -> None:
@@ -138,23 +176,34 @@ def test_preview_gives_shape_total_and_heatmap(client: TestClient) -> None:
 
 
 def test_preview_of_a_bad_csv_names_the_cell(client: TestClient) -> None:
-    response = client.post("/dashboard/preview",
-                           files={"file": ("bad.csv", "1,2,3\n4,5,six\n", "text/csv")})
+    response = client.post(
+        "/dashboard/preview", files={"file": ("bad.csv", "1,2,3\n4,5,six\n", "text/csv")}
+    )
 
     assert response.status_code == 422
     assert response.json() == {
-        "detail": "the file 'bad.csv': row 2, column 3: 'six' is not a number"}
+        "detail": "the file 'bad.csv': row 2, column 3: 'six' is not a number"
+    }
 
 
-@pytest.mark.parametrize("route", ["/dashboard/preview", "/dashboard/rebalance",
-                                   "/dashboard/replay", "/dashboard/evaluate",
-                                   "/dashboard/sweep", "/dashboard/layer"])
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/dashboard/preview",
+        "/dashboard/rebalance",
+        "/dashboard/replay",
+        "/dashboard/evaluate",
+        "/dashboard/sweep",
+        "/dashboard/layer",
+    ],
+)
 def test_dashboard_posts_need_a_multipart_upload(client: TestClient, route: str) -> None:
     response = client.post(route, json={"weight": SMALL})
 
     assert response.status_code == 415
     assert response.json() == {
-        "detail": "expected a body of type multipart/form-data, got 'application/json'"}
+        "detail": "expected a body of type multipart/form-data, got 'application/json'"
+    }
 
 
 def test_charted_rebalance_is_the_rest_plan_with_its_figures(client: TestClient) -> None:
@@ -168,8 +217,7 @@ def test_charted_rebalance_is_the_rest_plan_with_its_figures(client: TestClient)
     for key in ("params", "num_layers", "num_experts", "before", "after", "bound"):
         assert result[key] == rest[key], key
     # The page's answer leaves out log2phy (derived from phy2log): half the bytes.
-    assert result["plan"] == {key: value for key, value in rest["plan"].items()
-                              if key != "log2phy"}
+    assert result["plan"] == {key: value for key, value in rest["plan"].items() if key != "log2phy"}
     assert body["upload_id"] is not None  # the file sent is kept: the next press sends the id
     assert set(body["figures"]) == {"gpu", "node", "balancedness"}
     gpu = body["figures"]["gpu"]
@@ -196,8 +244,9 @@ def test_charted_rebalance_without_per_node_figures_says_so(client: TestClient) 
 
 
 def test_charted_rebalance_says_why_a_shape_is_impossible(client: TestClient) -> None:
-    response = client.post("/dashboard/rebalance", files=csv_file(SMALL),
-                           data={**SMALL_FORM, "num_gpus": "5"})
+    response = client.post(
+        "/dashboard/rebalance", files=csv_file(SMALL), data={**SMALL_FORM, "num_gpus": "5"}
+    )
 
     assert response.status_code == 422
     assert response.json() == {"detail": "12 slots cannot be split evenly over 5 GPUs"}
@@ -255,18 +304,23 @@ def test_charted_replay_is_the_rest_replay_with_its_chart(client: TestClient) ->
 
 
 def test_charted_replay_of_one_window_says_it_needs_a_series(client: TestClient) -> None:
-    response = client.post("/dashboard/replay", files=csv_file(SMALL),
-                           data={**REPLAY_FORM, "window": "1"})
+    response = client.post(
+        "/dashboard/replay", files=csv_file(SMALL), data={**REPLAY_FORM, "window": "1"}
+    )
 
     assert response.status_code == 422
-    assert response.json() == {"detail": "a replay needs a time series [steps, layers, experts]; "
-                                         "got one window of shape [2, 8] (plan it with "
-                                         "/rebalance)"}
+    assert response.json() == {
+        "detail": "a replay needs a time series [steps, layers, experts]; "
+        "got one window of shape [2, 8] (plan it with "
+        "/rebalance)"
+    }
 
 
 def test_charted_rebalance_starts_from_the_placement_in_use(client: TestClient) -> None:
-    in_use = "\n".join(",".join(str((slot + layer) % 8) for slot in range(12))
-                       for layer in range(2)) + "\n"
+    in_use = (
+        "\n".join(",".join(str((slot + layer) % 8) for slot in range(12)) for layer in range(2))
+        + "\n"
+    )
     files = {**csv_file(SMALL), "placement": ("in-use.csv", in_use, "text/csv")}
 
     response = client.post("/dashboard/rebalance", files=files, data=SMALL_FORM)

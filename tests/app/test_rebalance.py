@@ -22,8 +22,9 @@ def form_fields(body: dict) -> dict[str, str]:
     return {key: str(value) for key, value in body.items() if key != "weight"}
 
 
-def test_readme_vector_gives_the_published_plan(client: TestClient, readme_example: dict,
-                                                readme_request: dict) -> None:
+def test_readme_vector_gives_the_published_plan(
+    client: TestClient, readme_example: dict, readme_request: dict
+) -> None:
     response = client.post("/rebalance", json=readme_request)
 
     assert response.status_code == 200, response.text
@@ -32,10 +33,19 @@ def test_readme_vector_gives_the_published_plan(client: TestClient, readme_examp
     assert plan["phy2log"] == readme_example["expected_greedy_phy2log"]
     assert plan["logcnt"] == readme_example["expected_greedy_logcnt"]
     assert plan["policy"] == "hierarchical" and plan["algorithm"] == "greedy"
-    assert body["params"] == {"num_replicas": 16, "num_groups": 4, "num_nodes": 2,
-                              "num_gpus": 8, "algorithm": "greedy", "seed": 0,
-                              "keep_slots": False, "renumber_gpus": False, "policy": "auto",
-                              "spill_slots": 1, "max_moves": None}
+    assert body["params"] == {
+        "num_replicas": 16,
+        "num_groups": 4,
+        "num_nodes": 2,
+        "num_gpus": 8,
+        "algorithm": "greedy",
+        "seed": 0,
+        "keep_slots": False,
+        "renumber_gpus": False,
+        "policy": "auto",
+        "spill_slots": 1,
+        "max_moves": None,
+    }
     assert (body["num_layers"], body["num_experts"]) == (2, 12)
     assert body["device"] == str(Settings().torch_device) and body["elapsed_ms"] >= 0
     for layer, slots in enumerate(plan["phy2log"]):  # log2phy inverts phy2log
@@ -58,16 +68,25 @@ def test_figures_agree_with_the_plan(client: TestClient, readme_request: dict) -
             assert report["balancedness"][layer] == pytest.approx(sum(gpu) / 8 / max(gpu))
         assert report["mean_balancedness"] == pytest.approx(sum(report["balancedness"]) / 2)
         assert report["worst_max_over_mean"] == pytest.approx(
-            max(1 / value for value in report["balancedness"]))
+            max(1 / value for value in report["balancedness"])
+        )
     after = body["after"]["balancedness"]
     assert all(a <= bound + 1e-9 for a, bound in zip(after, body["bound"]))
 
 
 def test_before_is_the_unbalanced_layout(client: TestClient) -> None:
     """Slot p holds expert p mod E: with 6 slots for 4 experts, experts 0 and 1 are doubled."""
-    body = client.post("/rebalance", json={
-        "weight": [[1, 2, 3, 4]], "num_replicas": 6, "num_groups": 1, "num_nodes": 1,
-        "num_gpus": 2, "algorithm": "greedy"}).json()
+    body = client.post(
+        "/rebalance",
+        json={
+            "weight": [[1, 2, 3, 4]],
+            "num_replicas": 6,
+            "num_groups": 1,
+            "num_nodes": 1,
+            "num_gpus": 2,
+            "algorithm": "greedy",
+        },
+    ).json()
 
     # GPU 0: slots 0-2 = half of e0, half of e1, e2; GPU 1: slots 3-5 = e3, half of e0, e1.
     assert body["before"]["gpu_load"] == [[4.5, 5.5]]
@@ -78,13 +97,19 @@ def test_csv_upload_gives_the_same_plan(client: TestClient, readme_request: dict
     expected = client.post("/rebalance", json=readme_request).json()
     weight = readme_request["weight"]
     plain = format_csv_matrix(weight)
-    labelled = ("layer;" + ";".join(f"expert {e}" for e in range(12)) + "\n\n"
-                + "".join(f"L{layer};" + ";".join(map(str, row)) + "\n"
-                          for layer, row in enumerate(weight)))
+    labelled = (
+        "layer;"
+        + ";".join(f"expert {e}" for e in range(12))
+        + "\n\n"
+        + "".join(f"L{layer};" + ";".join(map(str, row)) + "\n" for layer, row in enumerate(weight))
+    )
 
     for text in (plain, labelled):
-        response = client.post("/rebalance/csv", files={"file": ("loads.csv", text, "text/csv")},
-                               data=form_fields(readme_request))
+        response = client.post(
+            "/rebalance/csv",
+            files={"file": ("loads.csv", text, "text/csv")},
+            data=form_fields(readme_request),
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["plan"] == expected["plan"]
@@ -93,9 +118,16 @@ def test_csv_upload_gives_the_same_plan(client: TestClient, readme_request: dict
 
 def test_hybrid_is_at_least_as_balanced_as_before_on_skewed_loads(client: TestClient) -> None:
     weight = zipf_loads(layers=3, experts=32, seed=1)
-    response = client.post("/rebalance", json={
-        "weight": weight.tolist(), "num_replicas": 40, "num_groups": 4, "num_nodes": 2,
-        "num_gpus": 8})
+    response = client.post(
+        "/rebalance",
+        json={
+            "weight": weight.tolist(),
+            "num_replicas": 40,
+            "num_groups": 4,
+            "num_nodes": 2,
+            "num_gpus": 8,
+        },
+    )
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -109,12 +141,19 @@ def test_hybrid_is_at_least_as_balanced_as_before_on_skewed_loads(client: TestCl
 async def test_concurrent_requests_all_succeed() -> None:
     """20 requests at once, through the ASGI app, with room for them all in the queue: every
     one answers with the same plan."""
-    request = {"weight": zipf_loads(layers=4, experts=32, seed=2).tolist(), "num_replicas": 40,
-               "num_groups": 4, "num_nodes": 2, "num_gpus": 8, "seed": 3}
+    request = {
+        "weight": zipf_loads(layers=4, experts=32, seed=2).tolist(),
+        "num_replicas": 40,
+        "num_groups": 4,
+        "num_nodes": 2,
+        "num_gpus": 8,
+        "seed": 3,
+    }
     transport = httpx.ASGITransport(app=create_app(Settings(workers=2, queue=18)))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        responses = await asyncio.gather(*(http.post("/rebalance", json=request)
-                                           for _ in range(20)))
+        responses = await asyncio.gather(
+            *(http.post("/rebalance", json=request) for _ in range(20))
+        )
 
     assert [response.status_code for response in responses] == [200] * 20
     plans = [response.json()["plan"] for response in responses]
@@ -122,8 +161,9 @@ async def test_concurrent_requests_all_succeed() -> None:
 
 
 @pytest.mark.anyio
-async def test_planning_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch,
-                                               readme_request: dict) -> None:
+async def test_planning_runs_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, readme_request: dict
+) -> None:
     """While a plan is being computed, the server still answers /healthz."""
     planning_started, health_answered = threading.Event(), threading.Event()
     plan = service.plan
@@ -149,13 +189,20 @@ async def test_planning_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch,
 
 def test_the_spill_policy_and_the_traffic_figure(client: TestClient) -> None:
     weight = zipf_loads(layers=4, experts=64, seed=5).tolist()
-    cluster = {"num_replicas": 80, "num_groups": 8, "num_nodes": 2, "num_gpus": 8,
-               "algorithm": "greedy"}
+    cluster = {
+        "num_replicas": 80,
+        "num_groups": 8,
+        "num_nodes": 2,
+        "num_gpus": 8,
+        "algorithm": "greedy",
+    }
 
-    hierarchical = client.post("/rebalance", json={"weight": weight, **cluster,
-                                                   "policy": "hierarchical"}).json()
-    spill = client.post("/rebalance", json={"weight": weight, **cluster, "policy": "spill",
-                                            "spill_slots": 1})
+    hierarchical = client.post(
+        "/rebalance", json={"weight": weight, **cluster, "policy": "hierarchical"}
+    ).json()
+    spill = client.post(
+        "/rebalance", json={"weight": weight, **cluster, "policy": "spill", "spill_slots": 1}
+    )
 
     assert spill.status_code == 200, spill.text
     body = spill.json()
@@ -169,9 +216,18 @@ def test_the_spill_policy_and_the_traffic_figure(client: TestClient) -> None:
 
 
 def test_spill_slots_above_the_slots_per_gpu_are_refused(client: TestClient) -> None:
-    response = client.post("/rebalance", json={
-        "weight": [[1, 2, 3, 4]], "num_replicas": 8, "num_groups": 2, "num_nodes": 2,
-        "num_gpus": 4, "policy": "spill", "spill_slots": 3})
+    response = client.post(
+        "/rebalance",
+        json={
+            "weight": [[1, 2, 3, 4]],
+            "num_replicas": 8,
+            "num_groups": 2,
+            "num_nodes": 2,
+            "num_gpus": 4,
+            "policy": "spill",
+            "spill_slots": 3,
+        },
+    )
 
     assert response.status_code == 422
     assert "spill_slots" in response.json()["detail"]

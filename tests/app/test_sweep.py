@@ -23,16 +23,22 @@ def series_file(series: torch.Tensor) -> dict:
 
 
 def test_points_equal_rebalance(client: TestClient, readme_request: dict) -> None:
-    response = client.post("/sweep", json={"weight": readme_request["weight"], **CLUSTER,
-                                           "num_replicas": [12, 16, 24]})
+    response = client.post(
+        "/sweep", json={"weight": readme_request["weight"], **CLUSTER, "num_replicas": [12, 16, 24]}
+    )
 
     assert response.status_code == 200, response.text
     points = response.json()["points"]
     assert [point["num_replicas"] for point in points] == [12, 16, 24]
     for point in points:
-        planned = client.post("/rebalance", json={
-            "weight": readme_request["weight"], **CLUSTER,
-            "num_replicas": point["num_replicas"]}).json()
+        planned = client.post(
+            "/rebalance",
+            json={
+                "weight": readme_request["weight"],
+                **CLUSTER,
+                "num_replicas": point["num_replicas"],
+            },
+        ).json()
         assert point["mean_balancedness"] == planned["after"]["mean_balancedness"]
         assert point["next_window"] is None
 
@@ -47,18 +53,29 @@ def test_window_points_equal_replay(client: TestClient) -> None:
     points = response.json()["points"]
     assert [(p["num_replicas"], p["window"]) for p in points] == [(16, 4), (16, 6)]
     for point in points:
-        replayed = client.post("/replay/upload", files=series_file(series), data={
-            "num_replicas": "16", "num_groups": "4", "num_nodes": "2", "num_gpus": "4",
-            "window": str(point["window"])}).json()
+        replayed = client.post(
+            "/replay/upload",
+            files=series_file(series),
+            data={
+                "num_replicas": "16",
+                "num_groups": "4",
+                "num_nodes": "2",
+                "num_gpus": "4",
+                "window": str(point["window"]),
+            },
+        ).json()
         assert point["next_window"] == replayed["strategies"]["greedy"]["mean_next_window"]
 
 
 def test_progress_streams_then_the_result(client: TestClient) -> None:
     series = drifting_series(20, layers=2, experts=12, seed=2)
 
-    with client.stream("POST", "/sweep", json={"series": series.tolist(), **CLUSTER,
-                                               "num_replicas": [12, 16], "windows": [5]},
-                       headers={"accept": "application/x-ndjson"}) as response:
+    with client.stream(
+        "POST",
+        "/sweep",
+        json={"series": series.tolist(), **CLUSTER, "num_replicas": [12, 16], "windows": [5]},
+        headers={"accept": "application/x-ndjson"},
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/x-ndjson")
         lines = [json.loads(line) for line in response.iter_lines() if line]
@@ -70,23 +87,31 @@ def test_progress_streams_then_the_result(client: TestClient) -> None:
 
 
 def test_a_refusal_is_a_422_even_when_streaming(client: TestClient) -> None:
-    response = client.post("/sweep", json={"weight": [[1, 2, 3, 4]], **CLUSTER,
-                                           "num_replicas": [4, 6]},
-                           headers={"accept": "application/x-ndjson"})
+    response = client.post(
+        "/sweep",
+        json={"weight": [[1, 2, 3, 4]], **CLUSTER, "num_replicas": [4, 6]},
+        headers={"accept": "application/x-ndjson"},
+    )
 
     assert response.status_code == 422
-    assert response.json() == {"detail": "num_replicas 6: 6 slots cannot be split evenly "
-                                         "over 4 GPUs"}
+    assert response.json() == {
+        "detail": "num_replicas 6: 6 slots cannot be split evenly over 4 GPUs"
+    }
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ({"num_replicas": []}, "body.num_replicas: List should have at least 1 item"),
-    ({"weight": None}, "body: Value error, give the loads as weight (one window) or series"),
-    ({"windows": [2]}, "windows are for a time series [steps, layers, experts]"),
-    ({"num_replicas": [4, 8, 12, 16, 20]}, "too many sweep points: 5; this server takes at "
-                                           "most 4 (EPLB_MAX_SWEEP_POINTS)"),
-    ({"policies": ["fastest"]}, "body.policies.0: String should match pattern"),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"num_replicas": []}, "body.num_replicas: List should have at least 1 item"),
+        ({"weight": None}, "body: Value error, give the loads as weight (one window) or series"),
+        ({"windows": [2]}, "windows are for a time series [steps, layers, experts]"),
+        (
+            {"num_replicas": [4, 8, 12, 16, 20]},
+            "too many sweep points: 5; this server takes at most 4 (EPLB_MAX_SWEEP_POINTS)",
+        ),
+        ({"policies": ["fastest"]}, "body.policies.0: String should match pattern"),
+    ],
+)
 def test_bad_sweeps_are_refused(make_client: MakeClient, body: dict, expected: str) -> None:
     client = make_client(max_sweep_points=4)
     request = {"weight": [[1, 2, 3, 4]], **CLUSTER, "num_replicas": [4, 8], **body}
@@ -95,6 +120,9 @@ def test_bad_sweeps_are_refused(make_client: MakeClient, body: dict, expected: s
 
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
-    text = detail if isinstance(detail, str) else "; ".join(
-        ".".join(map(str, item["loc"])) + ": " + item["msg"] for item in detail)
+    text = (
+        detail
+        if isinstance(detail, str)
+        else "; ".join(".".join(map(str, item["loc"])) + ": " + item["msg"] for item in detail)
+    )
     assert text.startswith(expected)

@@ -27,8 +27,14 @@ from tests.server import start_server
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # Low enough that a form the page accepts can still be refused by the server (test_errors).
 MAX_REPLICAS = 4096
 VIEWPORT = {"width": 1440, "height": 900}
@@ -40,8 +46,11 @@ def serve(**settings: str) -> Iterator[str]:
     answering /healthz; its URL."""
     # The advisor's Cancel test runs a sweep of about 20 s, whose (conservative) estimate is
     # over the default EPLB_MAX_WORK: these tests are about the page, not the limits.
-    env = {"EPLB_MAX_REPLICAS": str(MAX_REPLICAS), "EPLB_MAX_WORK": "1000",
-           **{f"EPLB_{name.upper()}": value for name, value in settings.items()}}
+    env = {
+        "EPLB_MAX_REPLICAS": str(MAX_REPLICAS),
+        "EPLB_MAX_WORK": "1000",
+        **{f"EPLB_{name.upper()}": value for name, value in settings.items()},
+    }
     with start_server(env) as server:
         yield server.url
 
@@ -57,14 +66,17 @@ def server_url() -> Iterator[str]:
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium (``apt-get install chromium``; ``make test`` installs it)."""
     if not Path(CHROMIUM).exists():
-        reason = (f"Chromium is not installed at {CHROMIUM}: run `make chromium` (apt-get "
-                  f"install chromium, as root) or set CHROMIUM to enable the browser tests")
+        reason = (
+            f"Chromium is not installed at {CHROMIUM}: run `make chromium` (apt-get "
+            f"install chromium, as root) or set CHROMIUM to enable the browser tests"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason}; on CI they must run")
         pytest.skip(reason)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                              args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
         yield chromium
         chromium.close()
 
@@ -85,8 +97,9 @@ OpenPage = Callable[[str], Page]
 
 
 @pytest.fixture
-def open_page(browser: Browser, console_errors: list[str],
-              outside_requests: list[str]) -> Iterator[OpenPage]:
+def open_page(
+    browser: Browser, console_errors: list[str], outside_requests: list[str]
+) -> Iterator[OpenPage]:
     """``open_page(server_url)``: a fresh 1440x900 tab on that server's dashboard, offline but
     for the app, recording console errors."""
     contexts = []
@@ -115,8 +128,9 @@ document.addEventListener("securitypolicyviolation",
 """
 
 
-def _dashboard_tab(context: BrowserContext, server_url: str, console_errors: list[str],
-                   outside_requests: list[str]) -> Page:
+def _dashboard_tab(
+    context: BrowserContext, server_url: str, console_errors: list[str], outside_requests: list[str]
+) -> Page:
     """The dashboard in a new tab of ``context``: requests outside the app refused and
     recorded, console errors and CSP violations recorded."""
 

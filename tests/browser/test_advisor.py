@@ -44,12 +44,14 @@ def load_example(page: Page) -> None:
 
 def run_advisor(page: Page) -> None:
     page.get_by_role("button", name="Run the advisor").click()
-    expect(page.locator("#advisor-results")).to_have_attribute("data-drawn", "true",
-                                                               timeout=180_000)
+    expect(page.locator("#advisor-results")).to_have_attribute(
+        "data-drawn", "true", timeout=180_000
+    )
 
 
 def test_the_advisor_charts_slots_and_policies_with_the_choice_in_use(
-        page: Page, server_url: str, console_errors: list[str], artifacts: Path) -> None:
+    page: Page, server_url: str, console_errors: list[str], artifacts: Path
+) -> None:
     load_example(page)
     # Defaults: the fewest slots that hold every expert plus 0, 1, 2, 4, 8 per GPU, and the
     # three policies where groups stay on nodes: 15 points, within the server's 16.
@@ -57,10 +59,10 @@ def test_the_advisor_charts_slots_and_policies_with_the_choice_in_use(
     expect(page.locator("#sweep-policies")).to_have_value("hierarchical, spill:1, global")
     expect(page.locator("#sweep-windows-row")).to_be_hidden()  # one window: no replays
     expect(page.locator("#sweep-hint")).to_have_text(
-        "15 points: 5 slot counts × 3 policies, each a plan.")
+        "15 points: 5 slot counts × 3 policies, each a plan."
+    )
     page.fill("#sweep-replicas", "256, 288, 320, 384, 512, 640")
-    expect(page.locator("#sweep-hint")).to_contain_text("18 points: this server sweeps at "
-                                                        "most 16")
+    expect(page.locator("#sweep-hint")).to_contain_text("18 points: this server sweeps at most 16")
     expect(page.get_by_role("button", name="Run the advisor")).to_be_disabled()
     page.get_by_role("button", name="Reset to the defaults").click()
     expect(page.locator("#sweep-replicas")).to_have_value("256, 288, 320, 384, 512")
@@ -68,24 +70,45 @@ def test_the_advisor_charts_slots_and_policies_with_the_choice_in_use(
     run_advisor(page)
 
     slots = {trace["name"]: trace for trace in page.evaluate(TRACES, "chart-sweep-slots")}
-    assert {"hierarchical", "spill:1", "global", "extra expert memory per GPU",
-            "your choice"} <= set(slots)
+    assert {
+        "hierarchical",
+        "spill:1",
+        "global",
+        "extra expert memory per GPU",
+        "your choice",
+    } <= set(slots)
     assert slots["hierarchical"]["x"] == [8, 9, 10, 12, 16]  # slots per GPU
     # 42 MiB per expert x 58 layers per extra slot per GPU.
     assert slots["extra expert memory per GPU"]["y"] == pytest.approx(
-        [extra * 58 * 42 / 1024 for extra in (0, 1, 2, 4, 8)])
-    response = httpx.post(f"{server_url}/sweep/upload", timeout=120, data={
-        "num_groups": "8", "num_nodes": "4", "num_gpus": "32", "algorithm": "greedy",
-        "num_replicas": ["256", "288", "320", "384", "512"],
-        "policies": ["hierarchical", "spill:1", "global"]},
-        files={"file": ("example.csv", httpx.get(f"{server_url}/dashboard/example.csv").content,
-                        "text/csv")})
+        [extra * 58 * 42 / 1024 for extra in (0, 1, 2, 4, 8)]
+    )
+    response = httpx.post(
+        f"{server_url}/sweep/upload",
+        timeout=120,
+        data={
+            "num_groups": "8",
+            "num_nodes": "4",
+            "num_gpus": "32",
+            "algorithm": "greedy",
+            "num_replicas": ["256", "288", "320", "384", "512"],
+            "policies": ["hierarchical", "spill:1", "global"],
+        },
+        files={
+            "file": (
+                "example.csv",
+                httpx.get(f"{server_url}/dashboard/example.csv").content,
+                "text/csv",
+            )
+        },
+    )
     points = response.json()["points"]
-    assert slots["hierarchical"]["y"] == [p["mean_balancedness"] for p in points
-                                          if p["policy"] == "hierarchical"]
+    assert slots["hierarchical"]["y"] == [
+        p["mean_balancedness"] for p in points if p["policy"] == "hierarchical"
+    ]
     (chosen,) = [p for p in points if p["policy"] == "hierarchical" and p["num_replicas"] == 288]
     assert slots["your choice"]["x"] == [9] and slots["your choice"]["y"] == [
-        chosen["mean_balancedness"]]
+        chosen["mean_balancedness"]
+    ]
     policies = {trace["name"]: trace for trace in page.evaluate(TRACES, "chart-sweep-policies")}
     assert set(policies) == {"hierarchical", "spill:1", "global", "your choice"}
     assert policies["your choice"]["x"] == [chosen["mean_nodes_per_token"]]
@@ -99,8 +122,9 @@ def test_the_advisor_charts_slots_and_policies_with_the_choice_in_use(
     assert console_errors == []
 
 
-def test_a_series_gets_the_windows_chart(page: Page, short_series: Path,
-                                         console_errors: list[str]) -> None:
+def test_a_series_gets_the_windows_chart(
+    page: Page, short_series: Path, console_errors: list[str]
+) -> None:
     page.set_input_files("#loads-file", short_series)
     expect(page.locator("#data-steps")).to_have_text("60 steps")
     expect(page.locator("#sweep-windows-row")).to_be_visible()
@@ -124,8 +148,8 @@ def admitted(server_url: str) -> int:
 
 
 def test_a_sweep_shows_its_progress_and_cancel_stops_it_on_the_server(
-        page: Page, long_series: Path, server_url: str, console_errors: list[str],
-        artifacts: Path) -> None:
+    page: Page, long_series: Path, server_url: str, console_errors: list[str], artifacts: Path
+) -> None:
     page.set_input_files("#loads-file", long_series)
     expect(page.locator("#data-steps")).to_have_text("200 steps", timeout=60_000)
     # 347 plans per slot count, 1,740 in all: about 20 s of planning on a 2-core CPU.
@@ -144,8 +168,7 @@ def test_a_sweep_shows_its_progress_and_cancel_stops_it_on_the_server(
 
     page.get_by_role("button", name="Cancel").click()
     cancelled = time.monotonic()
-    expect(page.locator("#sweep-status")).to_have_text("Cancelled: the server stopped the "
-                                                       "sweep.")
+    expect(page.locator("#sweep-status")).to_have_text("Cancelled: the server stopped the sweep.")
     expect(page.locator("#sweep-running")).to_be_hidden()
     expect(page.locator("#busy")).to_be_hidden()
     # The server stops at its next progress report, well before the three quarters of the
@@ -161,21 +184,22 @@ def test_a_sweep_shows_its_progress_and_cancel_stops_it_on_the_server(
 
 
 def test_a_replay_under_budgets_draws_a_point_per_budget(
-        page: Page, short_series: Path, console_errors: list[str], artifacts: Path) -> None:
+    page: Page, short_series: Path, console_errors: list[str], artifacts: Path
+) -> None:
     page.set_input_files("#loads-file", short_series)
     expect(page.locator("#data-steps")).to_have_text("60 steps")
     budgets = page.locator("#replay-budgets")
     expect(budgets).to_have_value("full, 5%, 10%, 20%")
     expect(page.locator("#budgets-hint")).to_contain_text(
-        "full plan, 5% (115), 10% (230), 20% (460)")  # of 8 layers x 288 slots
+        "full plan, 5% (115), 10% (230), 20% (460)"
+    )  # of 8 layers x 288 slots
     budgets.fill("full, 5%, ten")
     expect(page.locator("#budgets-hint")).to_contain_text('"ten" is not a move budget')
     expect(page.get_by_role("button", name="Replay")).to_be_disabled()
     budgets.fill("full, 5%, 10%, 20%, 300")
     page.fill("#replay-window", "10")
     page.get_by_role("button", name="Replay").click()
-    expect(page.locator("#replay-results")).to_have_attribute("data-drawn", "true",
-                                                              timeout=120_000)
+    expect(page.locator("#replay-results")).to_have_attribute("data-drawn", "true", timeout=120_000)
 
     expect(page.locator("#panel-frontier")).to_be_visible()
     lines = {trace["name"]: trace for trace in page.evaluate(TRACES, "chart-frontier")}

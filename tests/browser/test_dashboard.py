@@ -18,8 +18,15 @@ from tests.browser.conftest import downloaded
 pytestmark = pytest.mark.browser
 
 CHARTS = ("chart-input", "chart-gpu", "chart-node", "chart-balancedness")
-FORM = {"num_replicas": "288", "num_groups": "8", "num_nodes": "4", "num_gpus": "32",
-        "algorithm": "hybrid", "policy": "auto", "seed": "0"}
+FORM = {
+    "num_replicas": "288",
+    "num_groups": "8",
+    "num_nodes": "4",
+    "num_gpus": "32",
+    "algorithm": "hybrid",
+    "policy": "auto",
+    "seed": "0",
+}
 DOWNLOADS = ("#download-json", "#download-csv", "#download-map-json", "#download-map-pt")
 
 
@@ -48,26 +55,39 @@ def rebalance(page: Page) -> None:
 
 def rest_plan(server_url: str, path: Path, **form: str) -> dict:
     """The plan of the REST service for the same file and form."""
-    response = httpx.post(f"{server_url}/rebalance/upload", data={**FORM, **form}, timeout=60,
-                          files={"file": (path.name, path.read_bytes(), "text/csv")})
+    response = httpx.post(
+        f"{server_url}/rebalance/upload",
+        data={**FORM, **form},
+        timeout=60,
+        files={"file": (path.name, path.read_bytes(), "text/csv")},
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def drawn_z(page: Page, chart: str) -> list[list[list[float | None]]]:
     """The z matrices of the heatmaps Plotly has drawn in ``chart``."""
-    return page.evaluate("(id) => document.getElementById(id).data.map((trace) => "
-                         "Array.from(trace.z, (row) => Array.from(row)))", chart)
+    return page.evaluate(
+        "(id) => document.getElementById(id).data.map((trace) => "
+        "Array.from(trace.z, (row) => Array.from(row)))",
+        chart,
+    )
 
 
 @pytest.mark.parametrize("algorithm", ["greedy", "hybrid"])
 def test_rebalance_draws_charts_summary_and_downloads(
-        page: Page, skewed_csv: Path, algorithm: str, console_errors: list[str],
-        outside_requests: list[str], artifacts: Path) -> None:
+    page: Page,
+    skewed_csv: Path,
+    algorithm: str,
+    console_errors: list[str],
+    outside_requests: list[str],
+    artifacts: Path,
+) -> None:
     upload(page, skewed_csv)
     expect(page.locator("#data-shape")).to_have_text("58 layers × 256 experts")
     expect(page.locator("#data-total")).to_have_text(
-        f"{int(zipf_loads(seed=7).double().sum()):,} tokens")
+        f"{int(zipf_loads(seed=7).double().sum()):,} tokens"
+    )
     expect(page.locator("#chart-input svg.main-svg").first).to_be_attached()
 
     page.select_option("#cluster-form [name=algorithm]", algorithm)
@@ -101,8 +121,9 @@ def test_rebalance_draws_charts_summary_and_downloads(
 
     assert console_errors == [] and outside_requests == []
     drawn_ms = float(page.locator("#results").get_attribute("data-drawn-ms"))
-    (artifacts / f"rebalance-{algorithm}.json").write_text(json.dumps(
-        {"matrix": [58, 256], "algorithm": algorithm, "pressed_to_drawn_ms": drawn_ms}))
+    (artifacts / f"rebalance-{algorithm}.json").write_text(
+        json.dumps({"matrix": [58, 256], "algorithm": algorithm, "pressed_to_drawn_ms": drawn_ms})
+    )
     page.screenshot(path=artifacts / f"dashboard-{algorithm}.png", full_page=True)
 
 
@@ -128,7 +149,8 @@ def test_hovering_a_gpu_cell_names_its_experts(page: Page, skewed_csv: Path) -> 
 
 
 def test_the_per_layer_view_shows_each_load_over_its_layer_mean(
-        page: Page, skewed_csv: Path, server_url: str, artifacts: Path) -> None:
+    page: Page, skewed_csv: Path, server_url: str, artifacts: Path
+) -> None:
     upload(page, skewed_csv)
     page.select_option("#cluster-form [name=algorithm]", "greedy")
     rebalance(page)
@@ -138,8 +160,10 @@ def test_the_per_layer_view_shows_each_load_over_its_layer_mean(
     # ratio view, where the imbalance it leaves shows.
     expect(page.locator("#gpu-view input[value=ratio]")).to_be_checked()
     before, after = drawn_z(page, "chart-gpu")
-    for drawn, loads in ((before, expected["before"]["gpu_load"]),
-                         (after, expected["after"]["gpu_load"])):
+    for drawn, loads in (
+        (before, expected["before"]["gpu_load"]),
+        (after, expected["after"]["gpu_load"]),
+    ):
         for drawn_row, row in zip(drawn, loads, strict=True):
             mean = sum(row) / len(row)
             assert drawn_row == pytest.approx([load / mean for load in row], abs=1e-4)
@@ -148,8 +172,10 @@ def test_the_per_layer_view_shows_each_load_over_its_layer_mean(
 
     page.check("#gpu-view input[value=tokens]")
     expect(page.locator("#chart-gpu .cbtitle")).to_have_text("tokens")
-    assert drawn_z(page, "chart-gpu") == [expected["before"]["gpu_load"],
-                                          expected["after"]["gpu_load"]]
+    assert drawn_z(page, "chart-gpu") == [
+        expected["before"]["gpu_load"],
+        expected["after"]["gpu_load"],
+    ]
     page.check("#gpu-view input[value=ratio]")
     expect(page.locator("#chart-gpu .cbtitle").first).to_have_text("× layer mean")
     # The node chart switches on its own.
@@ -163,8 +189,9 @@ def test_the_per_layer_view_shows_each_load_over_its_layer_mean(
         assert node_z[1] == expected["after"]["node_load"]
     else:
         row = expected["after"]["node_load"][0]
-        assert node_z[1][0] == pytest.approx([load / (sum(row) / len(row)) for load in row],
-                                             abs=1e-4)
+        assert node_z[1][0] == pytest.approx(
+            [load / (sum(row) / len(row)) for load in row], abs=1e-4
+        )
 
     # A view picked stays picked for the next plan.
     page.fill("#cluster-form [name=seed]", "1")
@@ -174,7 +201,8 @@ def test_the_per_layer_view_shows_each_load_over_its_layer_mean(
 
 
 def test_changing_inputs_after_a_plan_marks_results_out_of_date(
-        page: Page, skewed_csv: Path, tmp_path: Path) -> None:
+    page: Page, skewed_csv: Path, tmp_path: Path
+) -> None:
     stale = page.locator("#results-stale")
     upload(page, skewed_csv)
     page.select_option("#cluster-form [name=algorithm]", "greedy")
@@ -214,15 +242,21 @@ def test_changing_inputs_after_a_plan_marks_results_out_of_date(
 
 
 def test_invalid_csv_shows_the_reason_and_keeps_data_and_form(
-        page: Page, skewed_csv: Path, tmp_path: Path) -> None:
+    page: Page, skewed_csv: Path, tmp_path: Path
+) -> None:
     upload(page, skewed_csv)
     expect(page.locator("#data-shape")).to_have_text("58 layers × 256 experts")
     page.select_option("#preset", "deepseek-v3-decode")
     page.select_option("#cluster-form [name=algorithm]", "greedy")
     page.fill("#cluster-form [name=seed]", "7")
     chosen = form_values(page)
-    assert chosen == {**FORM, "num_nodes": "18", "num_gpus": "144", "algorithm": "greedy",
-                      "seed": "7"}
+    assert chosen == {
+        **FORM,
+        "num_nodes": "18",
+        "num_gpus": "144",
+        "algorithm": "greedy",
+        "seed": "7",
+    }
 
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2,3\n4,5,six\n")
@@ -243,13 +277,14 @@ def test_the_servers_limits_are_checked_as_you_type(page: Page, skewed_csv: Path
     page.fill("#cluster-form [name=num_replicas]", "8192")  # this server takes 4096 at most
 
     expect(page.locator("#validation")).to_contain_text(
-        "Too many slots (num_replicas): 8,192; this server takes at most 4,096 "
-        "(EPLB_MAX_REPLICAS)")
+        "Too many slots (num_replicas): 8,192; this server takes at most 4,096 (EPLB_MAX_REPLICAS)"
+    )
     expect(page.get_by_role("button", name="Rebalance")).to_be_disabled()
 
 
 def test_server_refusal_is_shown_next_to_the_form_and_nothing_is_lost(
-        page: Page, skewed_csv: Path, tmp_path: Path) -> None:
+    page: Page, skewed_csv: Path, tmp_path: Path
+) -> None:
     upload(page, skewed_csv)
     page.select_option("#cluster-form [name=algorithm]", "greedy")
     placement = tmp_path / "in-use.csv"
@@ -259,8 +294,9 @@ def test_server_refusal_is_shown_next_to_the_form_and_nothing_is_lost(
     page.get_by_role("button", name="Rebalance").click()
 
     error = page.locator("#error")
-    expect(error).to_contain_text("Rebalance failed: the placement has shape [2, 3]; this "
-                                  "plan needs [58, 288]")
+    expect(error).to_contain_text(
+        "Rebalance failed: the placement has shape [2, 3]; this plan needs [58, 288]"
+    )
     assert form_values(page) == chosen
     expect(page.locator("#data-shape")).to_have_text("58 layers × 256 experts")
     expect(page.locator("#results")).to_be_hidden()
@@ -288,7 +324,7 @@ def test_the_server_says_why_a_shape_is_impossible(page: Page, skewed_csv: Path)
     cases = {
         ("num_gpus", "35"): "288 slots cannot be split evenly over 35 GPUs.",
         ("num_replicas", "128"): "128 slots cannot hold 256 experts: num_replicas must be at "
-                                 "least the number of experts.",
+        "least the number of experts.",
         ("num_gpus", "0"): "GPUs: Input should be greater than 0.",
     }
     for (field, value), reason in cases.items():
@@ -309,8 +345,9 @@ def test_the_server_says_why_a_shape_is_impossible(page: Page, skewed_csv: Path)
     expect(message).to_be_hidden()  # auto: 3 groups over 4 nodes is a global plan
     expect(page.locator("#shape-hint")).to_contain_text("global policy")
     page.select_option("#cluster-form [name=policy]", "hierarchical")
-    expect(message).to_have_text("3 groups cannot be split evenly over 4 nodes (the "
-                                 "hierarchical policy).")
+    expect(message).to_have_text(
+        "3 groups cannot be split evenly over 4 nodes (the hierarchical policy)."
+    )
     expect(button).to_be_disabled()
     page.fill("#cluster-form [name=seed]", "-1")
     expect(message).to_have_text("Seed must be a whole number of at least 0.")
@@ -326,10 +363,13 @@ def test_notes_and_a_cluster_without_per_node_figures(page: Page, skewed_csv: Pa
     expect(page.locator("#card-policy .policy")).to_have_text("global")
     notes = page.locator("#result-notes li")
     expect(notes).to_have_count(1)
-    expect(notes.first).to_have_text("No per-node figures: 32 GPUs do not split evenly over 5 "
-                                     "nodes (the global policy does not need them to).")
+    expect(notes.first).to_have_text(
+        "No per-node figures: 32 GPUs do not split evenly over 5 "
+        "nodes (the global policy does not need them to)."
+    )
     expect(page.locator("#node-missing")).to_have_text(
-        "No per-node loads: 32 GPUs do not split evenly over 5 nodes.")
+        "No per-node loads: 32 GPUs do not split evenly over 5 nodes."
+    )
     expect(page.locator("#chart-node")).to_be_hidden()
     expect(page.locator("#node-view")).to_be_hidden()
 
@@ -353,13 +393,19 @@ def test_example_and_every_preset(page: Page, console_errors: list[str]) -> None
     for preset in PRESETS.values():
         select.select_option(preset.name)
         cluster = preset.cluster
-        assert {name: form_values(page)[name] for name in
-                ("num_replicas", "num_groups", "num_nodes", "num_gpus")} == {
-            "num_replicas": str(cluster.num_replicas), "num_groups": str(cluster.num_groups),
-            "num_nodes": str(cluster.num_nodes), "num_gpus": str(cluster.num_gpus)}
+        assert {
+            name: form_values(page)[name]
+            for name in ("num_replicas", "num_groups", "num_nodes", "num_gpus")
+        } == {
+            "num_replicas": str(cluster.num_replicas),
+            "num_groups": str(cluster.num_groups),
+            "num_nodes": str(cluster.num_nodes),
+            "num_gpus": str(cluster.num_gpus),
+        }
         expect(page.locator("#preset-description")).to_contain_text(preset.description)
         expect(page.locator("#preset-description")).to_contain_text(
-            f"{preset.num_layers} layers × {preset.num_experts} experts")
+            f"{preset.num_layers} layers × {preset.num_experts} experts"
+        )
 
     select.select_option(label="DeepSeek-V3 decode · 144 GPUs")
     expect(page.locator("#shape-hint")).to_contain_text("2 slots per GPU · 8 GPUs per node")
@@ -378,7 +424,8 @@ def test_a_csv_dropped_on_the_drop_zone_loads(page: Page, console_errors: list[s
     transfer = page.evaluate_handle(
         "(text) => { const data = new DataTransfer();"
         " data.items.add(new File([text], 'dropped.csv', {type: 'text/csv'})); return data; }",
-        "layer,0,1,2,3\nL0,5,1,1,1\nL1,1,1,1,9\n")
+        "layer,0,1,2,3\nL0,5,1,1,1\nL1,1,1,1,9\n",
+    )
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
 
     expect(page.locator("#data-name")).to_have_text("dropped.csv")
@@ -397,8 +444,9 @@ def test_counts_are_singular_or_plural(page: Page, tmp_path: Path) -> None:
     expect(page.locator("#data-total")).to_have_text("1 token")
 
     three = tmp_path / "three.json"
-    three.write_text(json.dumps({"logical_count": [[[2, 0, 1, 1]], [[1, 1, 1, 1]],
-                                                   [[0, 2, 1, 1]]]}))
+    three.write_text(
+        json.dumps({"logical_count": [[[2, 0, 1, 1]], [[1, 1, 1, 1]], [[0, 2, 1, 1]]]})
+    )
     upload(page, three)
     expect(page.locator("#data-steps")).to_have_text("3 steps")
     expect(page.locator("#data-shape")).to_have_text("1 layer × 4 experts")
@@ -408,26 +456,34 @@ def test_counts_are_singular_or_plural(page: Page, tmp_path: Path) -> None:
     window.fill("2")
     expect(hint).to_have_text("A replay needs at least 2 windows: 3 steps hold 1 of 2 steps.")
 
-    for name, value in (("num_replicas", "4"), ("num_groups", "1"), ("num_nodes", "1"),
-                        ("num_gpus", "4")):
+    for name, value in (
+        ("num_replicas", "4"),
+        ("num_groups", "1"),
+        ("num_nodes", "1"),
+        ("num_gpus", "4"),
+    ):
         page.fill(f"#cluster-form [name={name}]", value)
     expect(page.locator("#shape-hint")).to_contain_text("1 slot per GPU · 4 GPUs per node")
     page.fill("#cluster-form [name=num_nodes]", "4")
     expect(page.locator("#shape-hint")).to_contain_text("1 slot per GPU · 1 GPU per node")
     window.fill("1")
     page.get_by_role("button", name="Replay").click()
-    expect(page.locator("#replay-results")).to_have_attribute("data-drawn", "true",
-                                                              timeout=60_000)
+    expect(page.locator("#replay-results")).to_have_attribute("data-drawn", "true", timeout=60_000)
     expect(page.locator("#card-replay-series .windows")).to_have_text("2 windows scored")
     expect(page.locator("#card-replay-series .note")).to_contain_text("3 windows of 1 step;")
     rebalance(page)
     expect(page.locator("#card-policy .note")).to_have_text(
-        "4 slots on 4 GPUs in 4 nodes, 1 group, seed 0; 3 steps summed")
+        "4 slots on 4 GPUs in 4 nodes, 1 group, seed 0; 3 steps summed"
+    )
 
 
 def test_the_page_runs_under_its_csp_without_console_errors(
-        page: Page, skewed_csv: Path, server_url: str, console_errors: list[str],
-        outside_requests: list[str]) -> None:
+    page: Page,
+    skewed_csv: Path,
+    server_url: str,
+    console_errors: list[str],
+    outside_requests: list[str],
+) -> None:
     policy = httpx.get(server_url).headers["content-security-policy"]
     assert "script-src 'self';" in policy and "unsafe-eval" not in policy
 

@@ -42,12 +42,17 @@ TITLES = """(id) => [...document.querySelectorAll(`#${id} .annotation-text`)].ma
 
 
 def overlap(a: dict, b: dict) -> bool:
-    return a["left"] < b["right"] and b["left"] < a["right"] and \
-        a["top"] < b["bottom"] and b["top"] < a["bottom"]
+    return (
+        a["left"] < b["right"]
+        and b["left"] < a["right"]
+        and a["top"] < b["bottom"]
+        and b["top"] < a["bottom"]
+    )
 
 
 def test_charts_stay_inside_their_panels_when_the_window_resizes(
-        page: Page, artifacts: Path, console_errors: list[str]) -> None:
+    page: Page, artifacts: Path, console_errors: list[str]
+) -> None:
     page.get_by_role("button", name="Load example").click()
     expect(page.locator("#data-name")).to_have_text("deepseek-v3-example.csv")
     page.get_by_role("button", name="Rebalance").click()
@@ -65,8 +70,9 @@ def test_charts_stay_inside_their_panels_when_the_window_resizes(
             assert [title["text"] for title in titles][1] == "After: the plan"
             assert not overlap(*titles), f"{chart} at {width} px: {titles}"
             for title in titles:
-                assert panel["x"] <= title["left"] and title["right"] <= \
-                    panel["x"] + panel["width"], f"{chart} at {width} px: {title}"
+                assert (
+                    panel["x"] <= title["left"] and title["right"] <= panel["x"] + panel["width"]
+                ), f"{chart} at {width} px: {title}"
         # A narrow panel stacks the pair: the "after" heatmap under the "before" one.
         before, after = page.locator("#chart-gpu .nsewdrag").all()
         stacked = after.bounding_box()["y"] > before.bounding_box()["y"] + 100
@@ -89,8 +95,11 @@ def test_the_busy_overlay_stays_in_view_while_the_page_scrolls(page: Page) -> No
     expect(page.locator("#results")).to_have_attribute("data-drawn-ms", timeout=60_000)
 
     held: list[Route] = []
+    def hold(route: Route) -> None:  # (Playwright takes a Python function, not a builtin)
+        held.append(route)
+
     # The next plan waits until released.
-    page.route("**/dashboard/rebalance", lambda route: held.append(route))
+    page.route("**/dashboard/rebalance", hold)
     page.fill("#cluster-form [name=seed]", "1")
     page.get_by_role("button", name="Rebalance").click()
     label = page.locator("#busy .busy-label")
@@ -99,7 +108,7 @@ def test_the_busy_overlay_stays_in_view_while_the_page_scrolls(page: Page) -> No
         page.evaluate("(y) => window.scrollTo(0, y)", scroll)
         page.wait_for_timeout(100)
         box = label.bounding_box()
-        assert 0 <= box["y"] and box["y"] + box["height"] <= 900, (scroll, box)
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 900, (scroll, box)
     assert page.evaluate("window.scrollY") > 1000  # the page did scroll
 
     held[0].continue_()
@@ -107,26 +116,34 @@ def test_the_busy_overlay_stays_in_view_while_the_page_scrolls(page: Page) -> No
     expect(page.locator("#card-policy .note")).to_contain_text("seed 1")
 
 
-NEW_CHARTS = ("chart-evaluate-gpu", "chart-evaluate-balancedness", "chart-sweep-slots",
-              "chart-sweep-policies")
+NEW_CHARTS = (
+    "chart-evaluate-gpu",
+    "chart-evaluate-balancedness",
+    "chart-sweep-slots",
+    "chart-sweep-policies",
+)
 
 
 def test_scores_and_the_advisor_stay_inside_their_panels(
-        page: Page, tmp_path: Path, artifacts: Path, console_errors: list[str]) -> None:
+    page: Page, tmp_path: Path, artifacts: Path, console_errors: list[str]
+) -> None:
     placement = tmp_path / "in-use.csv"  # slot p holds expert p mod 256
-    placement.write_text("".join(",".join(str(slot % 256) for slot in range(288)) + "\n"
-                                 for _ in range(58)))
+    placement.write_text(
+        "".join(",".join(str(slot % 256) for slot in range(288)) + "\n" for _ in range(58))
+    )
     page.get_by_role("button", name="Load example").click()
     expect(page.locator("#data-name")).to_have_text("deepseek-v3-example.csv")
     page.locator("#deploy summary").click()
     page.set_input_files("#placement-file", placement)
     page.get_by_role("button", name="Score", exact=True).click()
-    expect(page.locator("#evaluate-results")).to_have_attribute("data-drawn", "true",
-                                                                timeout=60_000)
+    expect(page.locator("#evaluate-results")).to_have_attribute(
+        "data-drawn", "true", timeout=60_000
+    )
     page.select_option("#cluster-form [name=algorithm]", "greedy")
     page.get_by_role("button", name="Run the advisor").click()
-    expect(page.locator("#advisor-results")).to_have_attribute("data-drawn", "true",
-                                                               timeout=120_000)
+    expect(page.locator("#advisor-results")).to_have_attribute(
+        "data-drawn", "true", timeout=120_000
+    )
 
     for width in (1440, 700, 390):
         page.set_viewport_size({"width": width, "height": 900})

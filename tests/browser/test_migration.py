@@ -27,12 +27,16 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """DeepSeek-V3 shaped loads, the placement in use (a greedy plan of other loads), and a
     second placement (a plan of yet other loads)."""
     folder = tmp_path_factory.mktemp("migration")
-    paths = {"loads": folder / "loads.csv", "in_use": folder / "in-use.csv",
-             "other": folder / "other.csv"}
+    paths = {
+        "loads": folder / "loads.csv",
+        "in_use": folder / "in-use.csv",
+        "other": folder / "other.csv",
+    }
     paths["loads"].write_text(format_csv_matrix(zipf_loads(seed=21)))
     for name, seed in (("in_use", 22), ("other", 23)):
-        placement, _, _ = rebalance_experts(zipf_loads(seed=seed), 288, 8, 4, 32,
-                                            algorithm="greedy")
+        placement, _, _ = rebalance_experts(
+            zipf_loads(seed=seed), 288, 8, 4, 32, algorithm="greedy"
+        )
         paths[name].write_text(format_csv_matrix(placement))
     return paths
 
@@ -52,15 +56,19 @@ def rebalance(page: Page) -> None:
 
 
 def rest(server_url: str, route: str, form: dict, **files: Path) -> dict:
-    response = httpx.post(f"{server_url}{route}", data=form, timeout=60, files={
-        name: (path.name, path.read_bytes(), "text/csv") for name, path in files.items()})
+    response = httpx.post(
+        f"{server_url}{route}",
+        data=form,
+        timeout=60,
+        files={name: (path.name, path.read_bytes(), "text/csv") for name, path in files.items()},
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def test_the_move_budget_caps_the_moves_and_the_migration_card_gives_the_bytes(
-        page: Page, files: dict[str, Path], server_url: str, console_errors: list[str],
-        artifacts: Path) -> None:
+    page: Page, files: dict[str, Path], server_url: str, console_errors: list[str], artifacts: Path
+) -> None:
     upload(page, files["loads"], files["in_use"])
     page.select_option("#cluster-form [name=algorithm]", "greedy")
     page.fill("#cluster-form [name=move_budget_pct]", "5")
@@ -77,9 +85,13 @@ def test_the_move_budget_caps_the_moves_and_the_migration_card_gives_the_bytes(
     assert 0 < total <= budget
     expect(moves.locator(".moves")).to_have_text(f"{total:,}")
     expect(moves.locator(".note")).to_contain_text(f"budget {budget:,} (5% of slots)")
-    expected = rest(server_url, "/rebalance/upload",
-                    {**PREFILL, "algorithm": "greedy", "move_budget": "0.05",
-                     "link_gb_per_s": "100"}, file=files["loads"], placement=files["in_use"])
+    expected = rest(
+        server_url,
+        "/rebalance/upload",
+        {**PREFILL, "algorithm": "greedy", "move_budget": "0.05", "link_gb_per_s": "100"},
+        file=files["loads"],
+        placement=files["in_use"],
+    )
     assert total == expected["moves"]["total"]
     migration = page.locator("#card-migration")
     expect(migration).to_be_visible()
@@ -89,7 +101,8 @@ def test_the_move_budget_caps_the_moves_and_the_migration_card_gives_the_bytes(
     assert float(migration.get_attribute("data-seconds")) == pytest.approx(busiest / 100e9)
     expect(migration.locator(".total")).to_have_text(f"{total * EXPERT_BYTES / 2**30:.2f} GiB")
     expect(migration.locator(".note")).to_contain_text(
-        f"{busiest / 2**30:.2f} GiB into GPU {expected['migration']['busiest_gpu']}, the busiest")
+        f"{busiest / 2**30:.2f} GiB into GPU {expected['migration']['busiest_gpu']}, the busiest"
+    )
     expect(migration.locator(".note")).to_contain_text("at 100 GB/s")
     speedup = page.locator("#card-speedup")
     assert float(speedup.get_attribute("data-speedup")) == pytest.approx(expected["speedup"])
@@ -113,7 +126,8 @@ def test_the_move_budget_caps_the_moves_and_the_migration_card_gives_the_bytes(
 
 
 def test_the_spill_policy_asks_for_its_slots_and_shows_nodes_per_token(
-        page: Page, files: dict[str, Path], server_url: str) -> None:
+    page: Page, files: dict[str, Path], server_url: str
+) -> None:
     upload(page, files["loads"])
     page.select_option("#cluster-form [name=algorithm]", "greedy")
     spill = page.locator("#cluster-form [name=spill_slots]")
@@ -122,20 +136,24 @@ def test_the_spill_policy_asks_for_its_slots_and_shows_nodes_per_token(
     expect(spill).to_be_visible()
     expect(page.locator("#shape-hint")).to_contain_text("spill policy")
     page.fill("#cluster-form [name=spill_slots]", "10")  # a GPU has 9 slots
-    expect(page.locator("#validation")).to_contain_text("10 is more than the 9 slots of a "
-                                                        "GPU")
+    expect(page.locator("#validation")).to_contain_text("10 is more than the 9 slots of a GPU")
     page.fill("#cluster-form [name=spill_slots]", "2")
     expect(page.locator("#validation")).to_be_hidden()
     rebalance(page)
 
     expect(page.locator("#card-policy .policy")).to_have_text("spill")
-    expected = rest(server_url, "/rebalance/upload",
-                    {**PREFILL, "algorithm": "greedy", "policy": "spill", "spill_slots": "2"},
-                    file=files["loads"])
+    expected = rest(
+        server_url,
+        "/rebalance/upload",
+        {**PREFILL, "algorithm": "greedy", "policy": "spill", "spill_slots": "2"},
+        file=files["loads"],
+    )
     assert expected["params"]["spill_slots"] == 2
     traffic = page.locator("#card-traffic")
-    before, after = (expected["before"]["mean_nodes_per_token"],
-                     expected["after"]["mean_nodes_per_token"])
+    before, after = (
+        expected["before"]["mean_nodes_per_token"],
+        expected["after"]["mean_nodes_per_token"],
+    )
     assert float(traffic.get_attribute("data-before")) == before
     assert float(traffic.get_attribute("data-after")) == after
     expect(traffic.locator(".before")).to_have_text(f"{before:.2f}")
@@ -149,8 +167,8 @@ def test_the_spill_policy_asks_for_its_slots_and_shows_nodes_per_token(
 
 
 def test_score_shows_the_placement_in_use_without_rebalancing(
-        page: Page, files: dict[str, Path], server_url: str, console_errors: list[str],
-        artifacts: Path) -> None:
+    page: Page, files: dict[str, Path], server_url: str, console_errors: list[str], artifacts: Path
+) -> None:
     score = page.get_by_role("button", name="Score", exact=True)
     expect(score).to_be_disabled()
     upload(page, files["loads"])
@@ -164,20 +182,26 @@ def test_score_shows_the_placement_in_use_without_rebalancing(
     expect(results).to_have_attribute("data-drawn", "true", timeout=60_000)
 
     expect(page.locator("#results")).to_be_hidden()  # nothing was planned
-    expected = rest(server_url, "/evaluate/upload", PREFILL, file=files["loads"],
-                    placement=files["in_use"])
+    expected = rest(
+        server_url, "/evaluate/upload", PREFILL, file=files["loads"], placement=files["in_use"]
+    )
     rows = page.locator("#evaluate-table tbody tr")
     expect(rows).to_have_count(1)
     in_use = page.locator("#evaluate-table tr[data-placement=in-use]")
-    assert float(in_use.get_attribute("data-mean-balancedness")) == \
-        expected["mean_balancedness"]
+    assert float(in_use.get_attribute("data-mean-balancedness")) == expected["mean_balancedness"]
     expect(in_use.locator("td").nth(0)).to_have_text(f"{expected['mean_balancedness']:.3f}")
     expect(in_use.locator("td").nth(2)).to_have_text(
-        f"{expected['placement']['mean_nodes_per_token']:.2f}")
+        f"{expected['placement']['mean_nodes_per_token']:.2f}"
+    )
     heatmap = page.locator("#chart-evaluate-gpu")
     page.check("#evaluate-gpu-view input[value=tokens]")
-    assert page.evaluate("Array.from(document.getElementById('chart-evaluate-gpu').data[0].z,"
-                         " (row) => Array.from(row))") == expected["placement"]["gpu_load"]
+    assert (
+        page.evaluate(
+            "Array.from(document.getElementById('chart-evaluate-gpu').data[0].z,"
+            " (row) => Array.from(row))"
+        )
+        == expected["placement"]["gpu_load"]
+    )
     expect(heatmap).to_contain_text("the placement in use")
 
     # A second placement beside it: its moves and speed-up from the placement in use.
@@ -186,8 +210,14 @@ def test_score_shows_the_placement_in_use_without_rebalancing(
     score.click()
     expect(page.locator("#evaluate-stale")).to_be_hidden(timeout=60_000)
     expect(rows).to_have_count(2)
-    both = rest(server_url, "/evaluate/upload", PREFILL, file=files["loads"],
-                placement=files["other"], compare=files["in_use"])
+    both = rest(
+        server_url,
+        "/evaluate/upload",
+        PREFILL,
+        file=files["loads"],
+        placement=files["other"],
+        compare=files["in_use"],
+    )
     other = page.locator("#evaluate-table tr[data-placement=compare]")
     expect(other.locator("th")).to_have_text("other.csv")
     assert float(other.get_attribute("data-mean-balancedness")) == both["mean_balancedness"]
@@ -201,7 +231,8 @@ def test_score_shows_the_placement_in_use_without_rebalancing(
     expect(rows).to_have_count(3)
     plan = page.locator("#evaluate-table tr[data-placement=plan]")
     assert float(plan.get_attribute("data-mean-balancedness")) == float(
-        page.locator("#card-balancedness").get_attribute("data-after"))
+        page.locator("#card-balancedness").get_attribute("data-after")
+    )
     results.screenshot(path=artifacts / "evaluate.png")
     assert console_errors == []
 
@@ -211,18 +242,24 @@ def click_layer(page: Page, chart: str, layer: int, layers: int = 58) -> None:
     cell = page.locator(f"#{chart} .nsewdrag").first
     cell.scroll_into_view_if_needed()
     box = cell.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.1,
-                     box["y"] + box["height"] * (layer + 0.5) / layers)
+    page.mouse.click(
+        box["x"] + box["width"] * 0.1, box["y"] + box["height"] * (layer + 0.5) / layers
+    )
 
 
 def test_a_click_on_a_heatmap_opens_its_layer(
-        page: Page, files: dict[str, Path], server_url: str, console_errors: list[str],
-        artifacts: Path) -> None:
+    page: Page, files: dict[str, Path], server_url: str, console_errors: list[str], artifacts: Path
+) -> None:
     upload(page, files["loads"], files["in_use"])
     page.select_option("#cluster-form [name=algorithm]", "greedy")
     rebalance(page)
-    expected = rest(server_url, "/rebalance/upload", {**PREFILL, "algorithm": "greedy"},
-                    file=files["loads"], placement=files["in_use"])
+    expected = rest(
+        server_url,
+        "/rebalance/upload",
+        {**PREFILL, "algorithm": "greedy"},
+        file=files["loads"],
+        placement=files["in_use"],
+    )
 
     dialog = page.locator("#layer-dialog")
     expect(dialog).to_be_hidden()
@@ -234,14 +271,18 @@ def test_a_click_on_a_heatmap_opens_its_layer(
     bars = page.evaluate("""() => Object.fromEntries(document.getElementById('chart-layer-gpu')
         .data.filter((trace) => trace.type === 'bar')
         .map((trace) => [trace.name, Array.from(trace.y)]))""")
-    assert bars == {"the placement in use": expected["before"]["gpu_load"][12],
-                    "the plan": expected["after"]["gpu_load"][12]}
+    assert bars == {
+        "the placement in use": expected["before"]["gpu_load"][12],
+        "the plan": expected["after"]["gpu_load"][12],
+    }
     summary = page.locator("#layer-summary tbody tr")
     expect(summary).to_have_count(2)
     expect(summary.nth(1).locator("td").nth(0)).to_have_text(
-        f"{expected['after']['balancedness'][12]:.3f}")
+        f"{expected['after']['balancedness'][12]:.3f}"
+    )
     expect(page.locator("#layer-note")).to_contain_text(
-        f"{expected['moves']['per_layer'][12]:,} slots change expert")
+        f"{expected['moves']['per_layer'][12]:,} slots change expert"
+    )
     # Replicas per expert: the plan's logcnt; the hottest experts with theirs.
     replicas = page.evaluate("""() => Array.from(document.getElementById('chart-layer-experts')
         .data.find((trace) => trace.name === 'replicas, the plan').y)""")
@@ -252,7 +293,8 @@ def test_a_click_on_a_heatmap_opens_its_layer(
     expect(rows).to_have_count(10)
     expect(rows.first.locator("th")).to_have_text(str(hottest[0]))
     expect(rows.first.locator("td").nth(2)).to_contain_text(
-        f"→ {expected['plan']['logcnt'][12][hottest[0]]}")
+        f"→ {expected['plan']['logcnt'][12][hottest[0]]}"
+    )
     dialog.screenshot(path=artifacts / "layer-dialog.png")
 
     page.get_by_role("button", name="Next layer").click()

@@ -40,8 +40,11 @@ UPLOAD_LIMIT = 1024 * 1024
 def forgetful_server() -> Iterator[str]:
     """A server that keeps uploads for a second, at most 64 KiB of them, and takes files up
     to 1 MiB."""
-    with serve(upload_cache_seconds=str(KEPT_SECONDS), upload_cache_bytes=str(CACHE_BYTES),
-               max_upload_bytes=str(UPLOAD_LIMIT)) as url:
+    with serve(
+        upload_cache_seconds=str(KEPT_SECONDS),
+        upload_cache_bytes=str(CACHE_BYTES),
+        max_upload_bytes=str(UPLOAD_LIMIT),
+    ) as url:
         yield url
 
 
@@ -53,8 +56,9 @@ def recording(page: Page) -> Page:
 
 def sent(page: Page, route: str) -> list[dict]:
     """The forms the page posted to ``route``, oldest first."""
-    return [form["fields"] for form in page.evaluate("window.sentForms")
-            if form["url"].endswith(route)]
+    return [
+        form["fields"] for form in page.evaluate("window.sentForms") if form["url"].endswith(route)
+    ]
 
 
 def set_cluster(page: Page, cluster: dict[str, str]) -> None:
@@ -68,23 +72,20 @@ def rebalance(page: Page) -> None:
     expect(page.locator("#busy")).to_be_hidden()
 
 
-def test_rebalance_and_replay_send_the_upload_id_not_the_file(
-        page: Page, tmp_path: Path) -> None:
+def test_rebalance_and_replay_send_the_upload_id_not_the_file(page: Page, tmp_path: Path) -> None:
     series = drifting_series(40, layers=4, experts=32, seed=1).round().long()
     path = tmp_path / "dump.pt"
     torch.save({"logical_count": series}, path)
     page = recording(page)
     page.set_input_files("#loads-file", path)
     expect(page.locator("#data-steps")).to_have_text("40 steps")
-    set_cluster(page, {"num_replicas": "40", "num_groups": "4", "num_nodes": "2",
-                       "num_gpus": "8"})
+    set_cluster(page, {"num_replicas": "40", "num_groups": "4", "num_nodes": "2", "num_gpus": "8"})
 
     rebalance(page)
     page.fill("#cluster-form [name=seed]", "2")
     rebalance(page)
     page.get_by_role("button", name="Replay").click()
-    expect(page.locator("#replay-results")).to_have_attribute("data-drawn", "true",
-                                                              timeout=60_000)
+    expect(page.locator("#replay-results")).to_have_attribute("data-drawn", "true", timeout=60_000)
 
     (preview,) = sent(page, "/dashboard/preview")
     assert preview["file"] == {"bytes": path.stat().st_size}  # the only time the file goes
@@ -98,15 +99,25 @@ def test_rebalance_and_replay_send_the_upload_id_not_the_file(
     # Only the fields the routes take: unknown ones are refused.
     # No move budget, link or spill slots unless set; the expert's bytes always (for the
     # migration's figures).
-    assert set(plans[0]) == {"num_replicas", "num_groups", "num_nodes", "num_gpus",
-                             "algorithm", "policy", "seed", "keep_slots", "renumber_gpus",
-                             "expert_bytes"}
+    assert set(plans[0]) == {
+        "num_replicas",
+        "num_groups",
+        "num_nodes",
+        "num_gpus",
+        "algorithm",
+        "policy",
+        "seed",
+        "keep_slots",
+        "renumber_gpus",
+        "expert_bytes",
+    }
     assert plans[0]["expert_bytes"] == "44040192"  # DeepSeek-V3's expert in FP8
     assert set(plans[2]) == set(plans[0]) - {"algorithm"} | {"window", "budgets"}
 
 
 def test_an_upload_the_server_forgot_is_sent_again(
-        open_page: OpenPage, forgetful_server: str, tmp_path: Path) -> None:
+    open_page: OpenPage, forgetful_server: str, tmp_path: Path
+) -> None:
     path = tmp_path / "small.csv"
     path.write_text(format_csv_matrix(zipf_loads(layers=4, experts=8, seed=2)))
     page = recording(open_page(forgetful_server))
@@ -129,10 +140,11 @@ def test_an_upload_the_server_forgot_is_sent_again(
 
 
 def test_a_file_too_large_to_keep_is_sent_with_each_plan(
-        open_page: OpenPage, forgetful_server: str, tmp_path: Path) -> None:
+    open_page: OpenPage, forgetful_server: str, tmp_path: Path
+) -> None:
     path = tmp_path / "large.csv"
     path.write_text(format_csv_matrix(zipf_loads(layers=32, experts=1024, seed=3)))
-    assert 32 * 1024 * 4 > CACHE_BYTES  # float32: more than the server keeps
+    assert CACHE_BYTES < 32 * 1024 * 4  # float32: more than the server keeps
     page = recording(open_page(forgetful_server))
     page.set_input_files("#loads-file", path)
     expect(page.locator("#data-shape")).to_have_text("32 layers × 1,024 experts")
@@ -146,7 +158,8 @@ def test_a_file_too_large_to_keep_is_sent_with_each_plan(
 
 
 def test_a_file_over_the_upload_limit_is_refused_before_it_is_sent(
-        open_page: OpenPage, forgetful_server: str, tmp_path: Path) -> None:
+    open_page: OpenPage, forgetful_server: str, tmp_path: Path
+) -> None:
     path = tmp_path / "huge.csv"
     path.write_bytes(b"1," * (UPLOAD_LIMIT // 2) + b"1\n")
     page = recording(open_page(forgetful_server))
@@ -154,7 +167,8 @@ def test_a_file_over_the_upload_limit_is_refused_before_it_is_sent(
 
     expect(page.locator("#error")).to_have_text(
         "Not loaded: the file 'huge.csv' is larger than the 1 MiB upload limit "
-        "(EPLB_MAX_UPLOAD_BYTES).")
+        "(EPLB_MAX_UPLOAD_BYTES)."
+    )
     assert sent(page, "/dashboard/preview") == []
     expect(page.locator("#data-summary")).to_be_hidden()
 
@@ -163,8 +177,9 @@ def test_the_placement_file_goes_with_each_plan(page: Page, tmp_path: Path) -> N
     loads = tmp_path / "loads.csv"
     loads.write_text(format_csv_matrix(zipf_loads(layers=2, experts=8, seed=4)))
     placement = tmp_path / "in-use.csv"  # slot p holds expert p mod 8, in both layers
-    placement.write_text("".join(",".join(str(slot % 8) for slot in range(16)) + "\n"
-                                 for _ in range(2)))
+    placement.write_text(
+        "".join(",".join(str(slot % 8) for slot in range(16)) + "\n" for _ in range(2))
+    )
     page = recording(page)
     page.set_input_files("#loads-file", loads)
     expect(page.locator("#data-shape")).to_have_text("2 layers × 8 experts")

@@ -15,8 +15,13 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "deepseek_readme_exampl
 
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="no CUDA device")]),
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+        ],
+    ),
 ]
 
 

@@ -9,8 +9,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eplb_core import Cluster, OptionError, PlacementError, PlanOptions, make_plan, rebalance
-from eplb_core import rebalance_experts
+from eplb_core import (
+    Cluster,
+    OptionError,
+    PlacementError,
+    PlanOptions,
+    make_plan,
+    rebalance,
+    rebalance_experts,
+)
 from eplb_core.budget import allocate, groups_on_nodes
 from eplb_core.metrics import gpu_loads, replica_counts, trivial_placement
 from eplb_core.migration import count_moves, deploy
@@ -20,8 +27,7 @@ from tests.core.helpers import Shape, random_weight, shapes
 SMALL = Shape(layers=3, experts=32, replicas=48, groups=8, nodes=2, gpus=8)
 
 
-def _random_placement(gen: torch.Generator, layers: int, experts: int,
-                      slots: int) -> torch.Tensor:
+def _random_placement(gen: torch.Generator, layers: int, experts: int, slots: int) -> torch.Tensor:
     """Every expert once, the extra slots to random experts, all shuffled: [layers, slots]."""
     extra = torch.randint(experts, (layers, slots - experts), generator=gen)
     placement = torch.cat([torch.arange(experts).expand(layers, -1), extra], 1)
@@ -38,16 +44,18 @@ def _drifted(weight: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 @settings(max_examples=60, deadline=None)
-@given(shape=shapes(), seed=st.integers(0, 2**31 - 1), structured=st.booleans(),
-       share=st.floats(0, 1))
+@given(
+    shape=shapes(), seed=st.integers(0, 2**31 - 1), structured=st.booleans(), share=st.floats(0, 1)
+)
 def test_the_budget_holds_and_every_expert_keeps_a_replica(shape, seed, structured, share):
     weight = random_weight(shape, seed, integer=seed % 2 == 0)
     cluster = Cluster(*shape.args)
     if structured:  # a plan of other loads: under the hierarchical policy, groups on nodes
         current = rebalance_experts(_drifted(weight, seed), *shape.args, algorithm="greedy")[0]
     else:
-        current = _random_placement(torch.Generator().manual_seed(seed), shape.layers,
-                                    shape.experts, shape.replicas)
+        current = _random_placement(
+            torch.Generator().manual_seed(seed), shape.layers, shape.experts, shape.replicas
+        )
     budget = round(share * shape.layers * shape.replicas)
     plan = make_plan(weight, cluster, PlanOptions(max_moves=budget), current)  # checked
     assert count_moves(current, plan.phy2log).total <= budget
@@ -60,9 +68,14 @@ def test_a_larger_budget_never_gives_a_heavier_gpu(shape, seed):
     weight = random_weight(shape, seed, integer=False)
     current = rebalance_experts(_drifted(weight, seed), *shape.args, algorithm="greedy")[0]
     slots = shape.layers * shape.replicas
-    peaks = [_peaks(weight, rebalance_experts(weight, *shape.args, current=current,
-                                              max_moves=budget)[0], shape.gpus)
-             for budget in (0, slots // 20, slots // 10, slots // 4, slots)]
+    peaks = [
+        _peaks(
+            weight,
+            rebalance_experts(weight, *shape.args, current=current, max_moves=budget)[0],
+            shape.gpus,
+        )
+        for budget in (0, slots // 20, slots // 10, slots // 4, slots)
+    ]
     # Per layer (descents keep loads in float32: equal up to its rounding).
     for smaller, larger in pairwise(peaks):
         assert (larger <= smaller * (1 + 1e-6)).all()
@@ -74,10 +87,12 @@ def test_a_budget_of_every_slot_balances_at_least_as_well_as_the_full_replan(sha
     weight = random_weight(shape, seed, integer=False)
     current = rebalance_experts(_drifted(weight, seed), *shape.args, algorithm="greedy")[0]
     full = rebalance_experts(weight, *shape.args, current=current)[0]
-    budgeted = rebalance_experts(weight, *shape.args, current=current,
-                                 max_moves=shape.layers * shape.replicas)[0]
-    assert (_peaks(weight, budgeted, shape.gpus)
-            <= _peaks(weight, full, shape.gpus) * (1 + 1e-6)).all()
+    budgeted = rebalance_experts(
+        weight, *shape.args, current=current, max_moves=shape.layers * shape.replicas
+    )[0]
+    assert (
+        _peaks(weight, budgeted, shape.gpus) <= _peaks(weight, full, shape.gpus) * (1 + 1e-6)
+    ).all()
 
 
 def test_no_budget_returns_the_placement_in_use():
@@ -93,8 +108,9 @@ def test_without_a_budget_the_plan_is_todays_deploy():
     current = rebalance_experts(_drifted(weight, 3), 48, 8, 2, 8)[0]
     phy2log = rebalance_experts(weight, 48, 8, 2, 8, current=current, max_moves=None)[0]
     plain = make_plan(weight, Cluster(48, 8, 2, 8))
-    expected = deploy(current, plain.phy2log, plain.logcnt, 8, 2, renumber_gpus=True,
-                      keep_old_slots=True)
+    expected = deploy(
+        current, plain.phy2log, plain.logcnt, 8, 2, renumber_gpus=True, keep_old_slots=True
+    )
     assert torch.equal(phy2log, expected)
 
 
@@ -136,6 +152,7 @@ def test_on_the_prefill_cluster_a_tenth_of_the_slots_keeps_most_of_the_balance()
     budget = 58 * 288 // 10
     budgeted = rebalance_experts(now, 288, 8, 4, 32, current=current, max_moves=budget)[0]
     mean = now.double().sum(-1) / 32
+
     def balance(placement: torch.Tensor) -> float:
         return float((mean / _peaks(now, placement, 32)).mean())
 
@@ -162,12 +179,15 @@ def test_allocate_skips_points_that_balance_no_better_than_cheaper_ones():
     assert allocate(cost, value, 10).tolist() == [2]
 
 
-@pytest.mark.parametrize("budget, message", [
-    (-1, r"max_moves must be a whole number of slots >= 0, got -1"),
-    (2.5, r"got 2.5"),
-    (True, r"got True"),
-    ("10", r"got '10'"),
-])
+@pytest.mark.parametrize(
+    "budget, message",
+    [
+        (-1, r"max_moves must be a whole number of slots >= 0, got -1"),
+        (2.5, r"got 2.5"),
+        (True, r"got True"),
+        ("10", r"got '10'"),
+    ],
+)
 def test_a_bad_budget_is_refused(budget, message):
     with pytest.raises(OptionError, match=message):
         PlanOptions(max_moves=budget)
@@ -177,23 +197,26 @@ def test_a_bad_budget_is_refused(budget, message):
 
 def test_a_placement_of_the_wrong_shape_is_refused():
     with pytest.raises(PlacementError, match=r"has shape \[2, 6\]; this plan needs \[2, 8\]"):
-        rebalance_experts(torch.ones(2, 8), 8, 1, 1, 2, current=torch.zeros(2, 6).long(),
-                          max_moves=3)
+        rebalance_experts(
+            torch.ones(2, 8), 8, 1, 1, 2, current=torch.zeros(2, 6).long(), max_moves=3
+        )
 
 
 def test_budgeted_plans_are_deterministic():
     weight = random_weight(SMALL, 7, integer=True)
     current = rebalance_experts(_drifted(weight, 8), 48, 8, 2, 8)[0]
     first = rebalance_experts(weight, 48, 8, 2, 8, current=current, max_moves=12)[0]
-    assert torch.equal(first, rebalance_experts(weight, 48, 8, 2, 8, current=current,
-                                                max_moves=12)[0])
+    assert torch.equal(
+        first, rebalance_experts(weight, 48, 8, 2, 8, current=current, max_moves=12)[0]
+    )
 
 
 def test_budgeted_plans_stay_on_the_weights_device(device):
     weight = random_weight(SMALL, 9, integer=False)
     current = rebalance_experts(_drifted(weight, 10), 48, 8, 2, 8)[0]
-    phy2log, log2phy, logcnt = rebalance_experts(weight.to(device), 48, 8, 2, 8,
-                                                 current=current.to(device), max_moves=10)
+    phy2log, log2phy, logcnt = rebalance_experts(
+        weight.to(device), 48, 8, 2, 8, current=current.to(device), max_moves=10
+    )
     assert phy2log.device.type == log2phy.device.type == logcnt.device.type == device
     assert count_moves(current, phy2log.cpu()).total <= 10
     assert int(logcnt.min()) >= 1

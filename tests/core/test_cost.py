@@ -10,26 +10,30 @@ from hypothesis import strategies as st
 
 from eplb_core import Cluster, rebalance_experts
 from eplb_core.cost import ZERO, Cost, packing_cost, plan_cost, replica_bound
-
 from tests.core.helpers import Shape, random_weight, shapes
 
 PREFILL = Cluster(288, 8, 4, 32)
 
 
-def cost_of(shape: Shape, layers: int | None = None, slots_per_gpu: int = 0,
-            algorithm: str = "greedy") -> Cost:
-    cluster = Cluster(shape.replicas + slots_per_gpu * shape.gpus, shape.groups, shape.nodes,
-                      shape.gpus)
-    return plan_cost(layers or shape.layers, shape.experts, cluster,
-                     cluster.check(shape.experts), algorithm)
+def cost_of(
+    shape: Shape, layers: int | None = None, slots_per_gpu: int = 0, algorithm: str = "greedy"
+) -> Cost:
+    cluster = Cluster(
+        shape.replicas + slots_per_gpu * shape.gpus, shape.groups, shape.nodes, shape.gpus
+    )
+    return plan_cost(
+        layers or shape.layers, shape.experts, cluster, cluster.check(shape.experts), algorithm
+    )
 
 
 @settings(max_examples=200, deadline=None)
 @given(shape=shapes(), more=st.integers(1, 500), algorithm=st.sampled_from(["greedy", "hybrid"]))
 def test_more_layers_or_slots_never_cost_less(shape: Shape, more: int, algorithm: str) -> None:
     base = cost_of(shape, algorithm=algorithm)
-    for bigger in (cost_of(shape, layers=shape.layers + more, algorithm=algorithm),
-                   cost_of(shape, slots_per_gpu=1 + more % 7, algorithm=algorithm)):
+    for bigger in (
+        cost_of(shape, layers=shape.layers + more, algorithm=algorithm),
+        cost_of(shape, slots_per_gpu=1 + more % 7, algorithm=algorithm),
+    ):
         assert bigger.work >= base.work and bigger.peak_bytes >= base.peak_bytes
     if algorithm == "greedy":
         hybrid = cost_of(shape, algorithm="hybrid")
@@ -49,13 +53,17 @@ def test_costs_add_and_scale() -> None:
 
 
 def test_large_shapes_cost_more_than_small_ones() -> None:
-    small = [plan_cost(1, 8, Cluster(8, 1, 1, 1), "global", "greedy"),
-             plan_cost(58, 256, PREFILL, "hierarchical", "greedy"),
-             plan_cost(58, 256, Cluster(288, 8, 18, 144), "global", "hybrid")]
-    large = [plan_cost(1024, 256, PREFILL, "hierarchical", "greedy"),
-             plan_cost(64, 4096, Cluster(16384, 1, 1, 1), "global", "hybrid"),
-             plan_cost(64, 4096, Cluster(16384, 1, 1, 4096), "global", "greedy"),
-             plan_cost(1024, 1024, Cluster(2048, 16, 8, 256), "hierarchical", "greedy")]
+    small = [
+        plan_cost(1, 8, Cluster(8, 1, 1, 1), "global", "greedy"),
+        plan_cost(58, 256, PREFILL, "hierarchical", "greedy"),
+        plan_cost(58, 256, Cluster(288, 8, 18, 144), "global", "hybrid"),
+    ]
+    large = [
+        plan_cost(1024, 256, PREFILL, "hierarchical", "greedy"),
+        plan_cost(64, 4096, Cluster(16384, 1, 1, 1), "global", "hybrid"),
+        plan_cost(64, 4096, Cluster(16384, 1, 1, 4096), "global", "greedy"),
+        plan_cost(1024, 1024, Cluster(2048, 16, 8, 256), "hierarchical", "greedy"),
+    ]
     assert min(c.work for c in large) > max(c.work for c in small)
     assert min(c.peak_bytes for c in large) > max(c.peak_bytes for c in small)
     # log2phy at its worst: one expert could take all 12,288 spare slots of 64 x 4,096 experts.
@@ -85,8 +93,7 @@ def test_unresolved_policy_or_unknown_algorithm_is_refused() -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(shape=shapes(), seed=st.integers(0, 2**16), integer=st.booleans(),
-       sparse=st.booleans())
+@given(shape=shapes(), seed=st.integers(0, 2**16), integer=st.booleans(), sparse=st.booleans())
 def test_replica_bound_holds(shape: Shape, seed: int, integer: bool, sparse: bool) -> None:
     weight = random_weight(shape, seed, integer)
     if sparse:  # idle experts, and whole idle layers

@@ -49,11 +49,13 @@ def test_trivial_placement_wraps_experts() -> None:
 
 def test_bound_by_hand() -> None:
     # 8 slots on 4 GPUs: the hot expert can have 5 replicas (20 tokens each) <= mean 25.
-    assert balancedness_bound(torch.tensor([[100.0, 0.0, 0.0, 0.0]]), Cluster(8, 1, 1, 4)).tolist() == [1.0]
+    assert balancedness_bound(
+        torch.tensor([[100.0, 0.0, 0.0, 0.0]]), Cluster(8, 1, 1, 4)
+    ).tolist() == [1.0]
     # 3 slots on 3 GPUs, two experts: 90 gets 2 replicas (45 each) > mean 100 / 3.
     assert balancedness_bound(torch.tensor([[90.0, 10.0]]), Cluster(3, 1, 1, 3)).tolist() == [
-        pytest.approx((100 / 3) / 45)]
-
+        pytest.approx((100 / 3) / 45)
+    ]
 
 
 def test_bound_of_the_hierarchical_policy_by_hand() -> None:
@@ -65,7 +67,8 @@ def test_bound_of_the_hierarchical_policy_by_hand() -> None:
     # Three groups per node: the heaviest plus the two lightest, 10 + 0 + 1 = 11 on one node.
     weight = torch.tensor([[10.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
     assert balancedness_bound(weight, Cluster(12, 6, 2, 2), "hierarchical").tolist() == [
-        pytest.approx(10 / 11)]
+        pytest.approx(10 / 11)
+    ]
     # The global policy has no grouping term.
     assert balancedness_bound(weight, Cluster(12, 6, 2, 2), "global").tolist() == [1.0]
 
@@ -74,7 +77,7 @@ def test_bound_of_the_hierarchical_policy_by_hand() -> None:
 @pytest.mark.parametrize("config", [(288, 8, 4, 32), (288, 8, 9, 144), (288, 8, 2, 16)])
 def test_plans_respect_the_bound(workload: str, config: tuple[int, int, int, int]) -> None:
     weight = WORKLOADS[workload](layers=4)
-    replicas, groups, nodes, gpus = config
+    replicas, _groups, _nodes, _gpus = config
     cluster = Cluster(*config)
     bound = balancedness_bound(weight, cluster, cluster.auto_policy)
     for algorithm in ("greedy", "hybrid"):

@@ -9,17 +9,29 @@ from hypothesis import strategies as st
 
 from eplb_core import Cluster, migration, rebalance_experts
 from eplb_core.metrics import gpu_loads, replica_counts, score, trivial_placement
+from eplb_core.migration import (
+    DEEPSEEK_V3_EXPERT_BYTES,
+    _renumber,
+    _scrambled,
+    build_log2phy,
+    count_moves,
+    deploy,
+    keep_slots,
+    match_gpus,
+    migration_cost,
+    validate_placement,
+)
 from eplb_core.replay import window_loads
 from eplb_core.synthetic import drifting_series
-from eplb_core.migration import (DEEPSEEK_V3_EXPERT_BYTES, _renumber, _scrambled, build_log2phy,
-                                 count_moves, deploy, keep_slots, match_gpus, migration_cost,
-                                 validate_placement)
 
 # Two layers, 4 experts in 6 slots on 2 GPUs (3 slots each).
-OLD = torch.tensor([[0, 1, 2, 3, 0, 1],
-                    [0, 1, 2, 3, 0, 1]])
-NEW = torch.tensor([[1, 0, 2, 3, 0, 2],  # slots 0, 1 and 5 change
-                    [0, 1, 2, 3, 0, 1]])  # unchanged
+OLD = torch.tensor([[0, 1, 2, 3, 0, 1], [0, 1, 2, 3, 0, 1]])
+NEW = torch.tensor(
+    [
+        [1, 0, 2, 3, 0, 2],  # slots 0, 1 and 5 change
+        [0, 1, 2, 3, 0, 1],
+    ]
+)  # unchanged
 
 
 def test_count_moves_on_a_hand_made_pair():
@@ -34,9 +46,15 @@ def test_migration_cost_on_a_hand_made_pair():
     assert (cost.moves, cost.total_bytes) == (3, 3000)
     assert (cost.max_gpu_bytes, cost.busiest_gpu) == (2000, 0)
     assert cost.seconds == pytest.approx(2000 / 2e9)
-    assert cost.as_dict() == {"moves": 3, "expert_bytes": 1000, "total_bytes": 3000,
-                              "max_gpu_bytes": 2000, "busiest_gpu": 0, "link_gb_per_s": 2.0,
-                              "seconds": pytest.approx(1e-6)}
+    assert cost.as_dict() == {
+        "moves": 3,
+        "expert_bytes": 1000,
+        "total_bytes": 3000,
+        "max_gpu_bytes": 2000,
+        "busiest_gpu": 0,
+        "link_gb_per_s": 2.0,
+        "seconds": pytest.approx(1e-6),
+    }
 
 
 def test_migration_cost_adds_up_every_layer_per_gpu():
@@ -56,12 +74,15 @@ def test_migration_cost_of_no_change_is_nothing():
     assert (cost.moves, cost.total_bytes, cost.max_gpu_bytes, cost.seconds) == (0, 0, 0, 0.0)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_gpus": 4}, "6 slots cannot be split evenly over 4 GPUs"),
-    ({"num_gpus": 2, "expert_bytes": 0}, "expert_bytes must be a positive whole number, got 0"),
-    ({"num_gpus": 2, "link_gb_per_s": -1.0}, "link_gb_per_s must be a positive number"),
-    ({"num_gpus": 2, "link_gb_per_s": float("nan")}, "link_gb_per_s must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_gpus": 4}, "6 slots cannot be split evenly over 4 GPUs"),
+        ({"num_gpus": 2, "expert_bytes": 0}, "expert_bytes must be a positive whole number, got 0"),
+        ({"num_gpus": 2, "link_gb_per_s": -1.0}, "link_gb_per_s must be a positive number"),
+        ({"num_gpus": 2, "link_gb_per_s": float("nan")}, "link_gb_per_s must be a positive number"),
+    ],
+)
 def test_migration_cost_refuses_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         migration_cost(OLD, NEW, **kwargs)
@@ -112,10 +133,16 @@ def _random_plan(gen: torch.Generator, layers: int, experts: int, slots: int) ->
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), layers=st.integers(1, 4), experts=st.integers(1, 12),
-       num_gpus=st.integers(1, 6), extra_per_gpu=st.integers(0, 3))
-def test_keep_slots_never_changes_gpu_loads_nor_increases_moves(seed, layers, experts, num_gpus,
-                                                                extra_per_gpu):
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    layers=st.integers(1, 4),
+    experts=st.integers(1, 12),
+    num_gpus=st.integers(1, 6),
+    extra_per_gpu=st.integers(0, 3),
+)
+def test_keep_slots_never_changes_gpu_loads_nor_increases_moves(
+    seed, layers, experts, num_gpus, extra_per_gpu
+):
     gen = torch.Generator().manual_seed(seed)
     per_gpu = -(-experts // num_gpus) + extra_per_gpu
     slots = per_gpu * num_gpus
@@ -127,10 +154,16 @@ def test_keep_slots_never_changes_gpu_loads_nor_increases_moves(seed, layers, ex
     kept, log2phy, counts = keep_slots(old, new, logcnt, num_gpus)
 
     # Equal up to the order of the float sums.
-    assert torch.allclose(gpu_loads(weight, kept, num_gpus, counts),
-                          gpu_loads(weight, new, num_gpus, logcnt), rtol=1e-12, atol=0)
-    assert torch.equal(kept.view(layers, num_gpus, -1).sort(-1).values,
-                       new.view(layers, num_gpus, -1).sort(-1).values)
+    assert torch.allclose(
+        gpu_loads(weight, kept, num_gpus, counts),
+        gpu_loads(weight, new, num_gpus, logcnt),
+        rtol=1e-12,
+        atol=0,
+    )
+    assert torch.equal(
+        kept.view(layers, num_gpus, -1).sort(-1).values,
+        new.view(layers, num_gpus, -1).sort(-1).values,
+    )
     assert (count_moves(old, kept).per_layer <= count_moves(old, new).per_layer).all()
     # log2phy points back at slots holding the expert, one entry per replica.
     assert torch.equal((log2phy >= 0).sum(-1), counts)
@@ -151,15 +184,22 @@ def test_validate_placement_accepts_the_trivial_layout():
     validate_placement(trivial_placement(3, 8, 12), 3, 8, 12)
 
 
-@pytest.mark.parametrize("placement, message", [
-    (torch.zeros(2, 6, 1, dtype=torch.int64),
-     r"must be 2-D \[layers, slots\], got shape \[2, 6, 1\]"),
-    (torch.zeros(2, 5, dtype=torch.int64), r"has shape \[2, 5\]; this plan needs \[2, 6\]"),
-    (OLD.float(), "expert ids \\(integers\\), got dtype torch.float32"),
-    (OLD + 1, "expert ids outside 0..3"),
-    (torch.tensor([[0, 1, 2, 3, 0, 1], [0, 1, 2, 2, 0, 1]]),
-     "no replica of expert 3 in layer 1"),
-])
+@pytest.mark.parametrize(
+    "placement, message",
+    [
+        (
+            torch.zeros(2, 6, 1, dtype=torch.int64),
+            r"must be 2-D \[layers, slots\], got shape \[2, 6, 1\]",
+        ),
+        (torch.zeros(2, 5, dtype=torch.int64), r"has shape \[2, 5\]; this plan needs \[2, 6\]"),
+        (OLD.float(), "expert ids \\(integers\\), got dtype torch.float32"),
+        (OLD + 1, "expert ids outside 0..3"),
+        (
+            torch.tensor([[0, 1, 2, 3, 0, 1], [0, 1, 2, 2, 0, 1]]),
+            "no replica of expert 3 in layer 1",
+        ),
+    ],
+)
 def test_validate_placement_says_what_is_wrong(placement, message):
     with pytest.raises(ValueError, match=message):
         validate_placement(placement, 2, 4, 6)
@@ -194,16 +234,20 @@ def test_match_gpus_keeps_balance_and_hierarchy_and_moves_fewer(seed, layers):
     after = score(new_loads, renumbered, Cluster(*shape), logcnt)
     # The same loads in another order: equal up to the order of float additions.
     assert torch.allclose(before.balancedness, after.balancedness, rtol=1e-12, atol=0)
-    assert torch.allclose(before.node_load.sort(-1).values, after.node_load.sort(-1).values,
-                          rtol=1e-12, atol=0)
+    assert torch.allclose(
+        before.node_load.sort(-1).values, after.node_load.sort(-1).values, rtol=1e-12, atol=0
+    )
     # Whole nodes move as blocks, so every group still sits on one node.
     group_node = (renumbered // 4).view(layers, 2, -1)
     for layer in range(layers):
         for node in range(2):
             groups = set(group_node[layer, node].tolist())
             assert groups.isdisjoint(group_node[layer, 1 - node].tolist())
+
     # GPU contents are the plan's, renumbered: the same multiset of GPUs per node.
-    contents = lambda p: p.view(layers, 8, -1).sort(-1).values.tolist()
+    def contents(p):
+        return p.view(layers, 8, -1).sort(-1).values.tolist()
+
     assert sorted(map(sorted, contents(renumbered))) == sorted(map(sorted, contents(new)))
 
 
@@ -230,9 +274,17 @@ def _sequential_greedy(old: torch.Tensor, new: torch.Tensor, num_experts: int) -
     shared = (held(new).unsqueeze(2) * held(old).unsqueeze(1)).sum(-1)
     result = new.clone()
     for row in range(rows):
-        pairs = sorted((-int(shared[row, x, y]),
-                        int(_scrambled(torch.tensor((row * blocks + x) * blocks + y))), x, y)
-                       for x in range(blocks) for y in range(blocks) if shared[row, x, y] > 0)
+        pairs = sorted(
+            (
+                -int(shared[row, x, y]),
+                int(_scrambled(torch.tensor((row * blocks + x) * blocks + y))),
+                x,
+                y,
+            )
+            for x in range(blocks)
+            for y in range(blocks)
+            if shared[row, x, y] > 0
+        )
         target, used = {}, set()
         for *_, x, y in pairs:
             if x not in target and y not in used:
@@ -243,7 +295,8 @@ def _sequential_greedy(old: torch.Tensor, new: torch.Tensor, num_experts: int) -
             if x not in target:
                 target[x] = free.pop(0)
         if sum(int(shared[row, x, target[x]]) for x in range(blocks)) > int(
-                shared[row].diagonal().sum()):
+            shared[row].diagonal().sum()
+        ):
             for x in range(blocks):
                 result[row, target[x]] = new[row, x]
     return result
@@ -251,8 +304,13 @@ def _sequential_greedy(old: torch.Tensor, new: torch.Tensor, num_experts: int) -
 
 @pytest.mark.parametrize("table", [True, False], ids=["all pairs", "candidate pairs"])
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 3), blocks=st.integers(1, 9),
-       per_block=st.integers(1, 5), experts=st.integers(1, 10))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    rows=st.integers(1, 3),
+    blocks=st.integers(1, 9),
+    per_block=st.integers(1, 5),
+    experts=st.integers(1, 10),
+)
 def test_renumber_equals_the_one_by_one_greedy(table, seed, rows, blocks, per_block, experts):
     # Up to 9 blocks: every pair that shares an expert is a candidate on either path, so the
     # parallel rounds must give exactly the sequential greedy's matching.
@@ -266,27 +324,37 @@ def test_renumber_equals_the_one_by_one_greedy(table, seed, rows, blocks, per_bl
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), layers=st.integers(1, 3), experts=st.integers(1, 12),
-       num_nodes=st.integers(1, 3), gpus_per_node=st.integers(1, 4),
-       extra_per_gpu=st.integers(0, 3), keep=st.booleans())
-def test_deploy_never_moves_more_with_renumbering(seed, layers, experts, num_nodes,
-                                                  gpus_per_node, extra_per_gpu, keep):
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    layers=st.integers(1, 3),
+    experts=st.integers(1, 12),
+    num_nodes=st.integers(1, 3),
+    gpus_per_node=st.integers(1, 4),
+    extra_per_gpu=st.integers(0, 3),
+    keep=st.booleans(),
+)
+def test_deploy_never_moves_more_with_renumbering(
+    seed, layers, experts, num_nodes, gpus_per_node, extra_per_gpu, keep
+):
     gen = torch.Generator().manual_seed(seed)
     num_gpus = num_nodes * gpus_per_node
     slots = (-(-experts // num_gpus) + extra_per_gpu) * num_gpus
     old = _random_plan(gen, layers, experts, slots)
     new = _random_plan(gen, layers, experts, slots)
     logcnt = replica_counts(new, experts)
-    plain = deploy(old, new, logcnt, num_gpus, num_nodes, renumber_gpus=False,
-                   keep_old_slots=keep)
-    renumbered = deploy(old, new, logcnt, num_gpus, num_nodes, renumber_gpus=True,
-                        keep_old_slots=keep)
+    plain = deploy(old, new, logcnt, num_gpus, num_nodes, renumber_gpus=False, keep_old_slots=keep)
+    renumbered = deploy(
+        old, new, logcnt, num_gpus, num_nodes, renumber_gpus=True, keep_old_slots=keep
+    )
     assert (count_moves(old, renumbered).per_layer <= count_moves(old, plain).per_layer).all()
+
     # Whole nodes move, then whole GPUs within them: each node holds one of the plan's nodes,
     # its GPUs that node's GPUs (in some order), each GPU the same experts.
     def nodes(placement: torch.Tensor) -> list:
-        return sorted(sorted(sorted(gpu) for gpu in node)
-                      for node in placement.view(num_nodes, gpus_per_node, -1).tolist())
+        return sorted(
+            sorted(sorted(gpu) for gpu in node)
+            for node in placement.view(num_nodes, gpus_per_node, -1).tolist()
+        )
 
     for layer in range(layers):
         assert nodes(renumbered[layer]) == nodes(new[layer])
@@ -300,5 +368,6 @@ def test_match_gpus_on_thousands_of_gpus():
     new = _random_plan(gen, 2, 12, 8192)
     renumbered = match_gpus(old, new, num_gpus=4096, num_nodes=1)
     assert sorted(map(sorted, renumbered.view(2 * 4096, 2).tolist())) == sorted(
-        map(sorted, new.view(2 * 4096, 2).tolist()))
+        map(sorted, new.view(2 * 4096, 2).tolist())
+    )
     assert count_moves(old, renumbered).total <= count_moves(old, new).total

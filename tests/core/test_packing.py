@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.reference import published_packing
 from eplb_core import balanced_packing, packing
+from tests.reference import published_packing
 
 
 def pack_loads(weight: torch.Tensor, pack_index: torch.Tensor, num_packs: int) -> torch.Tensor:
@@ -71,8 +71,9 @@ def test_greedy_is_published_lpt_with_many_items_and_ties() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(problem=problems(), candidates=st.sampled_from([1, 2, 5, 16]), seed=st.integers(0, 99))
-def test_hybrid_never_worse_than_greedy(problem: tuple[torch.Tensor, int], candidates: int,
-                                        seed: int) -> None:
+def test_hybrid_never_worse_than_greedy(
+    problem: tuple[torch.Tensor, int], candidates: int, seed: int
+) -> None:
     weight, num_packs = problem
     gen = torch.Generator().manual_seed(seed)
     hybrid = balanced_packing(weight, num_packs, num_candidates=candidates, generator=gen)
@@ -108,8 +109,9 @@ def _best_pairing(values: list[float]) -> float:
     if not values:
         return 0.0
     first, rest = values[0], values[1:]
-    return min(max(first + rest[i], _best_pairing(rest[:i] + rest[i + 1:]))
-               for i in range(len(rest)))
+    return min(
+        max(first + rest[i], _best_pairing(rest[:i] + rest[i + 1 :])) for i in range(len(rest))
+    )
 
 
 def test_hybrid_is_deterministic_and_seeded(device: str) -> None:
@@ -139,14 +141,19 @@ def test_hybrid_with_one_pack_or_many_items_per_pack() -> None:
     # binary-search swaps; both stay never worse than the greedy.
     gen = torch.Generator().manual_seed(2)
     weight = torch.rand(3, 600, generator=gen) ** 3 * 100
-    assert torch.equal(balanced_packing(weight, 1)[1],
-                       balanced_packing(weight, 1, algorithm="greedy")[1])
+    assert torch.equal(
+        balanced_packing(weight, 1)[1], balanced_packing(weight, 1, algorithm="greedy")[1]
+    )
     for num_packs in (2, 3, 4):
         hybrid = balanced_packing(weight, num_packs, num_candidates=4)
         check_packing(*hybrid, num_packs)
         greedy = balanced_packing(weight, num_packs, algorithm="greedy")
-        assert bool((pack_loads(weight, hybrid[0], num_packs).amax(1)
-                     <= pack_loads(weight, greedy[0], num_packs).amax(1)).all())
+        assert bool(
+            (
+                pack_loads(weight, hybrid[0], num_packs).amax(1)
+                <= pack_loads(weight, greedy[0], num_packs).amax(1)
+            ).all()
+        )
 
 
 def test_swap_search_by_binary_search_matches_all_pairs(monkeypatch: pytest.MonkeyPatch) -> None:

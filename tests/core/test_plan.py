@@ -12,8 +12,9 @@ from eplb_core.synthetic import zipf_loads
 
 
 def good_plan() -> Plan:
-    return make_plan(zipf_loads(layers=3, experts=16), Cluster(24, 4, 2, 8),
-                     PlanOptions(algorithm="greedy"))
+    return make_plan(
+        zipf_loads(layers=3, experts=16), Cluster(24, 4, 2, 8), PlanOptions(algorithm="greedy")
+    )
 
 
 def test_a_made_plan_passes_its_own_check() -> None:
@@ -22,11 +23,14 @@ def test_a_made_plan_passes_its_own_check() -> None:
     assert Plan.from_placement(plan.phy2log).logcnt.tolist() == plan.logcnt.tolist()
 
 
-@pytest.mark.parametrize(("break_it", "message"), [
-    (lambda p: Plan(p.phy2log.clone().fill_(0), p.logcnt), "replica counts"),
-    (lambda p: Plan(torch.where(p.phy2log == 3, 99, p.phy2log), p.logcnt), "valid expert"),
-    (lambda p: Plan(p.phy2log, p.logcnt, torch.zeros_like(p.phy2log)), "log2phy"),
-])
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (lambda p: Plan(p.phy2log.clone().fill_(0), p.logcnt), "replica counts"),
+        (lambda p: Plan(torch.where(p.phy2log == 3, 99, p.phy2log), p.logcnt), "valid expert"),
+        (lambda p: Plan(p.phy2log, p.logcnt, torch.zeros_like(p.phy2log)), "log2phy"),
+    ],
+)
 def test_a_broken_plan_is_an_invariant_error(break_it, message: str) -> None:
     with pytest.raises(InvariantError, match=message):
         break_it(good_plan()).check()

@@ -10,12 +10,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.reference import published_rebalance
 from eplb_core import Cluster, rebalance_experts
 from eplb_core.metrics import replica_counts
 from eplb_core.synthetic import zipf_loads
-
 from tests.core.helpers import EXAMPLE, Shape, random_weight, shapes
+from tests.reference import published_rebalance
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +25,13 @@ def example() -> dict:
 def test_greedy_reproduces_published_example(example: dict, device: str) -> None:
     weight = torch.tensor(example["weight"], device=device)
     phy2log, log2phy, logcnt = rebalance_experts(
-        weight, example["num_replicas"], example["num_groups"], example["num_nodes"],
-        example["num_gpus"], algorithm="greedy")
+        weight,
+        example["num_replicas"],
+        example["num_groups"],
+        example["num_nodes"],
+        example["num_gpus"],
+        algorithm="greedy",
+    )
     assert phy2log.tolist() == example["expected_greedy_phy2log"]
     assert logcnt.tolist() == example["expected_greedy_logcnt"]
     assert phy2log.device.type == log2phy.device.type == logcnt.device.type == device
@@ -76,8 +80,10 @@ def check_plan(weight: torch.Tensor, shape: Shape, plan: tuple[torch.Tensor, ...
     assert torch.equal(phy2log[layer_ids[valid], log2phy[valid]], expert_ids[valid])
     slots = log2phy[valid]
     assert slots.numel() == layers * shape.replicas
-    assert torch.equal((layer_ids[valid] * shape.replicas + slots).sort().values,
-                       torch.arange(layers * shape.replicas, device=slots.device))
+    assert torch.equal(
+        (layer_ids[valid] * shape.replicas + slots).sort().values,
+        torch.arange(layers * shape.replicas, device=slots.device),
+    )
     if Cluster(*shape.args).auto_policy == "hierarchical":
         # all replicas of a group's experts sit on the GPUs of one node
         slots_per_node = shape.replicas // shape.nodes
@@ -89,11 +95,17 @@ def check_plan(weight: torch.Tensor, shape: Shape, plan: tuple[torch.Tensor, ...
 
 
 @settings(max_examples=60, deadline=None)
-@given(shape=shapes(), seed=st.integers(0, 2**16), integer=st.booleans(),
-       algorithm=st.sampled_from(["greedy", "hybrid"]))
+@given(
+    shape=shapes(),
+    seed=st.integers(0, 2**16),
+    integer=st.booleans(),
+    algorithm=st.sampled_from(["greedy", "hybrid"]),
+)
 def test_plan_invariants(shape: Shape, seed: int, integer: bool, algorithm: str) -> None:
     weight = random_weight(shape, seed, integer)
-    check_plan(weight, shape, rebalance_experts(weight, *shape.args, algorithm=algorithm, seed=seed))
+    check_plan(
+        weight, shape, rebalance_experts(weight, *shape.args, algorithm=algorithm, seed=seed)
+    )
 
 
 @pytest.mark.parametrize("algorithm", ["greedy", "hybrid"])
@@ -123,16 +135,19 @@ def test_hybrid_is_deterministic_for_a_seed(device: str) -> None:
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
-@pytest.mark.parametrize(("weight", "config"), [
-    # vLLM's tests/distributed/test_eplb_algo.py: global fallbacks DeepSeek's code accepts,
-    # 4 experts in 3 groups on 2 nodes among them, and its hierarchical cases.
-    ([[10, 20, 30, 40]], (8, 3, 2, 4)),
-    ([[10, 20, 30, 40, 50, 60]], (8, 3, 2, 4)),
-    ([[50, 100, 75, 120, 90, 60, 80, 110, 40, 70, 95, 85, 65, 55, 45, 35]], (24, 8, 4, 8)),
-    ([[200, 150, 100, 50, 25, 12], [12, 25, 50, 100, 150, 200]], (10, 3, 1, 2)),
-    ([[100, 50, 200, 75, 150, 25, 300, 80]], (12, 4, 2, 4)),
-    ([[1000, 1, 1, 1, 1, 1, 1, 1]], (12, 2, 2, 4)),
-])
+@pytest.mark.parametrize(
+    ("weight", "config"),
+    [
+        # vLLM's tests/distributed/test_eplb_algo.py: global fallbacks DeepSeek's code accepts,
+        # 4 experts in 3 groups on 2 nodes among them, and its hierarchical cases.
+        ([[10, 20, 30, 40]], (8, 3, 2, 4)),
+        ([[10, 20, 30, 40, 50, 60]], (8, 3, 2, 4)),
+        ([[50, 100, 75, 120, 90, 60, 80, 110, 40, 70, 95, 85, 65, 55, 45, 35]], (24, 8, 4, 8)),
+        ([[200, 150, 100, 50, 25, 12], [12, 25, 50, 100, 150, 200]], (10, 3, 1, 2)),
+        ([[100, 50, 200, 75, 150, 25, 300, 80]], (12, 4, 2, 4)),
+        ([[1000, 1, 1, 1, 1, 1, 1, 1]], (12, 2, 2, 4)),
+    ],
+)
 def test_greedy_matches_published_on_vllm_cases(weight: list, config: tuple) -> None:
     weight = torch.tensor(weight)
     ours = rebalance_experts(weight, *config, algorithm="greedy")
@@ -146,26 +161,29 @@ def test_policy_choice() -> None:
     assert Cluster(8, 3, 2, 4).check(4) == "global"
 
 
-@pytest.mark.parametrize(("weight", "args", "message"), [
-    (torch.ones(4), (8, 1, 1, 2), "2-D"),
-    (torch.ones(2, 3, 4), (8, 1, 1, 2), "2-D"),
-    (torch.ones(0, 4), (8, 1, 1, 2), "empty"),
-    (torch.ones(2, 0), (8, 1, 1, 2), "empty"),
-    (torch.tensor([[1.0, float("nan")]]), (2, 1, 1, 1), "NaN"),
-    (torch.tensor([[1.0, float("inf")]]), (2, 1, 1, 1), "infinite"),
-    (torch.tensor([[1.0, -2.0]]), (2, 1, 1, 1), "negative"),
-    (torch.ones(2, 8), (6, 2, 1, 2), "at least the number of experts"),
-    (torch.ones(2, 8), (12, 2, 1, 5), "12 slots cannot be split evenly over 5 GPUs"),
-    (torch.ones(2, 8), (12, 4, 4, 6), "6 GPUs cannot be split evenly over 4 nodes"),
-    (torch.ones(2, 8), (12, 3, 1, 4), "8 experts cannot be split evenly into 3 groups"),
-    (torch.ones(2, 8), (0, 2, 1, 2), "num_replicas must be a positive integer"),
-    (torch.ones(2, 8), (8, -1, 1, 2), "num_groups must be a positive integer"),
-    (torch.ones(2, 8), (8, 2, 0, 2), "num_nodes must be a positive integer"),
-    (torch.ones(2, 8), (8, 2, 1, 0), "num_gpus must be a positive integer"),
-    (torch.ones(2, 8), (8.0, 2, 1, 2), "num_replicas must be a positive integer"),
-    (torch.ones(2, 8, dtype=torch.bool), (8, 2, 1, 2), "real numbers"),
-    ([[1.0, 2.0]], (2, 1, 1, 1), "torch.Tensor"),
-])
+@pytest.mark.parametrize(
+    ("weight", "args", "message"),
+    [
+        (torch.ones(4), (8, 1, 1, 2), "2-D"),
+        (torch.ones(2, 3, 4), (8, 1, 1, 2), "2-D"),
+        (torch.ones(0, 4), (8, 1, 1, 2), "empty"),
+        (torch.ones(2, 0), (8, 1, 1, 2), "empty"),
+        (torch.tensor([[1.0, float("nan")]]), (2, 1, 1, 1), "NaN"),
+        (torch.tensor([[1.0, float("inf")]]), (2, 1, 1, 1), "infinite"),
+        (torch.tensor([[1.0, -2.0]]), (2, 1, 1, 1), "negative"),
+        (torch.ones(2, 8), (6, 2, 1, 2), "at least the number of experts"),
+        (torch.ones(2, 8), (12, 2, 1, 5), "12 slots cannot be split evenly over 5 GPUs"),
+        (torch.ones(2, 8), (12, 4, 4, 6), "6 GPUs cannot be split evenly over 4 nodes"),
+        (torch.ones(2, 8), (12, 3, 1, 4), "8 experts cannot be split evenly into 3 groups"),
+        (torch.ones(2, 8), (0, 2, 1, 2), "num_replicas must be a positive integer"),
+        (torch.ones(2, 8), (8, -1, 1, 2), "num_groups must be a positive integer"),
+        (torch.ones(2, 8), (8, 2, 0, 2), "num_nodes must be a positive integer"),
+        (torch.ones(2, 8), (8, 2, 1, 0), "num_gpus must be a positive integer"),
+        (torch.ones(2, 8), (8.0, 2, 1, 2), "num_replicas must be a positive integer"),
+        (torch.ones(2, 8, dtype=torch.bool), (8, 2, 1, 2), "real numbers"),
+        ([[1.0, 2.0]], (2, 1, 1, 1), "torch.Tensor"),
+    ],
+)
 def test_bad_input_raises_value_error(weight, args, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         rebalance_experts(weight, *args)

@@ -13,10 +13,15 @@ from eplb_core.synthetic import drifting_series
 # holds 2 experts and the plans only pair experts up (no replicas). Windows of 2 steps:
 #   layer 0: W0 = [6, 4, 1, 1], W1 = [1, 6, 4, 1], W2 = [2, 2, 2, 2]; layer 1: [2, 2, 2, 2]
 # and a 7th step that fills no window.
-LAYER0 = [[3, 4, 0, 1], [3, 0, 1, 0],
-          [1, 2, 4, 0], [0, 4, 0, 1],
-          [1, 1, 1, 1], [1, 1, 1, 1],
-          [100, 0, 0, 0]]
+LAYER0 = [
+    [3, 4, 0, 1],
+    [3, 0, 1, 0],
+    [1, 2, 4, 0],
+    [0, 4, 0, 1],
+    [1, 1, 1, 1],
+    [1, 1, 1, 1],
+    [100, 0, 0, 0],
+]
 LAYER1 = [[1, 1, 1, 1]] * 6 + [[0, 0, 0, 50]]
 SERIES = torch.tensor([LAYER0, LAYER1], dtype=torch.float32).transpose(0, 1)  # [7, 2, 4]
 CLUSTER = Cluster(num_replicas=4, num_groups=1, num_nodes=1, num_gpus=2)
@@ -66,10 +71,12 @@ def test_preserving_slots_moves_fewer_copies_for_the_same_balance():
 
 def test_renumbering_gpus_keeps_the_balance_and_moves_no_more():
     plain = replay(SERIES, 2, CLUSTER, KEEP, algorithms=["greedy"])
-    both = replay(SERIES, 2, CLUSTER, PlanOptions(keep_slots=True, renumber_gpus=True),
-                  algorithms=["greedy"])
+    both = replay(
+        SERIES, 2, CLUSTER, PlanOptions(keep_slots=True, renumber_gpus=True), algorithms=["greedy"]
+    )
     assert both.strategies["greedy"].next_window == pytest.approx(
-        plain.strategies["greedy"].next_window)
+        plain.strategies["greedy"].next_window
+    )
     assert both.strategies["greedy"].total_moves <= plain.strategies["greedy"].total_moves
 
 
@@ -95,12 +102,15 @@ def test_replay_of_integer_counts_like_an_engines_dump():
     assert result.strategies["greedy"].next_window == pytest.approx([(0.6 + 1) / 2, 1.0])
 
 
-@pytest.mark.parametrize("series, window, message", [
-    (SERIES[0], 2, r"needs a time series \[steps, layers, experts\], got shape \[2, 4\]"),
-    (SERIES, 0, "window must be a positive number of steps, got 0"),
-    (SERIES, 4, "needs at least 2 windows of 4 steps; the series has 7 steps with load"),
-    (-SERIES, 2, "negative values"),
-])
+@pytest.mark.parametrize(
+    "series, window, message",
+    [
+        (SERIES[0], 2, r"needs a time series \[steps, layers, experts\], got shape \[2, 4\]"),
+        (SERIES, 0, "window must be a positive number of steps, got 0"),
+        (SERIES, 4, "needs at least 2 windows of 4 steps; the series has 7 steps with load"),
+        (-SERIES, 2, "negative values"),
+    ],
+)
 def test_replay_rejects_bad_input(series, window, message):
     with pytest.raises(ValueError, match=message):
         replay(series, window, CLUSTER)
@@ -127,8 +137,13 @@ def test_budgets_replay_each_algorithm_under_each_budget():
     cluster = Cluster(24, 4, 2, 4)
     result = replay(series, 10, cluster, budgets=[None, 0.1, 3])
     assert [(entry.algorithm, entry.budget, entry.max_moves) for entry in result.budgets] == [
-        ("greedy", None, None), ("greedy", 0.1, 9), ("greedy", 3, 3),
-        ("hybrid", None, None), ("hybrid", 0.1, 9), ("hybrid", 3, 3)]
+        ("greedy", None, None),
+        ("greedy", 0.1, 9),
+        ("greedy", 3, 3),
+        ("hybrid", None, None),
+        ("hybrid", 0.1, 9),
+        ("hybrid", 3, 3),
+    ]
     for entry in result.budgets:
         if entry.max_moves is not None:
             assert max(entry.figures.moves) <= entry.max_moves
@@ -141,8 +156,9 @@ def test_budgets_replay_each_algorithm_under_each_budget():
 
 def test_a_budget_in_the_options_plans_every_window_from_the_one_before():
     series = drifting_series(60, layers=4, experts=16, seed=2)
-    result = replay(series, 10, Cluster(24, 4, 2, 4), PlanOptions(max_moves=5),
-                    algorithms=["hybrid"])
+    result = replay(
+        series, 10, Cluster(24, 4, 2, 4), PlanOptions(max_moves=5), algorithms=["hybrid"]
+    )
     assert max(result.strategies["hybrid"].moves) <= 5
     assert result.as_dict()["params"]["max_moves"] == 5
 
@@ -152,8 +168,14 @@ def test_budgets_in_the_json_document():
     (entry,) = document["budgets"]
     assert entry["algorithm"] == "greedy" and entry["budget"] == 0.5
     assert entry["max_moves"] == 4  # half of 2 layers x 4 slots
-    assert set(entry) >= {"in_sample", "next_window", "moves", "mean_in_sample",
-                          "mean_next_window", "total_moves"}
+    assert set(entry) >= {
+        "in_sample",
+        "next_window",
+        "moves",
+        "mean_in_sample",
+        "mean_next_window",
+        "total_moves",
+    }
     assert replay(SERIES, 2, CLUSTER).as_dict()["budgets"] == []
 
 

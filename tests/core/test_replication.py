@@ -6,14 +6,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.reference import published_replication
 from eplb_core import replicate_experts
+from tests.reference import published_replication
 
 
 @settings(max_examples=300, deadline=None)
-@given(rows=st.integers(1, 6), experts=st.integers(1, 12), extra=st.integers(0, 30),
-       seed=st.integers(0, 2**16),
-       kind=st.sampled_from(["float", "float64", "int", "sparse", "multiples"]))
+@given(
+    rows=st.integers(1, 6),
+    experts=st.integers(1, 12),
+    extra=st.integers(0, 30),
+    seed=st.integers(0, 2**16),
+    kind=st.sampled_from(["float", "float64", "int", "sparse", "multiples"]),
+)
 def test_matches_published_loop(rows: int, experts: int, extra: int, seed: int, kind: str) -> None:
     gen = torch.Generator().manual_seed(seed)
     if kind == "float":
@@ -50,6 +54,7 @@ def test_skewed_and_tiny_loads() -> None:
     for mine, published in zip(ours, published_replication(weight, 4 + 300)):
         assert torch.equal(mine, published)
     tiny = torch.tensor([[1e-40, 0.0, 3e-41, 1e-45]])
-    phy2log, rank, logcnt = replicate_experts(tiny, 12)
+    phy2log, _rank, logcnt = replicate_experts(tiny, 12)
     assert int(logcnt.sum()) == 12 and torch.equal(
-        torch.bincount(phy2log[0], minlength=4), logcnt[0])
+        torch.bincount(phy2log[0], minlength=4), logcnt[0]
+    )

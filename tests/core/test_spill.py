@@ -39,11 +39,17 @@ def homes(hierarchical: torch.Tensor, shape: Shape) -> torch.Tensor:
     """Each expert's node in a hierarchical plan (all its replicas are there): [layers, experts]."""
     nodes = node_of_slot(shape).expand_as(hierarchical)
     return torch.empty(hierarchical.shape[0], shape.experts, dtype=torch.int64).scatter_(
-        1, hierarchical, nodes)
+        1, hierarchical, nodes
+    )
 
 
-def check_spill(weight: torch.Tensor, shape: Shape, spill_slots: int,
-                plan: tuple[torch.Tensor, ...], hierarchical: tuple[torch.Tensor, ...]) -> None:
+def check_spill(
+    weight: torch.Tensor,
+    shape: Shape,
+    spill_slots: int,
+    plan: tuple[torch.Tensor, ...],
+    hierarchical: tuple[torch.Tensor, ...],
+) -> None:
     """The spill plan against the hierarchical plan of the same loads and options."""
     # The engine's invariants (phy2log, log2phy, logcnt consistent, every expert held): those of
     # any plan, without the hierarchical rule that all of a group's replicas share a node.
@@ -71,16 +77,24 @@ def check_spill(weight: torch.Tensor, shape: Shape, spill_slots: int,
 
 
 @settings(max_examples=80, deadline=None)
-@given(shape=hierarchical_shapes(), seed=st.integers(0, 2**16), integer=st.booleans(),
-       algorithm=st.sampled_from(["greedy", "hybrid"]), data=st.data())
-def test_spill_invariants(shape: Shape, seed: int, integer: bool, algorithm: str,
-                          data: st.DataObject) -> None:
+@given(
+    shape=hierarchical_shapes(),
+    seed=st.integers(0, 2**16),
+    integer=st.booleans(),
+    algorithm=st.sampled_from(["greedy", "hybrid"]),
+    data=st.data(),
+)
+def test_spill_invariants(
+    shape: Shape, seed: int, integer: bool, algorithm: str, data: st.DataObject
+) -> None:
     spill_slots = data.draw(st.integers(0, shape.replicas // shape.gpus))
     weight = random_weight(shape, seed, integer)
-    plan = rebalance_experts(weight, *shape.args, algorithm=algorithm, seed=seed,
-                             policy="spill", spill_slots=spill_slots)
-    hierarchical = rebalance_experts(weight, *shape.args, algorithm=algorithm, seed=seed,
-                                     policy="hierarchical")
+    plan = rebalance_experts(
+        weight, *shape.args, algorithm=algorithm, seed=seed, policy="spill", spill_slots=spill_slots
+    )
+    hierarchical = rebalance_experts(
+        weight, *shape.args, algorithm=algorithm, seed=seed, policy="hierarchical"
+    )
     check_spill(weight, shape, spill_slots, plan, hierarchical)
     if spill_slots == 0:
         assert all(torch.equal(a, b) for a, b in zip(plan, hierarchical))
@@ -92,13 +106,20 @@ def test_skewed_deepseek_loads_spill_for_balance(device: str, algorithm: str, lo
     shape = Shape(layers=8, experts=256, replicas=288, groups=8, nodes=4, gpus=32)
     weight = loads(layers=8).to(device)
     for spill_slots in (1, 2):
-        plan = rebalance_experts(weight, *shape.args, algorithm=algorithm, policy="spill",
-                                 spill_slots=spill_slots)
-        hierarchical = rebalance_experts(weight, *shape.args, algorithm=algorithm,
-                                         policy="hierarchical")
+        plan = rebalance_experts(
+            weight, *shape.args, algorithm=algorithm, policy="spill", spill_slots=spill_slots
+        )
+        hierarchical = rebalance_experts(
+            weight, *shape.args, algorithm=algorithm, policy="hierarchical"
+        )
         assert all(t.device.type == device for t in plan)
-        check_spill(weight.cpu(), shape, spill_slots, tuple(t.cpu() for t in plan),
-                    tuple(t.cpu() for t in hierarchical))
+        check_spill(
+            weight.cpu(),
+            shape,
+            spill_slots,
+            tuple(t.cpu() for t in plan),
+            tuple(t.cpu() for t in hierarchical),
+        )
         # Skewed loads leave some node busier than the mean: most layers spill, and come close
         # to the global policy's balance.
         spilled = balancedness(gpu_loads(weight.cpu(), plan[0].cpu(), 32))
@@ -143,8 +164,9 @@ def test_deploying_a_spill_plan_keeps_its_homes() -> None:
     current = rebalance_experts(zipf_loads(layers=6, seed=1), *shape.args)[0]
     options = PlanOptions(policy="spill", keep_slots=True, renumber_gpus=True)
     deployed = make_plan(weight, Cluster(*shape.args), options, current)
-    undeployed = make_plan(weight, Cluster(*shape.args), replace(options, keep_slots=False,
-                                                                 renumber_gpus=False))
+    undeployed = make_plan(
+        weight, Cluster(*shape.args), replace(options, keep_slots=False, renumber_gpus=False)
+    )
     assert torch.equal(deployed.logcnt, undeployed.logcnt)
     # Each group has every expert on exactly one node (its home), each node is home to two
     # groups, and each GPU holds at most one replica of another node's experts.
@@ -157,59 +179,106 @@ def test_deploying_a_spill_plan_keeps_its_homes() -> None:
     foreign = group_home.gather(1, deployed.phy2log // 32) != node
     assert int(foreign.view(6, 32, 9).sum(-1).max()) <= 1
     assert bool(foreign.any())
-    assert torch.allclose(balancedness(gpu_loads(weight, deployed.phy2log, 32)),
-                          balancedness(gpu_loads(weight, undeployed.phy2log, 32)))
+    assert torch.allclose(
+        balancedness(gpu_loads(weight, deployed.phy2log, 32)),
+        balancedness(gpu_loads(weight, undeployed.phy2log, 32)),
+    )
 
 
 def test_rebalance_reports_the_spill_plan() -> None:
-    result = rebalance(zipf_loads(layers=3), Cluster(288, 8, 4, 32),
-                       PlanOptions(policy="spill", spill_slots=2))
+    result = rebalance(
+        zipf_loads(layers=3), Cluster(288, 8, 4, 32), PlanOptions(policy="spill", spill_slots=2)
+    )
     document = result.as_dict()
     assert document["params"]["policy"] == "spill"
     assert document["params"]["spill_slots"] == 2
     assert document["plan"]["policy"] == "spill"
     # A spill plan is a plan of the global policy: its bound holds, the hierarchical one not.
-    assert torch.equal(result.bound, balancedness_bound(zipf_loads(layers=3).double(),
-                                                        Cluster(288, 8, 4, 32), "global"))
+    assert torch.equal(
+        result.bound,
+        balancedness_bound(zipf_loads(layers=3).double(), Cluster(288, 8, 4, 32), "global"),
+    )
     assert bool((result.after.balancedness <= result.bound + 1e-9).all())
 
 
 @settings(max_examples=40, deadline=None)
-@given(shape=shapes(), seed=st.integers(0, 2**16), integer=st.booleans(),
-       spill_slots=st.integers(0, 1))
+@given(
+    shape=shapes(), seed=st.integers(0, 2**16), integer=st.booleans(), spill_slots=st.integers(0, 1)
+)
 def test_auto_is_todays_plan(shape: Shape, seed: int, integer: bool, spill_slots: int) -> None:
     # "auto" is DeepSeek's rule whatever spill_slots says: greedy gives the published plans.
     weight = random_weight(shape, seed, integer)
-    ours = rebalance_experts(weight, *shape.args, algorithm="greedy", policy="auto",
-                             spill_slots=spill_slots)
+    ours = rebalance_experts(
+        weight, *shape.args, algorithm="greedy", policy="auto", spill_slots=spill_slots
+    )
     assert all(torch.equal(a, b) for a, b in zip(ours, published_rebalance(weight, *shape.args)))
     resolved = Cluster(*shape.args).check(shape.experts)
-    hybrid = rebalance_experts(weight, *shape.args, seed=seed, policy="auto",
-                               spill_slots=spill_slots)
+    hybrid = rebalance_experts(
+        weight, *shape.args, seed=seed, policy="auto", spill_slots=spill_slots
+    )
     explicit = rebalance_experts(weight, *shape.args, seed=seed, policy=resolved)
     assert all(torch.equal(a, b) for a, b in zip(hybrid, explicit))
 
 
-@pytest.mark.parametrize(("args", "options", "error", "message"), [
-    ((288, 8, 4, 32), {"policy": "balanced"}, "OptionError",
-     "unknown policy 'balanced'; expected one of .*'spill'"),
-    ((288, 8, 4, 32), {"policy": "spill", "spill_slots": -1}, "OptionError",
-     "spill_slots must be an integer >= 0, got -1"),
-    ((288, 8, 4, 32), {"policy": "spill", "spill_slots": 1.0}, "OptionError",
-     "spill_slots must be an integer >= 0, got 1.0"),
-    ((288, 8, 4, 32), {"policy": "spill", "spill_slots": True}, "OptionError",
-     "spill_slots must be an integer >= 0, got True"),
-    ((288, 8, 4, 32), {"policy": "spill", "spill_slots": 10}, "OptionError",
-     "spill_slots 10 is more than the 9 slots of a GPU"),
-    ((288, 8, 18, 144), {"policy": "hierarchical"}, "ClusterShapeError",
-     r"8 groups cannot be split evenly over 18 nodes \(the hierarchical policy\)"),
-    ((288, 8, 18, 144), {"policy": "spill"}, "ClusterShapeError",
-     r"8 groups cannot be split evenly over 18 nodes \(the spill policy\)"),
-    ((288, 3, 1, 32), {"policy": "spill"}, "ClusterShapeError",
-     r"256 experts cannot be split evenly into 3 groups \(the spill policy\)"),
-    ((320, 4, 2, 5), {"policy": "hierarchical"}, "ClusterShapeError",
-     r"5 GPUs cannot be split evenly over 2 nodes \(the hierarchical policy\)"),
-])
+@pytest.mark.parametrize(
+    ("args", "options", "error", "message"),
+    [
+        (
+            (288, 8, 4, 32),
+            {"policy": "balanced"},
+            "OptionError",
+            "unknown policy 'balanced'; expected one of .*'spill'",
+        ),
+        (
+            (288, 8, 4, 32),
+            {"policy": "spill", "spill_slots": -1},
+            "OptionError",
+            "spill_slots must be an integer >= 0, got -1",
+        ),
+        (
+            (288, 8, 4, 32),
+            {"policy": "spill", "spill_slots": 1.0},
+            "OptionError",
+            "spill_slots must be an integer >= 0, got 1.0",
+        ),
+        (
+            (288, 8, 4, 32),
+            {"policy": "spill", "spill_slots": True},
+            "OptionError",
+            "spill_slots must be an integer >= 0, got True",
+        ),
+        (
+            (288, 8, 4, 32),
+            {"policy": "spill", "spill_slots": 10},
+            "OptionError",
+            "spill_slots 10 is more than the 9 slots of a GPU",
+        ),
+        (
+            (288, 8, 18, 144),
+            {"policy": "hierarchical"},
+            "ClusterShapeError",
+            r"8 groups cannot be split evenly over 18 nodes \(the hierarchical policy\)",
+        ),
+        (
+            (288, 8, 18, 144),
+            {"policy": "spill"},
+            "ClusterShapeError",
+            r"8 groups cannot be split evenly over 18 nodes \(the spill policy\)",
+        ),
+        (
+            (288, 3, 1, 32),
+            {"policy": "spill"},
+            "ClusterShapeError",
+            r"256 experts cannot be split evenly into 3 groups \(the spill policy\)",
+        ),
+        (
+            (320, 4, 2, 5),
+            {"policy": "hierarchical"},
+            "ClusterShapeError",
+            r"5 GPUs cannot be split evenly over 2 nodes \(the hierarchical policy\)",
+        ),
+    ],
+)
 def test_bad_options_are_refused(args: tuple, options: dict, error: str, message: str) -> None:
     with pytest.raises(getattr(errors, error), match=message) as caught:
         rebalance_experts(zipf_loads(layers=2), *args, **options)

@@ -17,16 +17,19 @@ from eplb_core.metrics import nodes_per_token
 from eplb_core.synthetic import zipf_loads
 
 
-def brute_force(phy2log: list[int], weight: list[float], cluster: Cluster, topk_groups: int,
-                top_k: int) -> float:
+def brute_force(
+    phy2log: list[int], weight: list[float], cluster: Cluster, topk_groups: int, top_k: int
+) -> float:
     """The model's expectation for one layer, by enumerating every ordered choice of groups,
     every sequence of expert picks and every replica they go to."""
     num_experts = len(weight)
     size = num_experts // cluster.num_groups
     slots_per_node = cluster.num_replicas // cluster.num_nodes
-    replica_nodes = {e: [slot // slots_per_node for slot, x in enumerate(phy2log) if x == e]
-                     for e in range(num_experts)}
-    group_load = [sum(weight[g * size:(g + 1) * size]) for g in range(cluster.num_groups)]
+    replica_nodes = {
+        e: [slot // slots_per_node for slot, x in enumerate(phy2log) if x == e]
+        for e in range(num_experts)
+    }
+    group_load = [sum(weight[g * size : (g + 1) * size]) for g in range(cluster.num_groups)]
     total = sum(group_load)
     chosen = min(topk_groups, cluster.num_groups)
 
@@ -39,22 +42,36 @@ def brute_force(phy2log: list[int], weight: list[float], cluster: Cluster, topk_
         for g in remaining:
             step = group_load[g] / left if left > 1e-12 * total else 1 / len(remaining)
             if step > 0:
-                yield from group_choices(prefix + [g], probability * step)
+                yield from group_choices([*prefix, g], probability * step)
 
     expected = 0.0
     for groups, probability in group_choices([], 1.0):
         experts = [e for g in groups for e in range(g * size, (g + 1) * size)]
         load = sum(weight[e] for e in experts)
-        picks = [(weight[e] / load / len(replica_nodes[e]), node) for e in experts
-                 if weight[e] > 0 for node in replica_nodes[e]]
+        picks = [
+            (weight[e] / load / len(replica_nodes[e]), node)
+            for e in experts
+            if weight[e] > 0
+            for node in replica_nodes[e]
+        ]
         for sequence in itertools.product(picks, repeat=top_k):
-            expected += (probability * math.prod(p for p, _ in sequence)
-                         * len({node for _, node in sequence}))
+            expected += (
+                probability
+                * math.prod(p for p, _ in sequence)
+                * len({node for _, node in sequence})
+            )
     return expected
 
 
-def simulate(phy2log: torch.Tensor, weight: torch.Tensor, cluster: Cluster, topk_groups: int,
-             top_k: int, tokens: int, seed: int) -> float:
+def simulate(
+    phy2log: torch.Tensor,
+    weight: torch.Tensor,
+    cluster: Cluster,
+    topk_groups: int,
+    top_k: int,
+    tokens: int,
+    seed: int,
+) -> float:
     """Mean distinct nodes over ``tokens`` tokens of one layer drawn as the model says: groups
     without replacement by load, experts with replacement by load, a replica at random."""
     gen = torch.Generator().manual_seed(seed)
@@ -90,28 +107,34 @@ def test_one_node_is_one_node_per_token() -> None:
     for policy in ("hierarchical", "global", "spill"):
         phy2log = rebalance_experts(weight, *astuple(cluster), policy=policy)[0]
         assert nodes_per_token(phy2log, weight, cluster).tolist() == pytest.approx(
-            [1.0, 1.0, 0.0, 1.0], abs=1e-12)
+            [1.0, 1.0, 0.0, 1.0], abs=1e-12
+        )
 
 
 def test_load_on_one_node_reaches_one_node() -> None:
     # Two nodes, but only the experts of node 0's groups carry load.
     cluster = Cluster(16, 4, 2, 4)
     weight = torch.zeros(1, 12)
-    phy2log = rebalance_experts(torch.arange(12.0).view(1, -1), 16, 4, 2, 4,
-                                policy="hierarchical")[0]
+    phy2log = rebalance_experts(torch.arange(12.0).view(1, -1), 16, 4, 2, 4, policy="hierarchical")[
+        0
+    ]
     node0 = phy2log[0, :8].unique()
     weight[0, node0] = torch.arange(1.0, len(node0) + 1)
     assert nodes_per_token(phy2log, weight, cluster).tolist() == [pytest.approx(1.0)]
 
 
-@pytest.mark.parametrize(("cluster", "topk_groups", "top_k"), [
-    (Cluster(12, 4, 2, 4), 2, 3),
-    (Cluster(12, 4, 2, 4), 1, 4),
-    (Cluster(12, 6, 3, 3), 3, 3),
-    (Cluster(10, 2, 2, 2), 4, 3),  # more groups asked for than exist: all of them
-])
-def test_hierarchical_figure_matches_brute_force(cluster: Cluster, topk_groups: int,
-                                                 top_k: int) -> None:
+@pytest.mark.parametrize(
+    ("cluster", "topk_groups", "top_k"),
+    [
+        (Cluster(12, 4, 2, 4), 2, 3),
+        (Cluster(12, 4, 2, 4), 1, 4),
+        (Cluster(12, 6, 3, 3), 3, 3),
+        (Cluster(10, 2, 2, 2), 4, 3),  # more groups asked for than exist: all of them
+    ],
+)
+def test_hierarchical_figure_matches_brute_force(
+    cluster: Cluster, topk_groups: int, top_k: int
+) -> None:
     gen = torch.Generator().manual_seed(cluster.num_groups)
     weight = torch.rand(3, 8 if cluster.num_groups != 6 else 6, generator=gen) ** 2 * 100
     weight[1, :2] = 0  # a group without load in some cluster
@@ -119,15 +142,25 @@ def test_hierarchical_figure_matches_brute_force(cluster: Cluster, topk_groups: 
     figure = nodes_per_token(phy2log, weight, cluster, topk_groups=topk_groups, top_k=top_k)
     for layer in range(weight.shape[0]):
         assert float(figure[layer]) == pytest.approx(
-            brute_force(phy2log[layer].tolist(), weight[layer].tolist(), cluster, topk_groups,
-                        top_k), rel=1e-9)
+            brute_force(
+                phy2log[layer].tolist(), weight[layer].tolist(), cluster, topk_groups, top_k
+            ),
+            rel=1e-9,
+        )
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**16), nodes=st.integers(1, 3), groups_per_node=st.integers(1, 2),
-       spare=st.integers(0, 3), topk_groups=st.integers(1, 2), top_k=st.integers(1, 3))
-def test_any_placement_matches_brute_force(seed: int, nodes: int, groups_per_node: int,
-                                           spare: int, topk_groups: int, top_k: int) -> None:
+@given(
+    seed=st.integers(0, 2**16),
+    nodes=st.integers(1, 3),
+    groups_per_node=st.integers(1, 2),
+    spare=st.integers(0, 3),
+    topk_groups=st.integers(1, 2),
+    top_k=st.integers(1, 3),
+)
+def test_any_placement_matches_brute_force(
+    seed: int, nodes: int, groups_per_node: int, spare: int, topk_groups: int, top_k: int
+) -> None:
     # Replicas spread over nodes at random: the replica picks matter.
     groups = nodes * groups_per_node
     experts = groups * 2
@@ -138,8 +171,12 @@ def test_any_placement_matches_brute_force(seed: int, nodes: int, groups_per_nod
     figure = nodes_per_token(phy2log, weight, cluster, topk_groups=topk_groups, top_k=top_k)
     for layer in range(2):
         assert float(figure[layer]) == pytest.approx(
-            brute_force(phy2log[layer].tolist(), weight[layer].tolist(), cluster, topk_groups,
-                        top_k), rel=1e-9, abs=1e-12)
+            brute_force(
+                phy2log[layer].tolist(), weight[layer].tolist(), cluster, topk_groups, top_k
+            ),
+            rel=1e-9,
+            abs=1e-12,
+        )
         if weight[layer].sum() > 0:
             assert 1 - 1e-9 <= float(figure[layer]) <= min(nodes, top_k) + 1e-9
 
@@ -163,10 +200,12 @@ def test_many_groups_are_sampled_from_the_generator(monkeypatch: pytest.MonkeyPa
     cluster = Cluster(80, 16, 4, 8)
     phy2log = rebalance_experts(weight, 80, 16, 4, 8, policy="hierarchical")[0]
     args = (phy2log, weight, cluster)
-    first = nodes_per_token(*args, topk_groups=8, num_samples=20_000,
-                            generator=torch.Generator().manual_seed(3))
-    again = nodes_per_token(*args, topk_groups=8, num_samples=20_000,
-                            generator=torch.Generator().manual_seed(3))
+    first = nodes_per_token(
+        *args, topk_groups=8, num_samples=20_000, generator=torch.Generator().manual_seed(3)
+    )
+    again = nodes_per_token(
+        *args, topk_groups=8, num_samples=20_000, generator=torch.Generator().manual_seed(3)
+    )
     assert torch.equal(first, again)
     monkeypatch.setattr("eplb_core.traffic.MAX_EXACT_SUBSETS", 1 << 20)
     exact = nodes_per_token(*args, topk_groups=8)
