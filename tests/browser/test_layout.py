@@ -95,6 +95,7 @@ def test_the_busy_overlay_stays_in_view_while_the_page_scrolls(page: Page) -> No
     expect(page.locator("#results")).to_have_attribute("data-drawn-ms", timeout=60_000)
 
     held: list[Route] = []
+
     def hold(route: Route) -> None:  # (Playwright takes a Python function, not a builtin)
         held.append(route)
 
