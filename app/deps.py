@@ -183,6 +183,13 @@ PlacementFile = Annotated[
         "layout"
     ),
 ]
+PlacementToScore = Annotated[
+    UploadFile,
+    File(description="the placement to score, phy2log [layers, slots]: CSV, JSON or .pt"),
+]
+OptionalPlacement = Annotated[
+    UploadFile | None, File(description="a placement, phy2log [layers, slots]: CSV, JSON or .pt")
+]
 
 
 async def uploaded_loads(

@@ -97,15 +97,6 @@ class PlanParams(BaseModel):
         description="each GPU's link bandwidth in GB/s: with it, the time the migration takes",
     )
 
-    @model_validator(mode="after")
-    def _one_budget(self) -> PlanParams:
-        if self.max_moves is not None and self.move_budget is not None:
-            raise ValueError(
-                "give the move budget as max_moves (slots) or move_budget (a "
-                "share of all slots), not both"
-            )
-        return self
-
 
 class RebalanceParams(PlanParams):
     """The cluster shape and how to search for a plan."""

@@ -13,7 +13,7 @@ import torch
 from eplb_core import Cluster, Evaluation, PlanOptions, Rebalance, evaluate, rebalance
 from eplb_core.errors import LoadError
 from eplb_core.io import LoadFile
-from eplb_core.replay import Replay, budget_moves, replay
+from eplb_core.replay import Replay, max_moves_of, replay
 from eplb_core.sweep import Sweep, check_sweep, default_replicas, sweep
 
 from .config import Settings
@@ -26,9 +26,7 @@ def cluster_of(params: PlanParams | ClusterParams) -> Cluster:
 
 def options_of(params: PlanParams, num_layers: int, algorithm: str = "hybrid") -> PlanOptions:
     """The core's options; a ``move_budget`` (a share of all slots) becomes ``max_moves``."""
-    max_moves = params.max_moves
-    if params.move_budget is not None:
-        max_moves = budget_moves(params.move_budget, num_layers, params.num_replicas)
+    max_moves = max_moves_of(params.max_moves, params.move_budget, num_layers, params.num_replicas)
     return PlanOptions(
         algorithm=algorithm,
         seed=params.seed,

@@ -33,7 +33,7 @@ from .io import (
 )
 from .packing import ALGORITHMS
 from .plan import Evaluation, PlanOptions, Rebalance, evaluate, rebalance
-from .replay import GIB, NO_REBALANCING, Budget, Replay, budget_moves, replay
+from .replay import GIB, NO_REBALANCING, Budget, Replay, max_moves_of, replay
 from .sweep import Sweep, sweep
 from .synthetic import EXAMPLE_SEED, sglang_dump, zipf_loads
 
@@ -357,9 +357,9 @@ def _write(path: Path, data: bytes | str, *, quiet: bool = False) -> None:
 
 
 def _options(args: argparse.Namespace, num_layers: int, algorithm: str = "hybrid") -> PlanOptions:
-    max_moves = args.max_moves
-    if args.move_budget is not None:
-        max_moves = budget_moves(args.move_budget, num_layers, args.cluster.num_replicas)
+    max_moves = max_moves_of(
+        args.max_moves, args.move_budget, num_layers, args.cluster.num_replicas
+    )
     return PlanOptions(
         algorithm=algorithm,
         seed=args.seed,

@@ -166,6 +166,23 @@ def budget_moves(budget: Budget, num_layers: int, num_replicas: int) -> int | No
     )
 
 
+def max_moves_of(
+    max_moves: int | None, move_budget: float | None, num_layers: int, num_replicas: int
+) -> int | None:
+    """``PlanOptions.max_moves`` from either form people give it: a number of slots, or a
+    share of all ``num_layers * num_replicas`` slots (``budget_moves``); not both."""
+    if max_moves is not None and move_budget is not None:
+        raise OptionError(
+            "give the move budget as max_moves (slots) or move_budget (a share "
+            "of all slots), not both"
+        )
+    return (
+        max_moves
+        if move_budget is None
+        else budget_moves(float(move_budget), num_layers, num_replicas)
+    )
+
+
 def trim_idle_steps(series: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Drop the leading and trailing steps without any load (an engine's recorder buffer that
     had not filled): [steps, L, E] -> the steps between, and how many went from each end."""

@@ -3,14 +3,16 @@ bodies declared for OpenAPI, and answers serialised once (in the pool) with orjs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import torch
-from fastapi import status
-from fastapi.responses import Response
+from fastapi import Request, status
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
+from ..pool import Job, WorkPool
 from ..schemas import ErrorResponse, ValidationErrorResponse
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -69,3 +71,14 @@ def _array(value: object) -> object:
 
 def json_response(body: bytes) -> Response:
     return Response(body, media_type="application/json")
+
+
+NDJSON = "application/x-ndjson"
+
+
+async def answer(request: Request, job: Job, pool: WorkPool, work: Callable[[], bytes]) -> Response:
+    """``work``'s JSON, or, when the client accepts NDJSON, a stream of its progress lines and
+    then its result (``WorkPool.stream``): for work that takes seconds."""
+    if NDJSON in request.headers.get("accept", ""):
+        return StreamingResponse(pool.stream(job, work), media_type=NDJSON)
+    return json_response(await pool.run(job, work, request))

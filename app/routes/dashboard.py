@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import torch
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from eplb_core import Cluster
@@ -34,7 +34,9 @@ from ..deps import (
     MULTIPART,
     CacheDep,
     JobDep,
+    OptionalPlacement,
     PlacementDep,
+    PlacementToScore,
     PoolDep,
     SettingsDep,
     known_form_fields,
@@ -55,8 +57,7 @@ from ..schemas import (
     SweepParams,
     SweepResponse,
 )
-from . import answers, dumps, json_response
-from .sweep import NDJSON
+from . import answer, answers, dumps, json_response
 
 EXAMPLE_FILENAME = "deepseek-v3-example.csv"
 
@@ -390,15 +391,6 @@ async def replay_charted(
     return json_response(await pool.run(job, work, request))
 
 
-PlacementToScore = Annotated[
-    UploadFile,
-    File(description="the placement to score, phy2log [layers, slots]: CSV, JSON or .pt"),
-]
-OptionalPlacement = Annotated[
-    UploadFile | None, File(description="a placement, phy2log [layers, slots]: CSV, JSON or .pt")
-]
-
-
 @router.post(
     "/evaluate",
     response_class=Response,
@@ -478,9 +470,7 @@ async def sweep_charted(
             }
         )
 
-    if NDJSON in request.headers.get("accept", ""):
-        return StreamingResponse(pool.stream(job, work), media_type=NDJSON)
-    return json_response(await pool.run(job, work, request))
+    return await answer(request, job, pool, work)
 
 
 @router.post(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import torch
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
 from eplb_core.io import LoadFile
@@ -19,6 +19,8 @@ from ..deps import (
     JobDep,
     JsonBodyDep,
     LoadsDep,
+    OptionalPlacement,
+    PlacementToScore,
     PoolDep,
     SettingsDep,
     known_form_fields,
@@ -60,15 +62,6 @@ async def evaluate_json(
     return json_response(await pool.run(job, work, request))
 
 
-PlacementToScore = Annotated[
-    UploadFile,
-    File(description="the placement to score, phy2log [layers, slots]: CSV, JSON or .pt"),
-]
-CompareFile = Annotated[
-    UploadFile | None, File(description="a second placement to score beside it")
-]
-
-
 @router.post(
     "/evaluate/upload",
     response_class=Response,
@@ -86,7 +79,7 @@ async def evaluate_upload(
     settings: SettingsDep,
     job: JobDep,
     pool: PoolDep,
-    compare: CompareFile = None,
+    compare: OptionalPlacement = None,
 ) -> Response:
     """Score an uploaded placement on an uploaded load file (a series summed over its steps);
     the cluster is given as form fields."""

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import torch
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from eplb_core.io import LoadFile
 
@@ -31,10 +31,9 @@ from ..deps import (
 )
 from ..pool import Job, WorkPool
 from ..schemas import SweepParams, SweepRequest, SweepResponse
-from . import answers, dumps, json_request, json_response
+from . import NDJSON, answer, answers, dumps, json_request
 
 router = APIRouter(tags=["sweep"])
-NDJSON = "application/x-ndjson"
 RESPONSES = {
     **answers(SweepResponse),
     200: {
@@ -66,9 +65,7 @@ async def _answer(
     def work() -> bytes:
         return dumps(run(job.progress).as_dict())
 
-    if NDJSON in request.headers.get("accept", ""):
-        return StreamingResponse(pool.stream(job, work), media_type=NDJSON)
-    return json_response(await pool.run(job, work, request))
+    return await answer(request, job, pool, work)
 
 
 @router.post(
