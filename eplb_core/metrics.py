@@ -13,7 +13,24 @@ import torch
 
 from .cluster import Cluster
 from .replication import replicate_experts
-from .traffic import nodes_per_token
+from .traffic import Routing, expected_nodes, nodes_per_token, routing
+
+__all__ = [  # nodes_per_token: the traffic figure (eplb_core.traffic), shown beside these
+    "Scores",
+    "active_layers",
+    "balancedness",
+    "balancedness_bound",
+    "gpu_loads",
+    "max_over_mean",
+    "moe_speedup",
+    "node_loads",
+    "nodes_per_token",
+    "replica_counts",
+    "routable",
+    "score",
+    "slot_loads",
+    "trivial_placement",
+]
 
 
 def slot_loads(
@@ -139,6 +156,11 @@ class Scores:
     mean_nodes_per_token: float | None = None
 
 
+def routable(num_experts: int, cluster: Cluster) -> bool:
+    """Whether a token's nodes are defined: the nodes and the groups split evenly."""
+    return cluster.has_nodes and num_experts % cluster.num_groups == 0
+
+
 def active_layers(weight: torch.Tensor) -> torch.Tensor:
     """The layers that carry load: [..., layers, experts] -> [..., layers] bool; all of them
     where none does (then every figure is that of an idle layer)."""
@@ -151,14 +173,18 @@ def score(
     phy2log: torch.Tensor,
     cluster: Cluster,
     logcnt: torch.Tensor | None = None,
+    picks: Routing | None = None,
 ) -> Scores:
-    """Every figure of a placement phy2log [layers, slots] on loads [layers, experts]."""
+    """Every figure of a placement phy2log [layers, slots] on loads [layers, experts], both
+    checked. ``picks``: the loads' group choices (``traffic.routing``), when several placements
+    are scored on the same loads; computed here otherwise."""
     gpu = gpu_loads(weight, phy2log, cluster.num_gpus, logcnt)
     per_layer = balancedness(gpu)
     active = active_layers(weight)
     traffic = None
-    if cluster.has_nodes and weight.shape[1] % cluster.num_groups == 0:
-        traffic = nodes_per_token(phy2log, weight, cluster)
+    if routable(weight.shape[1], cluster):
+        picks = routing(weight, cluster) if picks is None else picks
+        traffic = expected_nodes(phy2log, weight, cluster, picks)
     return Scores(
         gpu_load=gpu,
         node_load=node_loads(gpu, cluster.num_nodes) if cluster.has_nodes else None,

@@ -28,12 +28,14 @@ from .metrics import (
     balancedness_bound,
     moe_speedup,
     replica_counts,
+    routable,
     score,
     trivial_placement,
 )
 from .migration import MigrationCost, Moves, count_moves, deploy, migration_cost, validate_placement
 from .packing import ALGORITHMS
 from .policy import place, validate_weight
+from .traffic import routing
 
 # log2phy is dense, [layers, experts, most replicas of one expert]: past this many entries
 # (2 GiB of int64) a plan is refused rather than exhausting memory.
@@ -463,8 +465,9 @@ def rebalance(
     elapsed_ms = (time.perf_counter() - started) * 1000
     exact = weight.double()
     idle = (~active_layers(exact)).nonzero().flatten().tolist()
-    scores_before = score(exact, before, cluster)
-    scores_after = score(exact, plan.phy2log, cluster, plan.logcnt)
+    picks = routing(exact, cluster) if routable(num_experts, cluster) else None
+    scores_before = score(exact, before, cluster, picks=picks)
+    scores_after = score(exact, plan.phy2log, cluster, plan.logcnt, picks=picks)
     return Rebalance(
         cluster=cluster,
         options=options,
@@ -555,11 +558,12 @@ def evaluate(
         check_size(num_layers, num_experts, cluster, limits)
     exact = weight.double()
     device = weight.device
+    picks = routing(exact, cluster) if routable(num_experts, cluster) else None
     scored = []
     for phy2log in (placement, compare):
         if phy2log is not None:
             validate_placement(phy2log, num_layers, num_experts, cluster.num_replicas)
-            scored.append(score(exact, phy2log.to(device, torch.int64), cluster))
+            scored.append(score(exact, phy2log.to(device, torch.int64), cluster, picks=picks))
     idle = (~active_layers(exact)).nonzero().flatten().tolist()
     second = scored[1] if compare is not None else None
     return Evaluation(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -38,6 +39,48 @@ from .migration import validate_placement
 
 MAX_EXACT_SUBSETS = 1 << 12  # subsets of groups enumerated per layer (all sizes), at most
 DEFAULT_SAMPLES = 4096  # group choices drawn per layer past that
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which sets of groups a token picks, and how likely each is, for loads [layers, experts]
+    on a cluster's groups: it depends on the loads alone, so placements scored on the same
+    loads share it (``routing``).
+
+    sets: [subsets, groups] membership (float64), the same for every layer, when ``exact``;
+        else [layers, samples, chosen] group ids drawn per layer
+    probability: [layers, subsets or samples]
+    """
+
+    sets: torch.Tensor
+    probability: torch.Tensor
+    exact: bool
+
+
+def routing(
+    weight: torch.Tensor,
+    cluster: Cluster,
+    *,
+    topk_groups: int = 4,
+    num_samples: int = DEFAULT_SAMPLES,
+    generator: torch.Generator | None = None,
+) -> Routing:
+    """The group choices of tokens following ``weight`` [layers, experts] (checked loads, on
+    the cluster's equal groups): exact when the subsets are few, else ``num_samples`` draws per
+    layer from ``generator`` (default: seeded with 0, on weight's device)."""
+    num_groups = cluster.num_groups
+    group_load = weight.double().view(weight.shape[0], num_groups, -1).sum(-1)
+    chosen = min(topk_groups, num_groups)
+    if sum(math.comb(num_groups, size) for size in range(chosen + 1)) <= MAX_EXACT_SUBSETS:
+        membership, probability = _subset_probabilities(group_load, chosen)
+        return Routing(membership, probability, exact=True)
+    if generator is None:
+        generator = torch.Generator(device=weight.device).manual_seed(0)
+    sets = _sample_subsets(group_load, chosen, num_samples, generator)
+    probability = torch.full(
+        sets.shape[:2], 1 / num_samples, dtype=torch.float64, device=weight.device
+    )
+    return Routing(sets, probability, exact=False)
 
 
 def nodes_per_token(
@@ -76,6 +119,16 @@ def nodes_per_token(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise OptionError(f"{name} must be a positive integer, got {value!r}")
+    check_routable(num_experts, cluster)
+    picks = routing(
+        weight, cluster, topk_groups=topk_groups, num_samples=num_samples, generator=generator
+    )
+    return expected_nodes(phy2log, weight, cluster, picks, top_k=top_k)
+
+
+def check_routable(num_experts: int, cluster: Cluster) -> None:
+    """``ClusterShapeError`` unless the nodes and the groups split evenly: a token's nodes
+    are defined."""
     if not cluster.has_nodes:
         raise ClusterShapeError(
             f"{cluster.num_gpus} GPUs cannot be split evenly over "
@@ -87,6 +140,14 @@ def nodes_per_token(
             f"{cluster.num_groups} groups: group-limited routing needs "
             f"equal groups"
         )
+
+
+def expected_nodes(
+    phy2log: torch.Tensor, weight: torch.Tensor, cluster: Cluster, picks: Routing, *, top_k: int = 8
+) -> torch.Tensor:
+    """``nodes_per_token`` of checked inputs, for the group choices ``picks`` of these loads:
+    [layers, slots], [layers, experts] -> [layers]."""
+    num_layers, num_experts = weight.shape
     num_nodes, num_groups = cluster.num_nodes, cluster.num_groups
     device = weight.device
     load = weight.double()
@@ -105,26 +166,16 @@ def nodes_per_token(
     replicas = replicas.view(num_layers, num_experts, num_nodes)
     share = replicas / replicas.sum(-1, keepdim=True)
     served = (load.unsqueeze(-1) * share).view(num_layers, num_groups, -1, num_nodes).sum(2)
-    group_load = served.sum(-1)  # [layers, groups]
-
-    chosen = min(topk_groups, num_groups)
-    if sum(math.comb(num_groups, size) for size in range(chosen + 1)) <= MAX_EXACT_SUBSETS:
-        membership, probability = _subset_probabilities(group_load, chosen)
-        set_served = torch.einsum("sg,lgn->lsn", membership, served)  # [layers, subsets, nodes]
+    if picks.exact:
+        set_served = torch.einsum("sg,lgn->lsn", picks.sets, served)  # [layers, subsets, nodes]
     else:
-        if generator is None:
-            generator = torch.Generator(device=device).manual_seed(0)
-        sets = _sample_subsets(group_load, chosen, num_samples, generator)
-        probability = torch.full(
-            sets.shape[:2], 1 / num_samples, dtype=torch.float64, device=device
-        )
         rows = torch.arange(num_layers, device=device).view(-1, 1, 1)
-        set_served = served[rows, sets].sum(2)
+        set_served = served[rows, picks.sets].sum(2)
     # q[l, s, n]: the share of the chosen groups' load that node n serves.
     set_load = set_served.sum(-1, keepdim=True)
     q = torch.where(set_load > 0, set_served / set_load.clamp(min=1e-300), 0.0)
     reached = (1 - (1 - q).clamp(min=0) ** top_k).sum(-1)  # [layers, subsets]
-    return (probability * reached).sum(-1)
+    return (picks.probability * reached).sum(-1)
 
 
 @lru_cache(maxsize=32)
