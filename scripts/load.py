@@ -127,13 +127,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=64, help="requests per row")
     parser.add_argument("--algorithms", nargs="+", default=["greedy", "hybrid"])
     parser.add_argument("--deadline", type=float, default=120, help="seconds per row at most")
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="measure the server already listening on this port of 127.0.0.1 "
+        "(e.g. an older version) instead of starting one",
+    )
     args = parser.parse_args(argv)
 
-    port = free_port()
+    port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_server(port)
+    server = None if args.port else start_server(port)
     try:
-        wait_until_up(url, server)
+        if server is not None:
+            wait_until_up(url, server)
         print(
             f"{'algorithm':<9}{'clients':>8}  {'statuses':<18}{'p50 ms':>8}{'p95 ms':>8}"
             f"{'p99 ms':>8}{'req/s':>8}{'plan ms':>9}{'health ms':>10}"
@@ -161,8 +168,9 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 if __name__ == "__main__":
