@@ -609,7 +609,7 @@ def _print_sweep(result: Sweep) -> None:
         f"{result.options.algorithm}"
     )
     print(
-        f"{'policy':<14}{'slots':>6}{'per GPU':>8}{'extra GiB/GPU':>14}{'balancedness':>13}"
+        f"{'policy':<14}{'slots':>6}{'slots/GPU':>10}{'extra GiB/GPU':>14}{'balancedness':>13}"
         f"{'bound':>8}{'nodes/token':>12}{'window':>8}{'next window':>12}{'moves/1k':>10}"
         f"{'GiB/1k':>9}"
     )
@@ -620,7 +620,7 @@ def _print_sweep(result: Sweep) -> None:
     for point in result.points:
         policy = point.policy + (f":{point.spill_slots}" if point.policy == "spill" else "")
         print(
-            f"{policy:<14}{point.num_replicas:>6}{point.slots_per_gpu:>8}"
+            f"{policy:<14}{point.num_replicas:>6}{point.slots_per_gpu:>10}"
             f"{point.extra_memory_per_gpu_bytes / (1 << 30):>14.2f}"
             f"{point.mean_balancedness:>13.4f}{point.bound:>8.4f}"
             f"{figure(point.mean_nodes_per_token, '.3f'):>12}{figure(point.window, 'd'):>8}"
