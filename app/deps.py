@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import torch
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from eplb_core.errors import EPLBError
 from eplb_core.io import LoadFile, read_load_file, read_placement
 
-from .config import Settings, get_settings
+from .config import Settings
 from .pool import Job, WorkPool
 
 CHUNK_BYTES = 64 * 1024
@@ -47,10 +47,17 @@ UPLOAD_CONTENT_TYPES = frozenset(
 Model = TypeVar("Model", bound=BaseModel)
 Read = TypeVar("Read")
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+async def app_settings(request: Request) -> Settings:
+    """The application's settings (``create_app``'s, else the environment's)."""
+    settings: Settings = request.app.state.settings
+    return settings
 
 
-def get_pool(request: Request) -> WorkPool:
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+
+async def get_pool(request: Request) -> WorkPool:
     pool: WorkPool = request.app.state.pool
     return pool
 
@@ -67,10 +74,10 @@ async def admitted_job(pool: PoolDep) -> AsyncIterator[Job]:
 JobDep = Annotated[Job, Depends(admitted_job)]
 
 
-def require_content_type(expected: str) -> Callable[[Request], None]:
+def require_content_type(expected: str) -> Callable[[Request], Awaitable[None]]:
     """A dependency answering 415 unless the request body is of the ``expected`` media type."""
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         given = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if given != expected:
             raise HTTPException(
@@ -274,7 +281,7 @@ def _nbytes(loaded: LoadFile) -> int:
     return loaded.loads.numel() * loaded.loads.element_size()
 
 
-def get_cache(request: Request) -> UploadCache:
+async def get_cache(request: Request) -> UploadCache:
     cache: UploadCache = request.app.state.upload_cache
     return cache
 

@@ -53,8 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ``settings`` defaults to the environment's (``get_settings()``); given, it replaces them
     for every route.
     """
-    given = settings
-    settings = get_settings() if given is None else given
+    settings = get_settings() if settings is None else settings
     application = FastAPI(
         title="EPLB Dashboard",
         summary="Expert-parallelism load balancer for Mixture-of-Experts inference",
@@ -63,8 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # the docs router serves Swagger UI from local files
         redoc_url=None,
     )
-    if given is not None:
-        application.dependency_overrides[get_settings] = lambda: given
     application.state.settings = settings
     application.state.pool = WorkPool(settings.workers, settings.queue)
     application.state.upload_cache = UploadCache(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -628,6 +628,10 @@ class SweepRequest(SweepParams):
 
     def params(self) -> SweepParams:
         return SweepParams(**self.model_dump(exclude={"weight", "series"}))
+
+    def loads(self) -> list[Any]:
+        """The loads given: the series, else the window."""
+        return self.series if self.series is not None else self.weight or []
 
 
 class SweepPointReport(BaseModel):

@@ -3,9 +3,10 @@ bodies declared for OpenAPI, and answers serialised once (in the pool) with orjs
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy
 import orjson
 import torch
 from fastapi import Request, status
@@ -67,6 +68,12 @@ def _array(value: object) -> object:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def tensor(rows: Sequence[Any], dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """A validated, rectangular JSON array as a tensor (through numpy: 3x faster than
+    ``torch.tensor`` on nested lists)."""
+    return torch.from_numpy(numpy.array(rows, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
 
 
 def json_response(body: bytes) -> Response:

@@ -28,7 +28,7 @@ from ..deps import (
     read_placement_file,
 )
 from ..schemas import ClusterParams, EvaluateRequest, EvaluateResponse
-from . import answers, dumps, json_request, json_response
+from . import answers, dumps, json_request, json_response, tensor
 
 router = APIRouter(tags=["evaluate"])
 
@@ -48,13 +48,13 @@ async def evaluate_json(
 
     def work() -> bytes:
         parsed = parse_json(EvaluateRequest, body)
-        compare = None if parsed.compare is None else torch.tensor(parsed.compare)
+        compare = None if parsed.compare is None else tensor(parsed.compare)
         return dumps(
             service.score_placement(
-                LoadFile(torch.tensor(parsed.weight, dtype=torch.float64)),
+                LoadFile(tensor(parsed.weight, torch.float64)),
                 parsed.params(),
                 settings,
-                torch.tensor(parsed.placement),
+                tensor(parsed.placement),
                 compare,
             ).as_dict(tensors=True)
         )

@@ -17,7 +17,7 @@ from eplb_core.io import format_csv_matrix, map_to_json, map_to_pt, plan_to_json
 
 from ..deps import JSON_BODY, JobDep, JsonBodyDep, PoolDep, SettingsDep, parse_json
 from ..schemas import PlacementBody
-from . import ERRORS, json_request
+from . import ERRORS, json_request, tensor
 
 router = APIRouter(prefix="/export", tags=["export"])
 
@@ -57,7 +57,7 @@ def _route(name: str) -> None:
         request: Request, body: JsonBodyDep, settings: SettingsDep, job: JobDep, pool: PoolDep
     ) -> Response:
         def work() -> str | bytes:
-            phy2log = torch.tensor(parse_json(PlacementBody, body).phy2log)
+            phy2log = tensor(parse_json(PlacementBody, body).phy2log)
             num_layers, num_slots = phy2log.shape
             settings.limits.check("max_layers", num_layers, "layers")
             settings.limits.check("max_replicas", num_slots, "slots")

@@ -28,7 +28,7 @@ from ..deps import (
     parse_json,
 )
 from ..schemas import RebalanceParams, RebalanceRequest, RebalanceResponse
-from . import answers, dumps, json_request, json_response
+from . import answers, dumps, json_request, json_response, tensor
 
 router = APIRouter(tags=["rebalance"])
 
@@ -48,8 +48,8 @@ async def rebalance_json(
 
     def work() -> bytes:
         parsed = parse_json(RebalanceRequest, body)
-        current = None if parsed.current is None else torch.tensor(parsed.current)
-        weight = torch.tensor(parsed.weight, dtype=torch.float64)
+        current = None if parsed.current is None else tensor(parsed.current)
+        weight = tensor(parsed.weight, torch.float64)
         return dumps(
             service.plan(LoadFile(weight), parsed.params(), settings, current).as_dict(tensors=True)
         )

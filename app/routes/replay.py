@@ -27,7 +27,7 @@ from ..deps import (
     parse_json,
 )
 from ..schemas import ReplayParams, ReplayRequest, ReplayResponse
-from . import answers, dumps, json_request, json_response
+from . import answers, dumps, json_request, json_response, tensor
 
 router = APIRouter(tags=["replay"])
 
@@ -47,8 +47,8 @@ async def replay_json(
 
     def work() -> bytes:
         parsed = parse_json(ReplayRequest, body)
-        current = None if parsed.current is None else torch.tensor(parsed.current)
-        series = torch.tensor(parsed.series, dtype=torch.float64)
+        current = None if parsed.current is None else tensor(parsed.current)
+        series = tensor(parsed.series, torch.float64)
         return dumps(
             service.replay_series(
                 LoadFile(series), parsed.params(), settings, current, job.progress

@@ -31,7 +31,7 @@ from ..deps import (
 )
 from ..pool import Job, WorkPool
 from ..schemas import SweepParams, SweepRequest, SweepResponse
-from . import NDJSON, answer, answers, dumps, json_request
+from . import NDJSON, answer, answers, dumps, json_request, tensor
 
 router = APIRouter(tags=["sweep"])
 RESPONSES = {
@@ -80,11 +80,13 @@ async def sweep_json(
 ) -> Response:
     """Compare slot counts (``num_replicas``), rebalance ``windows`` and ``policies`` on the
     JSON loads: ``weight`` [layers][experts] or ``series`` [steps][layers][experts]."""
-    parsed = await pool.run(job, lambda: parse_json(SweepRequest, body))
-    loads = torch.tensor(
-        parsed.weight if parsed.series is None else parsed.series, dtype=torch.float64
-    )
-    return await _answer(request, job, pool, LoadFile(loads), parsed.params(), settings)
+
+    def read() -> tuple[LoadFile, SweepParams]:
+        parsed = parse_json(SweepRequest, body)
+        return LoadFile(tensor(parsed.loads(), torch.float64)), parsed.params()
+
+    loaded, params = await pool.run(job, read)
+    return await _answer(request, job, pool, loaded, params, settings)
 
 
 @router.post(
