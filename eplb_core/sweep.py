@@ -30,10 +30,11 @@ from .cluster import DEEPSEEK_V3_EXPERT_BYTES, Cluster
 from .cost import Cost, check_cost, check_size, rebalance_cost, replay_cost
 from .errors import ClusterShapeError, OptionError
 from .limits import Limits
-from .metrics import Scores, active_layers, balancedness_bound, score
+from .metrics import Scores, active_layers, balancedness_bound, routable, score
 from .plan import PlanOptions, make_plan, sum_steps
 from .policy import validate_weight
 from .replay import GIB, ROWS_PER_CALL, replay, trim_idle_steps, window_loads
+from .traffic import routing
 
 DEFAULT_EXTRA_SLOTS_PER_GPU = (0, 1, 2, 4, 8)
 
@@ -172,13 +173,15 @@ def sweep(
     points = []
     exact = weight.double()
     active = active_layers(exact)
+    # The tokens' group choices depend on the loads and the groups only: the same for every point.
+    picks = routing(exact, cluster) if routable(num_experts, cluster) else None
     for policy, spill_slots in choices:
         chosen = replace(options, policy=policy, spill_slots=spill_slots)
         for each in clusters:
             # The figures ``rebalance`` gives the plan ("after" and the bound), with the same
             # functions; none of the "before" figures a sweep does not show.
             plan = make_plan(weight, each, chosen)
-            scores = score(exact, plan.phy2log, each, plan.logcnt)
+            scores = score(exact, plan.phy2log, each, plan.logcnt, picks=picks)
             bound = balancedness_bound(exact, each, each.check(num_experts, policy))
             advance(1)
             for window in replays:
