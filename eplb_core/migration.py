@@ -455,18 +455,31 @@ def _greedy_on_pairs(
     return target
 
 
-def build_log2phy(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:
-    """Each expert's slots in increasing order, padded with -1: [layers, experts, max count]."""
-    num_layers, num_slots = phy2log.shape
-    max_count = int(logcnt.max())
+def rank_in_slot_order(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:
+    """Each slot's index among its expert's slots, in slot order: [layers, slots]."""
     by_expert = phy2log.argsort(dim=-1, stable=True)  # slots grouped by expert, in slot order
     first = logcnt.cumsum(-1) - logcnt  # where each expert's run starts in by_expert
-    expert = phy2log.gather(-1, by_expert)
-    rank = torch.arange(num_slots, device=phy2log.device) - first.gather(-1, expert)
+    position = torch.arange(phy2log.shape[1], device=phy2log.device).expand_as(phy2log)
+    rank_sorted = position - first.gather(-1, phy2log.gather(-1, by_expert))
+    return torch.empty_like(phy2log).scatter_(-1, by_expert, rank_sorted)
+
+
+def build_log2phy(
+    phy2log: torch.Tensor, logcnt: torch.Tensor, rank: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each expert's slots, padded with -1: [layers, experts, max count]. Slot p is its
+    expert's ``rank[l, p]``-th replica (default: in increasing slot order)."""
+    num_layers, num_slots = phy2log.shape
+    max_count = int(logcnt.max())
+    if rank is None:
+        rank = rank_in_slot_order(phy2log, logcnt)
     log2phy = torch.full(
         (num_layers, logcnt.shape[1], max_count), -1, dtype=torch.int64, device=phy2log.device
     )
-    log2phy.view(num_layers, -1).scatter_(-1, expert * max_count + rank, by_expert)
+    slots = torch.arange(num_slots, dtype=torch.int64, device=phy2log.device)
+    log2phy.view(num_layers, -1).scatter_(
+        -1, phy2log * max_count + rank, slots.expand(num_layers, -1)
+    )
     return log2phy
 
 

@@ -32,7 +32,16 @@ from .metrics import (
     score,
     trivial_placement,
 )
-from .migration import MigrationCost, Moves, count_moves, deploy, migration_cost, validate_placement
+from .migration import (
+    MigrationCost,
+    Moves,
+    build_log2phy,
+    count_moves,
+    deploy,
+    migration_cost,
+    rank_in_slot_order,
+    validate_placement,
+)
 from .packing import ALGORITHMS
 from .policy import place, validate_weight
 from .traffic import routing
@@ -126,7 +135,7 @@ class Plan:
     @cached_property
     def log2phy(self) -> torch.Tensor:
         """[layers, experts, most replicas]: each expert's slots, padded with -1."""
-        num_layers, num_slots = self.phy2log.shape
+        num_layers = self.phy2log.shape[0]
         num_experts = self.logcnt.shape[1]
         max_count = int(self.logcnt.max())
         if num_layers * num_experts * max_count > MAX_LOG2PHY_ENTRIES:
@@ -135,17 +144,7 @@ class Plan:
                 f"hold {num_layers} x {num_experts} x {max_count} entries, more "
                 f"than {MAX_LOG2PHY_ENTRIES}; plan fewer layers or fewer slots"
             )
-        rank = self.phy_rank
-        if rank is None:
-            rank = _rank_in_slot_order(self.phy2log, self.logcnt)
-        log2phy = torch.full(
-            (num_layers, num_experts, max_count), -1, dtype=torch.int64, device=self.phy2log.device
-        )
-        slots = torch.arange(num_slots, dtype=torch.int64, device=self.phy2log.device)
-        log2phy.view(num_layers, -1).scatter_(
-            -1, self.phy2log * max_count + rank, slots.expand(num_layers, -1)
-        )
-        return log2phy
+        return build_log2phy(self.phy2log, self.logcnt, self.phy_rank)
 
     def check(self) -> None:
         """``InvariantError`` unless every slot holds a known expert, every expert has a
@@ -162,7 +161,7 @@ class Plan:
             raise InvariantError("the plan leaves an expert without a replica")
         rank = self.phy_rank
         if rank is None:
-            rank = _rank_in_slot_order(self.phy2log, self.logcnt)
+            rank = rank_in_slot_order(self.phy2log, self.logcnt)
         if not bool(((rank >= 0) & (rank < self.logcnt.gather(1, self.phy2log))).all()):
             raise InvariantError("the plan's replica ranks are out of range")
         # Each slot is found where its (expert, rank) points in log2phy, and log2phy lists
@@ -174,15 +173,6 @@ class Plan:
             raise InvariantError("the plan's log2phy does not invert its phy2log")
         if int(torch.count_nonzero(log2phy >= 0)) != num_layers * num_slots:
             raise InvariantError("the plan's log2phy lists more than its slots")
-
-
-def _rank_in_slot_order(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:
-    """Each slot's index among its expert's slots, in slot order: [layers, slots]."""
-    by_expert = phy2log.argsort(dim=-1, stable=True)
-    first = logcnt.cumsum(-1) - logcnt
-    position = torch.arange(phy2log.shape[1], device=phy2log.device).expand_as(phy2log)
-    rank_sorted = position - first.gather(-1, phy2log.gather(-1, by_expert))
-    return torch.empty_like(phy2log).scatter_(-1, by_expert, rank_sorted)
 
 
 def check_request(

@@ -42,6 +42,7 @@ import torch
 
 from .cluster import Cluster
 from .metrics import balancedness, gpu_loads
+from .migration import rank_in_slot_order
 from .replication import replicate_experts
 
 MIN_GAIN = 0.005  # balancedness a layer must gain on the planned loads to spill
@@ -111,7 +112,7 @@ def spill(
     phy2log, phy_rank, logcnt = phy2log.clone(), phy_rank.clone(), logcnt.clone()
     phy2log[rows] = candidate
     logcnt[rows] = on_node[rows].sum(-1).long()
-    phy_rank[rows] = _rank_in_slot_order(candidate, logcnt[rows])
+    phy_rank[rows] = rank_in_slot_order(candidate, logcnt[rows])
     return phy2log, phy_rank, logcnt
 
 
@@ -275,12 +276,3 @@ def _place_on_gpus(
 def _lay_out(items: torch.Tensor, gpu: torch.Tensor, stage: torch.Tensor) -> torch.Tensor:
     """A node's slots from its items' GPUs, seats first within a GPU: [rows, slots per node]."""
     return items.gather(1, (gpu * 2 + stage).argsort(dim=-1, stable=True))
-
-
-def _rank_in_slot_order(phy2log: torch.Tensor, logcnt: torch.Tensor) -> torch.Tensor:
-    """Each slot's index among its expert's slots, in slot order: [layers, slots]."""
-    by_expert = phy2log.argsort(dim=-1, stable=True)
-    first = logcnt.cumsum(-1) - logcnt
-    position = torch.arange(phy2log.shape[1], device=phy2log.device).expand_as(phy2log)
-    rank_sorted = position - first.gather(-1, phy2log.gather(-1, by_expert))
-    return torch.empty_like(phy2log).scatter_(-1, by_expert, rank_sorted)
