@@ -91,7 +91,7 @@ from typing import Any
 
 import torch
 
-from .errors import LoadFormatError
+from .errors import LoadError, LoadFormatError
 from .limits import NO_LIMITS, Limits
 
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
@@ -224,7 +224,7 @@ def format_csv_matrix(matrix: torch.Tensor | Sequence[Sequence[float]]) -> str:
     """
     matrix = torch.as_tensor(matrix)
     if matrix.dim() != 2:
-        raise ValueError(f"a load matrix is 2-D [layers, experts], got shape {list(matrix.shape)}")
+        raise LoadError(f"a load matrix is 2-D [layers, experts], got shape {list(matrix.shape)}")
     digits = ".17g" if matrix.dtype == torch.float64 else ".9g"
     return "".join(
         ",".join(_format_number(value, digits) for value in row) + "\n" for row in matrix.tolist()

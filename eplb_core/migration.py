@@ -144,7 +144,9 @@ def keep_slots(
     """
     count_moves(old_phy2log, phy2log)  # checks the shapes agree
     if phy2log.shape[1] % num_gpus:
-        raise ValueError(f"{phy2log.shape[1]} slots cannot be split evenly over {num_gpus} GPUs")
+        raise ClusterShapeError(
+            f"{phy2log.shape[1]} slots cannot be split evenly over {num_gpus} GPUs"
+        )
     kept = kept_in_place(old_phy2log, phy2log, num_gpus, logcnt.shape[1])
     return kept, build_log2phy(kept, logcnt), logcnt
 
@@ -221,7 +223,7 @@ def match_gpus(
     """
     count_moves(old_phy2log, phy2log)  # checks the shapes agree
     if num_gpus % num_nodes or phy2log.shape[1] % num_gpus:
-        raise ValueError(
+        raise ClusterShapeError(
             f"{phy2log.shape[1]} slots on {num_gpus} GPUs cannot be split evenly "
             f"over {num_nodes} nodes"
         )

@@ -17,6 +17,8 @@ from typing import Literal
 
 import torch
 
+from .errors import ClusterShapeError, OptionError
+
 Algorithm = Literal["greedy", "hybrid"]
 ALGORITHMS: tuple[str, ...] = ("greedy", "hybrid")
 
@@ -91,9 +93,9 @@ def pack_slots(
     """
     rows, n = weight.shape
     if n % num_packs:
-        raise ValueError(f"{n} items cannot be split evenly into {num_packs} packs")
+        raise ClusterShapeError(f"{n} items cannot be split evenly into {num_packs} packs")
     if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+        raise OptionError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
     per_pack = n // num_packs
     if per_pack == 1:
         return torch.arange(n, dtype=torch.int64, device=weight.device).repeat(rows, 1)
