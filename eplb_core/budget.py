@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .cluster import Cluster
+from .cluster import NODE_POLICIES, Cluster
 from .metrics import replica_counts, trivial_placement
 from .migration import deploy, kept_in_place
 from .replication import replicate_experts
@@ -79,11 +79,13 @@ def plan_within_budget(
             (slot p holds expert p mod E), what an engine starts with
         phy2log, logcnt: the policy's plan ([layers, slots], [layers, experts]), deployed over
             ``current`` (nodes and GPUs renumbered, slots kept) as every layer's last point
-        policy: "hierarchical" or "global". Under the hierarchical policy, layers where
-            ``current`` keeps each group on one node (groups / nodes groups per node) keep that
-            structure: replicas move within a node, or two groups exchange nodes. Other layers
-            (the trivial layout, for one) are kept, or replaced whole by the policy's plan where
-            the budget affords it: a budget never leaves a layer half-way to the structure.
+        policy: "hierarchical", "spill" or "global". Under the hierarchical and spill
+            policies, layers where ``current`` keeps each group on one node (groups / nodes
+            groups per node) keep that structure: replicas move within a node, or two groups
+            exchange nodes. Other layers (the trivial layout, a layer holding spill replicas)
+            are kept, or replaced whole by the policy's plan where the budget affords it: a
+            budget never leaves a layer half-way to the structure, nor spills more than the
+            policy's plan.
         max_moves: the most slots, over all layers, whose expert may differ from ``current``
 
     Returns phy2log: [layers, slots]; every expert keeps at least one replica.
@@ -111,9 +113,14 @@ def _plan_within_budget(
     if current is None:
         current = trivial_placement(num_layers, num_experts, cluster.num_replicas, weight.device)
     current = current.to(weight.device, torch.int64)
-    nodes = cluster.num_nodes if policy == "hierarchical" else 1
     target = deploy(
-        current, phy2log, logcnt, cluster.num_gpus, nodes, renumber_gpus=True, keep_old_slots=True
+        current,
+        phy2log,
+        logcnt,
+        cluster.num_gpus,
+        cluster.whole_nodes(policy),
+        renumber_gpus=True,
+        keep_old_slots=True,
     )
     problems, ladders, gpus_per_problem = _problems(weight, current, cluster, policy)
     descent = descend(
@@ -167,12 +174,12 @@ def _problems(
 ) -> tuple[Problems, Ladders, int]:
     """The descents' problems and each ladder's layers and problems, and the GPUs of a problem.
 
-    Under the hierarchical policy: a problem per node of each structured layer, and one per
-    node that an exchange of groups changes; the exchange's ladder shares the others with the
-    first. Under the global policy: a problem per layer.
+    Under the hierarchical and spill policies: a problem per node of each structured layer,
+    and one per node that an exchange of groups changes; the exchange's ladder shares the
+    others with the first. Under the global policy: a problem per layer.
     """
     num_layers, num_experts = weight.shape
-    if policy != "hierarchical":
+    if policy not in NODE_POLICIES:
         layers = torch.arange(num_layers, device=weight.device)
         return Problems.whole(weight, current), [(layers, layers.unsqueeze(1))], cluster.num_gpus
     group_node, structured = groups_on_nodes(current, cluster, num_experts)

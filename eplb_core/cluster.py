@@ -17,6 +17,8 @@ from .errors import ClusterShapeError, OptionError
 Policy = Literal["auto", "hierarchical", "global", "spill"]
 POLICIES: tuple[str, ...] = ("auto", "hierarchical", "global", "spill")
 COUNT_FIELDS = ("num_replicas", "num_groups", "num_nodes", "num_gpus")
+# The policies that keep every group on one (home) node: a node's groups move together.
+NODE_POLICIES = ("hierarchical", "spill")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class Cluster:
         """DeepSeek's rule: "hierarchical" when groups split evenly over nodes, else "global"."""
         return "hierarchical" if self.num_groups % self.num_nodes == 0 else "global"
 
+    def whole_nodes(self, policy: str) -> int:
+        """The nodes a plan of ``policy`` moves only as wholes when it is deployed or budgeted:
+        under the hierarchical and spill policies a group stays on its (home) node, so a node's
+        groups move together; otherwise any GPU may take any other's place (1)."""
+        return self.num_nodes if policy in NODE_POLICIES else 1
+
     def check(self, num_experts: int, policy: str = "auto", spill_slots: int = 0) -> str:
         """The policy a plan of ``num_experts`` experts uses here ("auto" resolved), or
         ``ClusterShapeError`` saying why the cluster cannot hold them under it.
@@ -86,7 +94,7 @@ class Cluster:
                 f"experts"
             )
         resolved = self.auto_policy if policy == "auto" else policy
-        if resolved in ("hierarchical", "spill"):
+        if resolved in NODE_POLICIES:
             why = "" if policy == "auto" else f" (the {resolved} policy)"
             if self.num_groups % self.num_nodes:
                 raise ClusterShapeError(

@@ -245,16 +245,13 @@ def deploy_plan(
     """The plan as it goes over the placement in use ``current`` [layers, slots], with the
     options' ``renumber_gpus`` and ``keep_slots`` (neither changes the balance); checked."""
     if options.renumber_gpus or options.keep_slots:
-        # Under the hierarchical and spill policies a node's groups move as a whole;
-        # otherwise any GPU may take any other's place.
-        nodes = cluster.num_nodes if policy in ("hierarchical", "spill") else 1
         plan = Plan(
             deploy(
                 current,
                 plan.phy2log,
                 plan.logcnt,
                 cluster.num_gpus,
-                nodes,
+                cluster.whole_nodes(policy),
                 renumber_gpus=options.renumber_gpus,
                 keep_old_slots=options.keep_slots,
             ),

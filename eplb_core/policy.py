@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .cluster import Cluster
+from .cluster import NODE_POLICIES, Cluster
 from .errors import LoadError
 from .packing import pack_slots
 from .replication import replicate_experts
@@ -83,9 +83,7 @@ def place(
             generator=generator,
         )
 
-    groups, nodes = (
-        (cluster.num_groups, cluster.num_nodes) if policy in ("hierarchical", "spill") else (1, 1)
-    )
+    groups, nodes = (cluster.num_groups, cluster.num_nodes) if policy in NODE_POLICIES else (1, 1)
     # Inference mode spares the many small ops their autograd bookkeeping; the clones hand
     # back ordinary tensors that callers may modify in place.
     with torch.inference_mode():

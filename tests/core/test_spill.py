@@ -157,6 +157,23 @@ def test_spill_is_deterministic_for_a_seed() -> None:
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
+def foreign_slots(phy2log: torch.Tensor, shape: Shape, spill_slots: int = 1) -> torch.Tensor:
+    """The slots holding another node's experts, [layers, slots], after checking the spill
+    structure: each group has every expert on exactly one node (its home), each node is home
+    to groups / nodes groups, and each GPU holds at most ``spill_slots`` foreign replicas."""
+    layers, group_size = phy2log.shape[0], shape.experts // shape.groups
+    node = node_of_slot(shape).expand(layers, -1)
+    held = torch.zeros(layers, shape.nodes, shape.experts, dtype=torch.bool)
+    held[torch.arange(layers).unsqueeze(-1), node, phy2log] = True
+    home = held.view(layers, shape.nodes, shape.groups, group_size).all(-1)
+    assert bool((home.sum(1) == 1).all())
+    assert bool((home.sum(2) == shape.groups // shape.nodes).all())
+    group_home = home.int().argmax(1)  # [layers, groups]
+    foreign = group_home.gather(1, phy2log // group_size) != node
+    assert int(foreign.view(layers, shape.gpus, -1).sum(-1).max()) <= spill_slots
+    return foreign
+
+
 def test_deploying_a_spill_plan_keeps_its_homes() -> None:
     # Renumbering moves whole nodes, and GPUs within a node, so homes stay whole.
     shape = Shape(layers=6, experts=256, replicas=288, groups=8, nodes=4, gpus=32)
@@ -168,21 +185,30 @@ def test_deploying_a_spill_plan_keeps_its_homes() -> None:
         weight, Cluster(*shape.args), replace(options, keep_slots=False, renumber_gpus=False)
     )
     assert torch.equal(deployed.logcnt, undeployed.logcnt)
-    # Each group has every expert on exactly one node (its home), each node is home to two
-    # groups, and each GPU holds at most one replica of another node's experts.
-    node = node_of_slot(shape).expand(6, -1)
-    held = torch.zeros(6, 4, 256, dtype=torch.bool)
-    held[torch.arange(6).unsqueeze(-1), node, deployed.phy2log] = True
-    home = held.view(6, 4, 8, 32).all(-1)  # [layers, nodes, groups]
-    assert bool((home.sum(1) == 1).all()) and bool((home.sum(2) == 2).all())
-    group_home = home.int().argmax(1)  # [layers, groups]
-    foreign = group_home.gather(1, deployed.phy2log // 32) != node
-    assert int(foreign.view(6, 32, 9).sum(-1).max()) <= 1
-    assert bool(foreign.any())
+    assert bool(foreign_slots(deployed.phy2log, shape).any())
     assert torch.allclose(
         balancedness(gpu_loads(weight, deployed.phy2log, 32)),
         balancedness(gpu_loads(weight, undeployed.phy2log, 32)),
     )
+
+
+@pytest.mark.parametrize("budget", [40, 400, 10_000])
+def test_a_move_budget_keeps_the_spill_structure(budget: int) -> None:
+    # From the placement in use (a spill plan of other loads) a budgeted plan moves nodes only
+    # as wholes and never spills more than the policy does; from the trivial layout, a budget
+    # that affords the spill plan deploys it as a whole.
+    shape = Shape(layers=6, experts=256, replicas=288, groups=8, nodes=4, gpus=32)
+    cluster, options = Cluster(*shape.args), PlanOptions(policy="spill", max_moves=budget)
+    weight = zipf_loads(layers=6)
+    in_use = rebalance_experts(zipf_loads(layers=6, seed=1), *shape.args, policy="spill")[0]
+    foreign_slots(in_use, shape)
+
+    plan = make_plan(weight, cluster, options, in_use)
+
+    foreign_slots(plan.phy2log, shape)
+    assert int((plan.phy2log != in_use).sum()) <= budget
+    if budget == 10_000:
+        foreign_slots(make_plan(weight, cluster, options).phy2log, shape)
 
 
 def test_rebalance_reports_the_spill_plan() -> None:
