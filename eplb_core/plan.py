@@ -211,6 +211,20 @@ def make_plan(
     ``InvariantError`` if the plan broke its own guarantees.
     """
     policy = check_request(weight, cluster, options, current)
+    return plan_checked(weight, cluster, options, policy, current)
+
+
+@torch.no_grad()
+def plan_checked(
+    weight: torch.Tensor,
+    cluster: Cluster,
+    options: PlanOptions,
+    policy: str,
+    current: torch.Tensor | None = None,
+) -> Plan:
+    """``make_plan`` of a request that ``check_request`` has passed, ``policy`` its resolved
+    policy: for callers that check once and plan many times (replay's windows, a sweep's
+    points). The plan's own invariants are still checked."""
     weight = weight.float()
     generator = torch.Generator(device=weight.device).manual_seed(options.seed)
     phy2log, phy_rank, logcnt = place(
@@ -223,16 +237,15 @@ def make_plan(
         num_rounds=options.num_rounds,
         spill_slots=options.spill_slots,
     )
-    plan = Plan(phy2log, logcnt, phy_rank)
     if options.max_moves is not None:
-        plan = Plan.from_placement(
-            plan_within_budget(
-                weight, current, phy2log, logcnt, cluster, policy, options.max_moves
-            ),
-            weight.shape[1],
+        # The budget's placement is the core's own output: its checks are the invariants'.
+        placement = plan_within_budget(
+            weight, current, phy2log, logcnt, cluster, policy, options.max_moves
         )
+        plan = Plan(placement, replica_counts(placement, weight.shape[1]))
         plan.check()
         return plan
+    plan = Plan(phy2log, logcnt, phy_rank)
     if current is not None:
         return deploy_plan(plan, current.to(phy2log.device, torch.int64), cluster, policy, options)
     plan.check()
@@ -446,7 +459,7 @@ def rebalance(
         else current.to(device, torch.int64)
     )
     started = time.perf_counter()
-    plan = make_plan(weight, cluster, options, before)
+    plan = plan_checked(weight, cluster, options, policy, before)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed_ms = (time.perf_counter() - started) * 1000

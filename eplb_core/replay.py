@@ -28,7 +28,7 @@ from .limits import Limits
 from .metrics import active_layers, balancedness, gpu_loads, trivial_placement
 from .migration import count_moves, validate_placement
 from .packing import ALGORITHMS
-from .plan import Plan, PlanOptions, check_request, deploy_plan, make_plan
+from .plan import Plan, PlanOptions, check_request, deploy_plan, plan_checked
 from .policy import validate_weight
 
 NO_REBALANCING = "none"
@@ -310,9 +310,9 @@ def replay(
 
     def replayed(each: PlanOptions) -> StrategyReplay:
         if each.max_moves is not None:
-            phy2log, logcnt = _plan_in_turn(planned, current, cluster, each, advance)
+            phy2log, logcnt = _plan_in_turn(planned, current, cluster, each, policy, advance)
         else:
-            phy2log, logcnt = _plan_windows(planned, cluster, each, advance)
+            phy2log, logcnt = _plan_windows(planned, cluster, each, policy, advance)
             if each.renumber_gpus or each.keep_slots:
                 phy2log = _deploy_in_turn(current, phy2log, logcnt, cluster, policy, each)
         before = torch.cat([current.unsqueeze(0), phy2log[:-1]])
@@ -374,7 +374,11 @@ def _notes(idle_steps: tuple[int, int]) -> list[str]:
 
 
 def _plan_windows(
-    windows: torch.Tensor, cluster: Cluster, options: PlanOptions, advance: Callable[[int], None]
+    windows: torch.Tensor,
+    cluster: Cluster,
+    options: PlanOptions,
+    policy: str,
+    advance: Callable[[int], None],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plan every window [windows, L, E] -> phy2log [windows, L, R], logcnt [windows, L, E].
 
@@ -386,7 +390,7 @@ def _plan_windows(
     undeployed = replace(options, keep_slots=False, renumber_gpus=False)
     phy2logs, logcnts = [], []
     for block in torch.split(windows, chunk):
-        plan = make_plan(block.flatten(0, 1), cluster, undeployed)
+        plan = plan_checked(block.flatten(0, 1), cluster, undeployed, policy)
         phy2logs.append(plan.phy2log.view(len(block), num_layers, -1))
         logcnts.append(plan.logcnt.view(len(block), num_layers, -1))
         advance(len(block))
@@ -398,13 +402,14 @@ def _plan_in_turn(
     current: torch.Tensor,
     cluster: Cluster,
     options: PlanOptions,
+    policy: str,
     advance: Callable[[int], None],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plan the windows [windows, L, E] one after the other, each from the placement planned
     before it (``current`` first): phy2log [windows, L, R], logcnt [windows, L, E]."""
     phy2logs, logcnts = [], []
     for loads in windows:
-        plan = make_plan(loads, cluster, options, current)
+        plan = plan_checked(loads, cluster, options, policy, current)
         phy2logs.append(plan.phy2log)
         logcnts.append(plan.logcnt)
         current = plan.phy2log

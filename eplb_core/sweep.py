@@ -31,7 +31,7 @@ from .cost import Cost, check_cost, check_size, rebalance_cost, replay_cost
 from .errors import ClusterShapeError, OptionError
 from .limits import Limits
 from .metrics import Scores, active_layers, balancedness_bound, routable, score
-from .plan import PlanOptions, make_plan, sum_steps
+from .plan import PlanOptions, plan_checked, sum_steps
 from .policy import validate_weight
 from .replay import GIB, ROWS_PER_CALL, replay, trim_idle_steps, window_loads
 from .traffic import routing
@@ -180,9 +180,10 @@ def sweep(
         for each in clusters:
             # The figures ``rebalance`` gives the plan ("after" and the bound), with the same
             # functions; none of the "before" figures a sweep does not show.
-            plan = make_plan(weight, each, chosen)
+            resolved = each.check(num_experts, policy)  # checked before: resolves "auto"
+            plan = plan_checked(weight, each, chosen, resolved)
             scores = score(exact, plan.phy2log, each, plan.logcnt, picks=picks)
-            bound = balancedness_bound(exact, each, each.check(num_experts, policy))
+            bound = balancedness_bound(exact, each, resolved)
             advance(1)
             for window in replays:
                 replayed = None if window is None else _replay(loads, window, each, chosen, advance)
