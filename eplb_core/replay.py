@@ -265,10 +265,11 @@ def replay(
     if unknown:
         raise OptionError(f"unknown algorithm {unknown[0]!r}; expected some of {ALGORITHMS}")
     policy = check_request(windows.flatten(0, 1), cluster, options)
-    budget_options = {
-        budget: _under_budget(options, budget_moves(budget, num_layers, cluster.num_replicas))
+    # A list, not a dict: the share 1.0 and the single slot 1 are equal keys.
+    budget_options = [
+        (budget, _under_budget(options, budget_moves(budget, num_layers, cluster.num_replicas)))
         for budget in budgets
-    }
+    ]
     baseline = "trivial" if current is None else "current"
     if current is None:
         current = trivial_placement(
@@ -333,7 +334,7 @@ def replay(
             algorithm, budget, each.max_moves, replayed(replace(each, algorithm=algorithm))
         )
         for algorithm in algorithms
-        for budget, each in budget_options.items()
+        for budget, each in budget_options
     ]
     if series.device.type == "cuda":
         torch.cuda.synchronize(series.device)

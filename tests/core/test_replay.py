@@ -132,6 +132,13 @@ def test_a_budget_of_no_move_keeps_the_placement_in_use():
     assert entry.figures == result.strategies["none"]
 
 
+def test_a_share_and_a_slot_count_that_compare_equal_are_two_budgets():
+    # 1.0 is every slot (2 layers x 4 slots), 1 is one slot: both are replayed and named.
+    result = replay(SERIES, 2, CLUSTER, algorithms=["greedy"], budgets=[1.0, 1])
+    assert [(entry.budget, entry.max_moves) for entry in result.budgets] == [(1.0, 8), (1, 1)]
+    assert [type(entry.budget) for entry in result.budgets] == [float, int]
+
+
 def test_budgets_replay_each_algorithm_under_each_budget():
     series = drifting_series(60, layers=4, experts=16, seed=1)
     cluster = Cluster(24, 4, 2, 4)
