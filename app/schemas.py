@@ -577,8 +577,6 @@ class SweepParams(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     policy: Literal["auto", "hierarchical", "global", "spill"] = "auto"
     spill_slots: int = Field(1, ge=0, le=2**31 - 1)
-    window: int = Field(0, ge=0, le=2**31 - 1, description="a replay window to check (0: none)")
-    num_steps: int = Field(0, ge=0, le=2**31 - 1, description="the steps of the series")
     expert_bytes: int = Field(
         DEEPSEEK_V3_EXPERT_BYTES,
         ge=0,
