@@ -14,7 +14,7 @@ from eplb_core import Cluster, Evaluation, PlanOptions, Rebalance, evaluate, reb
 from eplb_core.errors import LoadError
 from eplb_core.io import LoadFile
 from eplb_core.replay import Replay, max_moves_of, replay
-from eplb_core.sweep import Sweep, check_sweep, default_replicas, sweep
+from eplb_core.sweep import Sweep, check_sweep, default_replicas, policy_choice, sweep
 
 from .config import Settings
 from .schemas import ClusterParams, PlanParams, RebalanceParams, ReplayParams, SweepParams
@@ -128,10 +128,7 @@ def prepare_sweep(
     policies = (
         None
         if params.policies is None
-        else [
-            (name, int(slots) if slots else params.spill_slots)
-            for name, _, slots in (choice.partition(":") for choice in params.policies)
-        ]
+        else [policy_choice(choice, params.spill_slots) for choice in params.policies]
     )
     cluster = Cluster(counts[0], params.num_groups, params.num_nodes, params.num_gpus)
     options = PlanOptions(

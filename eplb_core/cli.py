@@ -34,7 +34,7 @@ from .io import (
 from .packing import ALGORITHMS
 from .plan import Evaluation, PlanOptions, Rebalance, evaluate, rebalance
 from .replay import GIB, NO_REBALANCING, Budget, Replay, max_moves_of, replay
-from .sweep import Sweep, sweep
+from .sweep import Sweep, policy_choice, sweep
 from .synthetic import EXAMPLE_SEED, sglang_dump, zipf_loads
 
 PROG = "eplb"
@@ -249,10 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep_parser.add_argument(
         "--policies",
-        type=_policy_choice,
         nargs="+",
         metavar="POLICY[:SPILL_SLOTS]",
-        help="policies to compare, e.g. hierarchical spill:1 global (default: --policy)",
+        help="policies to compare, e.g. hierarchical spill:1 global (default: --policy); "
+        "spill alone has --spill-slots",
     )
     sweep_parser.add_argument("--algorithm", choices=ALGORITHMS, default="hybrid")
     sweep_parser.add_argument("--seed", type=int, default=0, help="seed of the hybrid")
@@ -580,7 +580,9 @@ def _sweep(args: argparse.Namespace) -> None:
         ),
         num_replicas=args.replicas,
         windows=args.windows,
-        policies=args.policies,
+        policies=None
+        if args.policies is None
+        else [policy_choice(text, args.spill_slots) for text in args.policies],
         expert_bytes=args.expert_bytes,
         progress=_ProgressBar(sys.stderr, "plans") if show_progress else None,
         notes=loaded.notes,
@@ -589,16 +591,6 @@ def _sweep(args: argparse.Namespace) -> None:
         _print_sweep(result)
     if args.json is not None:
         _emit_json(args, result.as_dict())
-
-
-def _policy_choice(text: str) -> tuple[str, int]:
-    """``spill:2`` -> ("spill", 2); ``global`` -> ("global", 1)."""
-    name, _, slots = text.partition(":")
-    if name not in POLICIES or (slots and not slots.isdigit()):
-        raise argparse.ArgumentTypeError(
-            f"expected POLICY[:SPILL_SLOTS] with POLICY one of {', '.join(POLICIES)}, got {text!r}"
-        )
-    return name, int(slots) if slots else 1
 
 
 def _print_sweep(result: Sweep) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .cluster import DEEPSEEK_V3_EXPERT_BYTES, Cluster
+from .cluster import DEEPSEEK_V3_EXPERT_BYTES, POLICIES, Cluster
 from .cost import Cost, check_cost, check_size, rebalance_cost, replay_cost
 from .errors import ClusterShapeError, OptionError
 from .limits import Limits
@@ -102,6 +102,17 @@ class Sweep:
             "elapsed_ms": self.elapsed_ms,
             "device": self.device,
         }
+
+
+def policy_choice(text: str, spill_slots: int) -> tuple[str, int]:
+    """A policy as a sweep names it, and its spill slots: ``"spill:2"`` -> ("spill", 2); a name
+    alone takes ``spill_slots`` (the options' own)."""
+    name, _, slots = text.partition(":")
+    if name not in POLICIES or (slots and not slots.isdigit()):
+        raise OptionError(
+            f"expected POLICY[:SPILL_SLOTS] with POLICY one of {', '.join(POLICIES)}, got {text!r}"
+        )
+    return name, int(slots) if slots else spill_slots
 
 
 def default_replicas(num_experts: int, num_gpus: int, max_replicas: int | None = None) -> list[int]:

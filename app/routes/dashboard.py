@@ -26,6 +26,7 @@ from eplb_core.io import LoadFile, format_csv_matrix
 from eplb_core.metrics import replica_counts, trivial_placement
 from eplb_core.migration import validate_placement
 from eplb_core.plan import sum_steps
+from eplb_core.sweep import policy_choice
 from eplb_core.synthetic import EXAMPLE_SEED, zipf_loads
 
 from .. import charts, service
@@ -149,8 +150,7 @@ class DashboardSweepParams(SweepParams):
         """The policy in use and its spill slots."""
         if self.current_policy is None:
             return self.policy, self.spill_slots
-        name, _, slots = self.current_policy.partition(":")
-        return name, int(slots) if slots else self.spill_slots
+        return policy_choice(self.current_policy, self.spill_slots)
 
 
 class ChartedSweep(BaseModel):

@@ -69,6 +69,14 @@ def files(tmp_path: Path) -> dict[str, Path]:
             {"num_replicas": ["16", "24"], "windows": ["10", "20"]},
             False,
         ),
+        (
+            "sweep",
+            "/sweep/upload",
+            "window",
+            ["--replicas", "24", "--policies", "spill", "global", "--spill-slots", "2"],
+            {"num_replicas": ["24"], "policies": ["spill", "global"], "spill_slots": "2"},
+            False,
+        ),
     ],
 )
 def test_the_cli_prints_the_apis_document(
