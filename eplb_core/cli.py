@@ -444,7 +444,7 @@ def _print_rebalance(result: Rebalance) -> None:
             f"{name:<12}{scores.mean_balancedness:>14.4f}{scores.worst_max_over_mean:>16.4f}"
             f"{'-' if traffic is None else format(traffic, '.3f'):>13}"
         )
-    print(f"{'upper bound':<12}{float(result.bound.mean()):>14.4f}")
+    print(f"{'upper bound':<12}{result.mean_bound:>14.4f}")
     kept = [
         name
         for name, asked in (
@@ -556,7 +556,7 @@ def _print_evaluation(result: Evaluation, args: argparse.Namespace) -> None:
     print(f"{'placement':<24}{'balancedness':>14}{'worst max/mean':>16}")
     for name, scores in rows:
         print(f"{name:<24}{scores.mean_balancedness:>14.4f}{scores.worst_max_over_mean:>16.4f}")
-    print(f"{'upper bound':<24}{float(result.bound.mean()):>14.4f}")
+    print(f"{'upper bound':<24}{result.mean_bound:>14.4f}")
     if result.moves is not None and result.speedup is not None:
         print(
             f"moves: {result.moves.total} slots differ; expected MoE speed-up of "

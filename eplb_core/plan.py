@@ -337,6 +337,13 @@ def rebalance_experts(
     return plan.phy2log, plan.log2phy, plan.logcnt
 
 
+def mean_over_active(values: torch.Tensor, idle_layers: Sequence[int]) -> float:
+    """The mean of per-layer ``values`` [layers] over the layers not in ``idle_layers``."""
+    active = torch.ones(len(values), dtype=torch.bool, device=values.device)
+    active[list(idle_layers)] = False
+    return float(values[active].mean())
+
+
 @dataclass(frozen=True)
 class Rebalance:
     """A plan and every figure shown with it."""
@@ -357,6 +364,11 @@ class Rebalance:
     idle_layers: list[int]  # layers without load: planned, left out of the summary figures
     elapsed_ms: float  # planning and deploying
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def mean_bound(self) -> float:
+        """The bound's mean over the layers with load, as the mean balancedness is taken."""
+        return mean_over_active(self.bound, self.idle_layers)
 
     def as_dict(self, *, log2phy: bool = True, tensors: bool = False) -> dict[str, Any]:
         """The JSON document of ``POST /rebalance`` and ``eplb rebalance --json``; without
@@ -510,6 +522,11 @@ class Evaluation:
     elapsed_ms: float
     device: str
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def mean_bound(self) -> float:
+        """The bound's mean over the layers with load, as the mean balancedness is taken."""
+        return mean_over_active(self.bound, self.idle_layers)
 
     def as_dict(self, *, tensors: bool = False) -> dict[str, Any]:
         """The JSON document of ``POST /evaluate`` and ``eplb evaluate --json`` (arrays as

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from eplb_core import Cluster, rebalance_experts
+from eplb_core import Cluster, PlanOptions, rebalance_experts
 from eplb_core.cli import main
 from eplb_core.io import format_csv_matrix, read_csv_matrix
 from eplb_core.metrics import score
 from eplb_core.replay import replay
+from eplb_core.sweep import sweep
 from eplb_core.synthetic import EXAMPLE_SEED, drifting_series, zipf_loads
 
 CLUSTER = ["--replicas", "24", "--groups", "4", "--nodes", "2", "--gpus", "8"]
@@ -564,3 +565,19 @@ def test_rebalance_under_a_move_budget_and_replay_of_budgets(window_csv, dump_pt
     )
     rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:7]]
     assert rows == ["none", "greedy", "greedy@0.05", "greedy@full", "balancedness:"]
+
+
+def test_the_bound_is_taken_over_the_layers_with_load_as_the_sweeps(tmp_path, capsys):
+    # A dump's dense layers carry no load: their bound (1.0) is left out, as in a sweep.
+    series = drifting_series(20, layers=6, experts=16).long()
+    series[:, :2] = 0
+    path = tmp_path / "dump.pt"
+    torch.save({"logical_count": series}, path)
+    cluster = Cluster(24, 4, 2, 8)
+
+    assert main(["rebalance", str(path), *CLUSTER, "--algorithm", "greedy"]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "upper bound" in line]
+
+    greedy = PlanOptions(algorithm="greedy")
+    (point,) = sweep(series.double(), cluster, greedy, num_replicas=[24]).points
+    assert line.split()[-1] == f"{point.bound:.4f}"
