@@ -46,6 +46,19 @@ class MigrationCost:
         return asdict(self)
 
 
+def check_copy_options(expert_bytes: int, link_gb_per_s: float | None = None) -> None:
+    """``OptionError`` unless an expert's bytes are a positive whole number and the link, when
+    given, a positive finite number of GB/s: checked before a plan or a replay is made."""
+    if isinstance(expert_bytes, bool) or not isinstance(expert_bytes, int) or expert_bytes <= 0:
+        raise OptionError(f"expert_bytes must be a positive whole number, got {expert_bytes!r}")
+    if link_gb_per_s is not None and (
+        isinstance(link_gb_per_s, bool)
+        or not isinstance(link_gb_per_s, (int, float))
+        or not 0 < link_gb_per_s < float("inf")
+    ):
+        raise OptionError(f"link_gb_per_s must be a positive number of GB/s, got {link_gb_per_s!r}")
+
+
 def migration_cost(
     old_phy2log: torch.Tensor,
     new_phy2log: torch.Tensor,
@@ -63,14 +76,7 @@ def migration_cost(
     num_layers, num_slots = new_phy2log.shape
     if num_gpus < 1 or num_slots % num_gpus:
         raise ClusterShapeError(f"{num_slots} slots cannot be split evenly over {num_gpus} GPUs")
-    if isinstance(expert_bytes, bool) or not isinstance(expert_bytes, int) or expert_bytes <= 0:
-        raise OptionError(f"expert_bytes must be a positive whole number, got {expert_bytes!r}")
-    if link_gb_per_s is not None and (
-        isinstance(link_gb_per_s, bool)
-        or not isinstance(link_gb_per_s, (int, float))
-        or not 0 < link_gb_per_s < float("inf")
-    ):
-        raise OptionError(f"link_gb_per_s must be a positive number of GB/s, got {link_gb_per_s!r}")
+    check_copy_options(expert_bytes, link_gb_per_s)
     received = (old_phy2log != new_phy2log).view(num_layers, num_gpus, -1).sum((0, 2))
     busiest = int(received.argmax())
     max_gpu_bytes = int(received[busiest]) * expert_bytes

@@ -36,6 +36,7 @@ from .migration import (
     MigrationCost,
     Moves,
     build_log2phy,
+    check_copy_options,
     count_moves,
     deploy,
     migration_cost,
@@ -461,6 +462,7 @@ def rebalance(
     weight, num_steps = sum_steps(loads)
     num_layers, num_experts = weight.shape
     policy = check_request(weight, cluster, options, current)
+    check_copy_options(expert_bytes, link_gb_per_s)
     device = weight.device
     if limits is not None:
         check_size(num_layers, num_experts, cluster, limits)

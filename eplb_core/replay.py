@@ -26,7 +26,7 @@ from .cost import check_cost, check_size, replay_cost
 from .errors import LoadError, OptionError
 from .limits import Limits
 from .metrics import active_layers, balancedness, gpu_loads, trivial_placement
-from .migration import count_moves, validate_placement
+from .migration import check_copy_options, count_moves, validate_placement
 from .packing import ALGORITHMS
 from .plan import Plan, PlanOptions, check_request, deploy_plan, plan_checked
 from .policy import validate_weight
@@ -265,6 +265,7 @@ def replay(
     if unknown:
         raise OptionError(f"unknown algorithm {unknown[0]!r}; expected some of {ALGORITHMS}")
     policy = check_request(windows.flatten(0, 1), cluster, options)
+    check_copy_options(expert_bytes)
     # A list, not a dict: the share 1.0 and the single slot 1 are equal keys.
     budget_options = [
         (budget, _under_budget(options, budget_moves(budget, num_layers, cluster.num_replicas)))

@@ -190,3 +190,9 @@ def test_budgets_in_the_json_document():
 def test_a_bad_budget_is_refused_before_any_work(budget):
     with pytest.raises(OptionError, match="a move budget is a share of all slots"):
         replay(SERIES, 2, CLUSTER, budgets=[budget])
+
+
+@pytest.mark.parametrize("expert_bytes", [0, -5, 1.5])
+def test_a_bad_expert_size_is_refused(expert_bytes):
+    with pytest.raises(OptionError, match="expert_bytes must be a positive whole number"):
+        replay(SERIES, 2, CLUSTER, expert_bytes=expert_bytes)
