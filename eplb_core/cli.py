@@ -418,12 +418,13 @@ def _rebalance(args: argparse.Namespace) -> None:
     if args.json is not None:
         _emit_json(args, result.as_dict())
     plan = result.plan
+    quiet = args.json == "-"  # stdout holds the JSON document alone
     if args.output is not None:
-        _write(args.output, plan_to_json(plan.phy2log, plan.log2phy, plan.logcnt))
+        _write(args.output, plan_to_json(plan.phy2log, plan.log2phy, plan.logcnt), quiet=quiet)
     if args.export_json is not None:
-        _write(args.export_json, map_to_json(plan.phy2log))
+        _write(args.export_json, map_to_json(plan.phy2log), quiet=quiet)
     if args.export_pt is not None:
-        _write(args.export_pt, map_to_pt(plan.phy2log))
+        _write(args.export_pt, map_to_pt(plan.phy2log), quiet=quiet)
 
 
 def _print_rebalance(result: Rebalance) -> None:

@@ -581,3 +581,11 @@ def test_the_bound_is_taken_over_the_layers_with_load_as_the_sweeps(tmp_path, ca
     greedy = PlanOptions(algorithm="greedy")
     (point,) = sweep(series.double(), cluster, greedy, num_replicas=[24]).points
     assert line.split()[-1] == f"{point.bound:.4f}"
+
+
+def test_json_on_stdout_is_the_document_alone_when_files_are_written(window_csv, tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    argv = ["rebalance", str(window_csv), *CLUSTER, "--json", "-o", str(plan)]
+    assert main(argv) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["plan"]["phy2log"] == json.loads(plan.read_text())["phy2log"]
