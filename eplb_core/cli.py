@@ -322,10 +322,13 @@ def _cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Clust
         counts = {
             name: getattr(base, name) if value is None else value for name, value in counts.items()
         }
+    if args.command == "sweep" and counts["num_replicas"] is None:
+        # Without --replicas a sweep compares its default slot counts; the cluster's is unused.
+        counts["num_replicas"] = counts["num_gpus"]
     missing = [
         f"--{flag}"
         for flag, value in zip(("replicas", "groups", "nodes", "gpus"), counts.values())
-        if value is None
+        if value is None and not (flag == "replicas" and args.command == "sweep")
     ]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)} (or --preset)")

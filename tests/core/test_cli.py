@@ -589,3 +589,10 @@ def test_json_on_stdout_is_the_document_alone_when_files_are_written(window_csv,
     assert main(argv) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["plan"]["phy2log"] == json.loads(plan.read_text())["phy2log"]
+
+
+def test_a_sweep_without_slot_counts_compares_the_default_ones(window_csv, capsys):
+    # No --replicas (and no preset): the default slot counts, 16 experts + 0, 1, 2, 4, 8 per GPU.
+    assert main(["sweep", str(window_csv), *CLUSTER[2:], "--algorithm", "greedy"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:7]
+    assert [int(row.split()[1]) for row in rows] == [16, 24, 32, 48, 80]
