@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from io import BytesIO
@@ -31,6 +32,7 @@ from .io import (
     read_load_file,
     read_placement,
 )
+from .limits import Limits
 from .packing import ALGORITHMS
 from .plan import Evaluation, PlanOptions, Rebalance, evaluate, rebalance
 from .replay import GIB, NO_REBALANCING, Budget, Replay, max_moves_of, replay
@@ -306,6 +308,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def machine_limits() -> Limits:
+    """What a command may ask for here: no more estimated memory than the machine has (the
+    estimate errs high), so that an impossible request is one line, not an allocation
+    failure's traceback."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # no sysconf (Windows): no bound
+        return Limits()
+    return Limits(max_memory_bytes=memory, names={"max_memory_bytes": "this machine's memory"})
+
+
 def _cluster(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Cluster:
     """The cluster of ``--preset`` and the four counts (the counts win); usage error when one
     is missing, input error (exit 1) when the counts do not make a cluster."""
@@ -415,6 +428,7 @@ def _rebalance(args: argparse.Namespace) -> None:
         notes,
         expert_bytes=args.expert_bytes,
         link_gb_per_s=args.link_gbps,
+        limits=machine_limits(),
     )
     if args.json != "-":
         _print_rebalance(result)
@@ -494,6 +508,7 @@ def _replay(args: argparse.Namespace) -> None:
         budgets=args.budgets or (),
         notes=notes,
         expert_bytes=args.expert_bytes,
+        limits=machine_limits(),
     )
     if args.json != "-":
         _print_replay(result, series.shape)
@@ -590,6 +605,7 @@ def _sweep(args: argparse.Namespace) -> None:
         expert_bytes=args.expert_bytes,
         progress=_ProgressBar(sys.stderr, "plans") if show_progress else None,
         notes=loaded.notes,
+        limits=machine_limits(),
     )
     if args.json != "-":
         _print_sweep(result)

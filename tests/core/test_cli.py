@@ -596,3 +596,11 @@ def test_a_sweep_without_slot_counts_compares_the_default_ones(window_csv, capsy
     assert main(["sweep", str(window_csv), *CLUSTER[2:], "--algorithm", "greedy"]) == 0
     rows = capsys.readouterr().out.splitlines()[2:7]
     assert [int(row.split()[1]) for row in rows] == [16, 24, 32, 48, 80]
+
+
+def test_a_request_beyond_the_machines_memory_is_one_line(window_csv, capsys):
+    argv = ["rebalance", str(window_csv), "--replicas", "3200000", *CLUSTER[2:]]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("eplb: error: too many bytes of estimated memory")
+    assert "(this machine's memory)" in err and len(err.splitlines()) == 1
