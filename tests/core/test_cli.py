@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -598,7 +599,9 @@ def test_a_sweep_without_slot_counts_compares_the_default_ones(window_csv, capsy
     assert [int(row.split()[1]) for row in rows] == [16, 24, 32, 48, 80]
 
 
-def test_a_request_beyond_the_machines_memory_is_one_line(window_csv, capsys):
+def test_a_request_beyond_the_machines_memory_is_one_line(window_csv, capsys, monkeypatch):
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 1 << 18}  # a machine of 1 GiB
+    monkeypatch.setattr(os, "sysconf", pages.__getitem__)
     argv = ["rebalance", str(window_csv), "--replicas", "3200000", *CLUSTER[2:]]
     assert main(argv) == 1
     err = capsys.readouterr().err
