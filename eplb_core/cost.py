@@ -18,6 +18,7 @@ node, unless the caller knows a tighter ``max_replicas`` (``replica_bound`` of t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -325,11 +326,17 @@ def replay_cost(
     return Cost(work, max(one_call.peak_bytes, budgeted.peak_bytes))
 
 
-def check_size(num_layers: int, num_experts: int, cluster: Cluster, limits: Limits) -> None:
-    """``LimitError`` when the loads or the slots are over the limits."""
-    limits.check("max_layers", num_layers, "layers")
-    limits.check("max_experts", num_experts, "experts")
+def check_size(shape: Sequence[int], cluster: Cluster, limits: Limits) -> None:
+    """``LimitError`` when the loads of ``shape`` [(steps,) layers, experts], or the slots, are
+    over the limits (the limits a load file is read under, for loads from anywhere)."""
+    limits.check("max_layers", shape[-2], "layers")
+    limits.check("max_experts", shape[-1], "experts")
     limits.check("max_replicas", cluster.num_replicas, "slots (num_replicas)")
+    limits.check(
+        "max_elements",
+        math.prod(shape),
+        "load values (" + " x ".join(f"{size:,}" for size in shape) + ")",
+    )
 
 
 def check_cost(cost: Cost, limits: Limits) -> None:

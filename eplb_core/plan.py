@@ -465,7 +465,7 @@ def rebalance(
     check_copy_options(expert_bytes, link_gb_per_s)
     device = weight.device
     if limits is not None:
-        check_size(num_layers, num_experts, cluster, limits)
+        check_size(loads.shape, cluster, limits)
         check_cost(rebalance_cost(weight, cluster, policy, options, device=device), limits)
     before = (
         trivial_placement(num_layers, num_experts, cluster.num_replicas, device)
@@ -574,7 +574,7 @@ def evaluate(
     num_layers, num_experts = weight.shape
     policy = cluster.check(num_experts, policy)
     if limits is not None:
-        check_size(num_layers, num_experts, cluster, limits)
+        check_size(loads.shape, cluster, limits)
     exact = weight.double()
     device = weight.device
     picks = routing(exact, cluster) if routable(num_experts, cluster) else None

@@ -279,7 +279,7 @@ def replay(
     validate_placement(current, num_layers, num_experts, cluster.num_replicas)
     current = current.to(series.device, torch.int64)
     if limits is not None:
-        check_size(num_layers, num_experts, cluster, limits)
+        check_size(series.shape, cluster, limits)
         limits.check(
             "max_windows", num_windows, f"windows of {window} steps in {trimmed.shape[0]} steps"
         )

@@ -285,7 +285,7 @@ def _check_limits(
 ) -> None:
     """The sweep's points, each point's size and windows, and the whole sweep's cost (its
     plans' work adds up; its memory is that of the largest, which run one after another)."""
-    num_layers, num_experts = weight.shape
+    num_experts = weight.shape[1]
     limits.check(
         "max_sweep_points", len(policies) * len(clusters) * len(windows or [None]), "sweep points"
     )
@@ -298,7 +298,7 @@ def _check_limits(
         limits.check("max_windows", len(each_windows), f"windows of {window} steps")
     costs = []
     for each in clusters:
-        check_size(num_layers, num_experts, each, limits)
+        check_size(loads.shape, each, limits)
         for policy, _ in policies:
             resolved = each.check(num_experts, policy)
             costs.append(rebalance_cost(weight, each, resolved, options, device=loads.device))

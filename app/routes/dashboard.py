@@ -540,7 +540,7 @@ def layer_detail(
             f"{'layer' if num_layers == 1 else 'layers'} (0 to {num_layers - 1})"
         )
     cluster = Cluster(params.num_replicas, params.num_groups, params.num_nodes, params.num_gpus)
-    check_size(num_layers, num_experts, cluster, settings.limits)
+    check_size(loaded.loads.shape, cluster, settings.limits)
     cluster.check(num_experts, params.policy)
     in_use, _ = loaded.in_use(before)
     baseline = (

@@ -15,6 +15,7 @@ from app.config import Settings
 from app.main import create_app
 from eplb_core.io import format_csv_matrix
 from eplb_core.synthetic import zipf_loads
+from tests.app.conftest import MakeClient
 
 
 def form_fields(body: dict) -> dict[str, str]:
@@ -231,3 +232,20 @@ def test_spill_slots_above_the_slots_per_gpu_are_refused(client: TestClient) -> 
 
     assert response.status_code == 422
     assert "spill_slots" in response.json()["detail"]
+
+
+CLUSTER_FIELDS = ("num_replicas", "num_groups", "num_nodes", "num_gpus")
+
+
+def test_json_loads_are_held_to_the_element_limit_as_files_are(
+    make_client: MakeClient, readme_request: dict
+) -> None:
+    client = make_client(max_elements=20)  # the example is 2 x 12
+    cluster = {key: readme_request[key] for key in CLUSTER_FIELDS}
+    series = {**cluster, "series": [readme_request["weight"]] * 2, "window": 1}
+
+    for route, body in (("/rebalance", readme_request), ("/replay", series)):
+        response = client.post(route, json=body)
+        assert response.status_code == 422, route
+        assert "too many load values" in response.json()["detail"]
+        assert "(EPLB_MAX_ELEMENTS)" in response.json()["detail"]
