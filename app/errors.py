@@ -1,6 +1,7 @@
-"""Every error the service answers, mapped in one place: the core's refusals (422), FastAPI's
-validation (422, without echoing the input), a full pool (503), and anything else (500,
-logged with its traceback: a bug, never the client's fault)."""
+"""Every error the service answers, mapped in one place (``status_of``): the core's refusals
+(422), FastAPI's validation (422, without echoing the input), a full pool (503), work whose
+client went away (499), and anything else (500, logged with its traceback: a bug, never the
+client's fault). Streamed answers end with the same status and detail."""
 
 from __future__ import annotations
 
@@ -12,15 +13,46 @@ from fastapi.responses import JSONResponse
 
 from eplb_core.errors import CancelledError, EPLBError
 
-from .pool import BusyError
-
 logger = logging.getLogger("app")
 
+INTERNAL_ERROR = (
+    "internal error: the server failed to answer this request (logged); please report it"
+)
 
-async def refused(request: Request, error: Exception) -> JSONResponse:
-    """422 with the core's message: loads, a cluster, a placement or an option it refuses,
-    or a request over one of the server's limits."""
-    return JSONResponse({"detail": str(error)}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+class BusyError(Exception):
+    """Every worker is taken and the queue is full: try again in ``retry_after`` seconds."""
+
+    def __init__(self, admitted: int, retry_after: int = 2) -> None:
+        super().__init__(
+            f"the server is busy: {admitted} requests are being planned or are "
+            f"waiting (EPLB_WORKERS + EPLB_QUEUE); retry in a few seconds"
+        )
+        self.retry_after = retry_after
+
+
+def status_of(error: Exception) -> tuple[int, str]:
+    """The status and the detail an error is answered with: 422 with the core's message for
+    loads, a cluster, a placement or an option it refuses (or a request over a limit); 503 when
+    the pool is full; 499 (nginx's "client closed request") for work stopped because its
+    client went away; 500 for anything else, whose detail says nothing of the internals."""
+    if isinstance(error, EPLBError):
+        return status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)
+    if isinstance(error, BusyError):
+        return status.HTTP_503_SERVICE_UNAVAILABLE, str(error)
+    if isinstance(error, CancelledError):
+        return 499, str(error)
+    return status.HTTP_500_INTERNAL_SERVER_ERROR, INTERNAL_ERROR
+
+
+async def answered(request: Request, error: Exception) -> JSONResponse:
+    """The error's status and detail (``Retry-After`` with a 503); a 500 is logged with its
+    traceback."""
+    code, detail = status_of(error)
+    if code == status.HTTP_500_INTERNAL_SERVER_ERROR:
+        logger.error("internal error on %s %s", request.method, request.url.path, exc_info=error)
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, BusyError) else None
+    return JSONResponse({"detail": detail}, code, headers=headers)
 
 
 async def invalid(request: Request, error: Exception) -> JSONResponse:
@@ -37,38 +69,8 @@ async def invalid(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-async def busy(request: Request, error: Exception) -> JSONResponse:
-    """503 with ``Retry-After`` when every worker is taken and the queue is full."""
-    assert isinstance(error, BusyError)
-    return JSONResponse(
-        {"detail": str(error)},
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(error.retry_after)},
-    )
-
-
-async def abandoned(request: Request, error: Exception) -> JSONResponse:
-    """499 (the client closed the request, nginx's code) for work stopped because its client
-    went away: nobody reads the answer."""
-    return JSONResponse({"detail": str(error)}, 499)
-
-
-async def unexpected(request: Request, error: Exception) -> JSONResponse:
-    """500 for anything else, logged with its traceback: an internal error, never input."""
-    logger.error("internal error on %s %s", request.method, request.url.path, exc_info=error)
-    return JSONResponse(
-        {
-            "detail": "internal error: the server failed to answer this request "
-            "(logged); please report it"
-        },
-        status.HTTP_500_INTERNAL_SERVER_ERROR,
-    )
-
-
 def install(application: FastAPI) -> None:
     """Register every handler on the app."""
-    application.add_exception_handler(EPLBError, refused)
     application.add_exception_handler(RequestValidationError, invalid)
-    application.add_exception_handler(BusyError, busy)
-    application.add_exception_handler(CancelledError, abandoned)
-    application.add_exception_handler(Exception, unexpected)
+    for error in (EPLBError, BusyError, CancelledError, Exception):
+        application.add_exception_handler(error, answered)

@@ -19,22 +19,13 @@ from typing import Any, TypeVar
 import orjson
 from starlette.requests import Request
 
-from eplb_core.errors import CancelledError, EPLBError
+from eplb_core.errors import CancelledError
+
+from .errors import BusyError, status_of
 
 T = TypeVar("T")
 logger = logging.getLogger("app")
 DISCONNECT_POLL_SECONDS = 0.25
-
-
-class BusyError(Exception):
-    """Every worker is taken and the queue is full: try again in ``retry_after`` seconds."""
-
-    def __init__(self, admitted: int, retry_after: int = 2) -> None:
-        super().__init__(
-            f"the server is busy: {admitted} requests are being planned or are "
-            f"waiting (EPLB_WORKERS + EPLB_QUEUE); retry in a few seconds"
-        )
-        self.retry_after = retry_after
 
 
 class Job:
@@ -145,12 +136,8 @@ def _last_line(future: asyncio.Future[bytes]) -> bytes:
     """The stream's last line: the result, or the error that ended the work."""
     try:
         return b'{"result": ' + future.result() + b"}\n"
-    except EPLBError as error:
-        return orjson.dumps({"error": {"status": 422, "detail": str(error)}}) + b"\n"
-    except CancelledError as error:
-        return orjson.dumps({"error": {"status": 499, "detail": str(error)}}) + b"\n"
     except Exception as error:
-        logger.error("internal error in streamed work", exc_info=error)
-        return orjson.dumps({"error": {"status": 500, "detail": "internal error (logged)"}}) + (
-            b"\n"
-        )
+        code, detail = status_of(error)
+        if code == 500:
+            logger.error("internal error in streamed work", exc_info=error)
+        return orjson.dumps({"error": {"status": code, "detail": detail}}) + b"\n"
