@@ -720,7 +720,7 @@ def _placement_array(value: object, kind: str, limits: Limits, key: str | None) 
     expected = _expected(kind, PLACEMENT_KEYS, _PLACEMENT_SHAPE)
     where = f"{key!r}: " if key else ""
     try:
-        tensor = _numbers(value, expected, lambda shape: _check_placement_shape(shape, limits))
+        tensor = _numbers(value, expected, lambda shape: check_placement_shape(shape, limits))
         return _placement_ids(tensor)
     except LoadFormatError as error:
         raise LoadFormatError(f"{where}{error}") from None
@@ -850,7 +850,9 @@ def _check_loads_shape(shape: tuple[int, ...], limits: Limits) -> None:
     )
 
 
-def _check_placement_shape(shape: tuple[int, ...], limits: Limits) -> None:
+def check_placement_shape(shape: tuple[int, ...], limits: Limits) -> None:
+    """``LoadFormatError`` unless a placement is 2-D and not empty; ``LimitError`` past the
+    layers, slots or entries ``limits`` allow."""
     if len(shape) != 2 or 0 in shape:
         raise LoadFormatError(
             f"found shape {_shape_text(shape)}; a placement is 2-D [layers, slots] and not empty"

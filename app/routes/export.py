@@ -8,12 +8,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from eplb_core import Plan
-from eplb_core.io import format_csv_matrix, map_to_json, map_to_pt, plan_to_json
+from eplb_core.io import (
+    check_placement_shape,
+    format_csv_matrix,
+    map_to_json,
+    map_to_pt,
+    plan_to_json,
+)
 
 from ..deps import JSON_BODY, JobDep, JsonBodyDep, PoolDep, SettingsDep, parse_json
 from ..schemas import PlacementBody
@@ -21,14 +26,17 @@ from . import ERRORS, json_request, tensor
 
 router = APIRouter(prefix="/export", tags=["export"])
 
-FILES: dict[str, tuple[str, Callable[[torch.Tensor], str | bytes]]] = {
-    "physical_to_logical_map.json": ("application/json", map_to_json),
-    "physical_to_logical_map.pt": ("application/octet-stream", map_to_pt),
+FILES: dict[str, tuple[str, Callable[[Plan], str | bytes]]] = {
+    "physical_to_logical_map.json": ("application/json", lambda plan: map_to_json(plan.phy2log)),
+    "physical_to_logical_map.pt": (
+        "application/octet-stream",
+        lambda plan: map_to_pt(plan.phy2log),
+    ),
     "plan.json": (
         "application/json",
-        lambda phy2log: plan_to_json(*_plan_tensors(Plan.from_placement(phy2log))),
+        lambda plan: plan_to_json(plan.phy2log, plan.log2phy, plan.logcnt),
     ),
-    "phy2log.csv": ("text/csv", format_csv_matrix),
+    "phy2log.csv": ("text/csv", lambda plan: format_csv_matrix(plan.phy2log)),
 }
 DESCRIPTIONS = {
     "physical_to_logical_map.json": '``{"physical_to_logical_map": [[...]]}``: the placement '
@@ -40,10 +48,6 @@ DESCRIPTIONS = {
     "padded with -1) and ``logcnt``, as ``eplb rebalance -o`` writes it.",
     "phy2log.csv": "``phy2log`` as CSV: a row per layer, a column per slot.",
 }
-
-
-def _plan_tensors(plan: Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return plan.phy2log, plan.log2phy, plan.logcnt
 
 
 def _route(name: str) -> None:
@@ -58,10 +62,8 @@ def _route(name: str) -> None:
     ) -> Response:
         def work() -> str | bytes:
             phy2log = tensor(parse_json(PlacementBody, body).phy2log)
-            num_layers, num_slots = phy2log.shape
-            settings.limits.check("max_layers", num_layers, "layers")
-            settings.limits.check("max_replicas", num_slots, "slots")
-            return write(Plan.from_placement(phy2log).phy2log)
+            check_placement_shape(tuple(phy2log.shape), settings.limits)
+            return write(Plan.from_placement(phy2log))
 
         return Response(
             await pool.run(job, work, request),
